@@ -1,0 +1,97 @@
+// Package probe opens a disk image of any supported format, trying each
+// format in turn while it answers layouts.ErrWrongType, raw last.
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/raw"
+)
+
+// Format is one source layout that probing knows.
+type Format struct {
+	Name string
+	// Open opens f as this format. It returns an error wrapping
+	// layouts.ErrWrongType, and nothing else, when f is not of the format.
+	// On success the disk owns f; on error f stays open for the next try.
+	Open func(f layouts.File, env *layouts.Env) (layouts.Disk, error)
+}
+
+// Formats are tried in order; raw always matches and comes last.
+var Formats = []Format{
+	{Name: raw.Type, Open: raw.Open},
+}
+
+// Open opens path read-only and probes its format. References inside it
+// are resolved under env's policy (a nil env allows the file's own
+// directory only).
+func Open(path string, env *layouts.Env) (layouts.Disk, error) {
+	env = withOpener(env)
+	f, err := layouts.OpenFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: disk file is missing", path)
+		}
+		return nil, err
+	}
+	d, err := OpenFile(f, env)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// OpenFile probes f, an already opened file.
+func OpenFile(f layouts.File, env *layouts.Env) (layouts.Disk, error) {
+	env = withOpener(env)
+	for _, ft := range Formats {
+		d, err := ft.Open(f, env)
+		if err == nil {
+			return d, nil
+		}
+		if !errors.Is(err, layouts.ErrWrongType) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("%s: unknown disk format", f.Name())
+}
+
+// OpenAs opens path as the named format, without probing.
+func OpenAs(path, format string, env *layouts.Env) (layouts.Disk, error) {
+	for _, ft := range Formats {
+		if ft.Name != format {
+			continue
+		}
+		env = withOpener(env)
+		f, err := layouts.OpenFile(path)
+		if err != nil {
+			return nil, err
+		}
+		d, err := ft.Open(f, env)
+		if err != nil {
+			f.Close()
+			if errors.Is(err, layouts.ErrWrongType) {
+				return nil, fmt.Errorf("%s: not a %s image", path, format)
+			}
+			return nil, err
+		}
+		return d, nil
+	}
+	return nil, fmt.Errorf("%s: format %q is not supported", path, format)
+}
+
+func withOpener(env *layouts.Env) *layouts.Env {
+	if env == nil {
+		env = &layouts.Env{}
+	}
+	if env.OpenDisk == nil {
+		e := *env
+		e.OpenDisk = Open
+		env = &e
+	}
+	return env
+}

@@ -73,9 +73,9 @@ func Bytes(format string, b []byte) *Image {
 	return img
 }
 
-func (m *Image) Size() int64        { return m.size }
-func (m *Image) Format() string     { return m.format }
-func (m *Image) Close() error       { return nil }
+func (m *Image) Size() int64         { return m.size }
+func (m *Image) Format() string      { return m.format }
+func (m *Image) Close() error        { return nil }
 func (m *Image) Segments() []Segment { return m.segs }
 
 // first returns the index of the first segment that ends after off.

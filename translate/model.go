@@ -11,6 +11,7 @@ package translate
 import (
 	"fmt"
 	"io/fs"
+	"strings"
 )
 
 // Firmware of a machine.
@@ -189,4 +190,27 @@ type Target interface {
 	// Emit generates the descriptor files for m with its disks at disks
 	// (in the order of m.Disks). It returns the warnings of the mapping.
 	Emit(m *Machine, disks []TargetDisk, opts Options) ([]OutFile, []Warning, error)
+}
+
+// FileName makes a VM name safe for a file name: letters, digits, '.', '_'
+// and '-' are kept, anything else becomes '_'; an empty or dot-only name
+// becomes "vm".
+func FileName(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	s := strings.Trim(b.String(), ".")
+	if s == "" {
+		return "vm"
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
 }

@@ -8,7 +8,12 @@ import (
 	"os"
 
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/qcow2"
 	"github.com/vmfs/vmfs/layouts/raw"
+	"github.com/vmfs/vmfs/layouts/vdi"
+	"github.com/vmfs/vmfs/layouts/vhd"
+	"github.com/vmfs/vmfs/layouts/vhdx"
+	"github.com/vmfs/vmfs/layouts/vmdk"
 )
 
 // Format is one source layout that probing knows.
@@ -22,6 +27,11 @@ type Format struct {
 
 // Formats are tried in order; raw always matches and comes last.
 var Formats = []Format{
+	{Name: qcow2.Type, Open: qcow2.Open},
+	{Name: vdi.Type, Open: vdi.Open},
+	{Name: vmdk.Type, Open: vmdk.Open},
+	{Name: vhdx.Type, Open: vhdx.Open},
+	{Name: vhd.Type, Open: vhd.Open}, // footer at the end only: just before raw
 	{Name: raw.Type, Open: raw.Open},
 }
 

@@ -6,9 +6,15 @@ package target
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/qcow2"
+	"github.com/vmfs/vmfs/layouts/vdi"
+	"github.com/vmfs/vmfs/layouts/vhd"
+	"github.com/vmfs/vmfs/layouts/vhdx"
+	"github.com/vmfs/vmfs/layouts/vmdk"
 )
 
 // File is one file of a target image. Most formats make one file; VMDK
@@ -40,6 +46,60 @@ type Builder func(src layouts.Disk, base string, opts Options) ([]File, error)
 var builders = map[string]Builder{
 	"raw": func(src layouts.Disk, _ string, _ Options) ([]File, error) {
 		return []File{{Suffix: ".raw", Content: layouts.Section("raw", src), Primary: true}}, nil
+	},
+	"qcow2": func(src layouts.Disk, _ string, _ Options) ([]File, error) {
+		img, err := qcow2.Synthesize(src)
+		if err != nil {
+			return nil, err
+		}
+		return []File{{Suffix: ".qcow2", Content: img, Primary: true}}, nil
+	},
+	"vmdk": func(src layouts.Disk, base string, opts Options) ([]File, error) {
+		name := filepath.Base(base)
+		switch opts.Subformat {
+		case "", "monolithicSparse":
+			img, err := vmdk.SynthesizeSparseNamed(src, opts.AdapterType, name+".vmdk")
+			if err != nil {
+				return nil, err
+			}
+			return []File{{Suffix: ".vmdk", Content: img, Primary: true}}, nil
+		case "monolithicFlat":
+			desc, flat, err := vmdk.SynthesizeFlat(src, opts.AdapterType, name+"-flat.vmdk")
+			if err != nil {
+				return nil, err
+			}
+			return []File{{Suffix: ".vmdk", Content: desc, Primary: true}, {Suffix: "-flat.vmdk", Content: flat}}, nil
+		}
+		return nil, fmt.Errorf("vmdk: subformat %q is not supported (supported: monolithicSparse, monolithicFlat): %w", opts.Subformat, layouts.ErrUnsupported)
+	},
+	"vhdx": func(src layouts.Disk, _ string, _ Options) ([]File, error) {
+		img, err := vhdx.Synthesize(src)
+		if err != nil {
+			return nil, err
+		}
+		return []File{{Suffix: ".vhdx", Content: img, Primary: true}}, nil
+	},
+	"vhd": func(src layouts.Disk, _ string, opts Options) ([]File, error) {
+		synth := vhd.SynthesizeDynamic
+		switch opts.Subformat {
+		case "", "dynamic":
+		case "fixed":
+			synth = vhd.SynthesizeFixed
+		default:
+			return nil, fmt.Errorf("vhd: subformat %q is not supported (supported: dynamic, fixed): %w", opts.Subformat, layouts.ErrUnsupported)
+		}
+		img, err := synth(src)
+		if err != nil {
+			return nil, err
+		}
+		return []File{{Suffix: ".vhd", Content: img, Primary: true}}, nil
+	},
+	"vdi": func(src layouts.Disk, _ string, _ Options) ([]File, error) {
+		img, err := vdi.Synthesize(src)
+		if err != nil {
+			return nil, err
+		}
+		return []File{{Suffix: ".vdi", Content: img, Primary: true}}, nil
 	},
 }
 

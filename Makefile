@@ -1,0 +1,55 @@
+# vmfs: build, test, demo. `make demo` and `make test` install the system
+# packages they need when run as root (Debian 12).
+
+GO       ?= go
+BIN      := bin/vmfs
+PKGS     := ./...
+APT_PKGS := fuse3 qemu-utils qemu-system-x86 ovmf libvirt-daemon libvirt-daemon-driver-qemu \
+            libvirt-clients libxml2-utils syslinux syslinux-common syslinux-efi mtools dosfstools \
+            fdisk busybox-static cpio xz-utils zstd
+BENCH_PKGS := xmount libvmdk-utils nbdkit libnbd-bin nbd-client hyperfine
+
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: all build test test-short demo deps bench-deps fuzz soak bench vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/vmfs
+
+# deps installs what the tests and the demo need, when run as root.
+deps:
+	@scripts/install-deps.sh $(APT_PKGS)
+
+bench-deps:
+	@scripts/install-deps.sh $(APT_PKGS) $(BENCH_PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+# test: unit tests, real-tool oracles, fuzz seeds, mounts and guest boots.
+test: deps build vet
+	$(GO) test -timeout 30m -count=1 $(PKGS)
+
+test-short: build
+	$(GO) test -short -count=1 $(PKGS)
+
+demo: deps build
+	testdata/demo/demo.sh
+
+# fuzz runs every fuzz target for FUZZTIME each (default 1m).
+FUZZTIME ?= 1m
+fuzz:
+	@scripts/fuzz-all.sh $(FUZZTIME)
+
+soak: deps build
+	VMFS_SOAK=1 $(GO) test -timeout 60m -count=1 -run Soak ./internal/e2e/...
+
+bench: bench-deps build
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./layouts/...
+	VMFS_BENCH=1 $(GO) test -timeout 30m -count=1 -run Bench -v ./internal/bench/...
+
+clean:
+	rm -rf bin

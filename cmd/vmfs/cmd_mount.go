@@ -1,0 +1,216 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vmfs/vmfs/fusefs"
+	"github.com/vmfs/vmfs/internal/mount"
+	"github.com/vmfs/vmfs/internal/overlay"
+	"github.com/vmfs/vmfs/internal/view"
+)
+
+type mountOptions struct {
+	src, mountpoint string
+	daemon          bool
+	readOnly        bool
+	share           bool
+	debug           bool
+	overlay         string
+	fresh           bool
+}
+
+func mountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "mount",
+		Usage:     "show SRC as a target VM at MOUNTPOINT (foreground; Ctrl-C unmounts)",
+		ArgsUsage: "SRC MOUNTPOINT",
+		Flags: append(append(translateFlags(), overlayFlags()...),
+			&cli.BoolFlag{Name: "fresh", Usage: "discard the overlay's earlier writes"},
+			&cli.BoolFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "run in the background; return once the mount serves"},
+			&cli.BoolFlag{Name: "read-only", Usage: "refuse writes (EROFS)"},
+			&cli.BoolFlag{Name: "share", Usage: "let every local user read the mount (default: only you and the hypervisor's user)"},
+			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
+		),
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 2, "SRC MOUNTPOINT"); err != nil {
+				return err
+			}
+			o := mountOptions{
+				src: c.Args().Get(0), mountpoint: c.Args().Get(1),
+				daemon: c.Bool("daemon"), readOnly: c.Bool("read-only"),
+				share: c.Bool("share"), debug: c.Bool("fuse-debug"),
+				overlay: c.String("overlay"), fresh: c.Bool("fresh"),
+			}
+			return runMount(c, o)
+		},
+	}
+}
+
+func runMount(c *cli.Context, o mountOptions) error {
+	mnt, err := filepath.Abs(o.mountpoint)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(o.src); err != nil {
+		return fmt.Errorf("%s: %w", o.src, unwrapPathErr(err))
+	}
+	if err := mount.CheckMountpoint(mnt); err != nil {
+		return err
+	}
+	if o.daemon && !mount.IsDaemonChild() {
+		if err := os.MkdirAll(mount.RegistryDir(), 0o700); err != nil {
+			return err
+		}
+		logPath := filepath.Join(mount.RegistryDir(), filepath.Base(mnt)+".log")
+		if err := mount.Daemonize(os.Args[1:], logPath, 2*time.Minute); err != nil {
+			return err
+		}
+		fmt.Printf("mounted %s at %s\n", o.src, mnt)
+		return nil
+	}
+	err = serve(c, o, mnt)
+	mount.Ready(err) // no-op once readiness was reported
+	return err
+}
+
+func serve(c *cli.Context, o mountOptions, mnt string) error {
+	log := logger(c)
+	bo, err := buildOptions(c, mnt)
+	if err != nil {
+		return err
+	}
+	v, err := view.Build(o.src, bo)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	for _, w := range v.Warnings {
+		mount.Notify(w.String())
+	}
+	entries := make([]fusefs.Entry, len(v.Files))
+	for i, f := range v.Files {
+		entries[i] = fusefs.Entry{Name: f.Name, Content: f.Content, Mode: f.Mode}
+	}
+	var ovDir string
+	if !o.readOnly {
+		ovDir = o.overlay
+		if ovDir == "" {
+			if ovDir, err = defaultOverlayDir(o.src, bo); err != nil {
+				return err
+			}
+		}
+		ov, err := overlay.Open(ovDir, overlay.Options{Fresh: o.fresh, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := ov.Close(); err != nil {
+				log.Error("closing the overlay", "dir", ovDir, "err", err)
+			}
+		}()
+		if ov.Unclean() {
+			mount.Notify(fmt.Sprintf("overlay %s was not closed cleanly; its map was checked and is consistent", ovDir))
+		}
+		files, err := overlayFiles(ov, v)
+		if err != nil {
+			return err
+		}
+		for i := range entries {
+			entries[i].Content = files[i]
+		}
+		mount.Inform(fmt.Sprintf("writes go to the overlay %s", ovDir))
+	}
+	fo := fusefs.Options{
+		ReadOnly: o.readOnly,
+		UID:      uint32(os.Getuid()),
+		GID:      uint32(os.Getgid()),
+		DirMode:  0o700,
+		FsName:   "vmfs:" + absOr(o.src),
+		Logger:   log,
+		Debug:    o.debug,
+	}
+	if gid, ok := hypervisorGroup(bo.To); ok {
+		fo.GID, fo.DirMode = gid, 0o710
+	}
+	if o.share {
+		fo.DirMode = 0o755
+		for i := range entries {
+			entries[i].Mode |= 0o044
+		}
+	}
+	srv, err := fusefs.Mount(mnt, entries, fo)
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() { srv.Wait(); close(done) }()
+	mount.Remember(mount.Record{
+		Mountpoint: mnt, Source: absOr(o.src), Target: bo.To, Format: v.Format,
+		ReadOnly: o.readOnly, Overlay: ovDir, PID: os.Getpid(), Started: time.Now(),
+	})
+	defer mount.Forget(mnt)
+	mount.Ready(nil)
+	if !mount.IsDaemonChild() {
+		log.Info("mounted", "source", o.src, "mountpoint", mnt)
+	}
+	for {
+		select {
+		case <-done:
+			return nil
+		case s := <-sigs:
+			log.Info("unmounting", "signal", s.String())
+			if err := srv.Unmount(); err != nil {
+				log.Warn("unmount failed; still serving", "err", err)
+				continue
+			}
+			<-done
+			return nil
+		}
+	}
+}
+
+// hypervisorGroup is the group QEMU runs as under libvirt (Debian:
+// libvirt-qemu), which must traverse the mount to open the disks.
+func hypervisorGroup(to string) (uint32, bool) {
+	if to != "libvirt" {
+		return 0, false
+	}
+	g, err := user.LookupGroup("libvirt-qemu")
+	if err != nil {
+		return 0, false
+	}
+	id, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, false
+	}
+	return uint32(id), true
+}
+
+func absOr(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// unwrapPathErr drops the path an *os.PathError repeats.
+func unwrapPathErr(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		if pe.Err == syscall.ENOENT {
+			return fmt.Errorf("no such file")
+		}
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,422 @@
+// Package fusefs serves a view (descriptor and disk image files) over FUSE.
+// Reads are resolved on the fly from each file's content; writes, when the
+// content can take them, go to it (the copy-on-write overlay), never to the
+// source. It parses no format: it only adapts files to the kernel.
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/vmfs/vmfs/layouts"
+)
+
+// Writable is content that takes writes: the overlay's files.
+type Writable interface {
+	layouts.Disk
+	WriteAt(p []byte, off int64) (int, error)
+	Truncate(size int64) error
+	// Punch makes [off, off+n) read as zeros.
+	Punch(off, n int64) error
+	// Sync makes everything written durable.
+	Sync() error
+}
+
+// Entry is one file of the mount.
+type Entry struct {
+	Name    string
+	Content layouts.Disk
+	Mode    fs.FileMode
+}
+
+// Options of a mount.
+type Options struct {
+	// ReadOnly refuses all writes with EROFS, even to Writable content.
+	ReadOnly bool
+	// UID and GID own the files and the root directory.
+	UID, GID uint32
+	// DirMode is the root directory's permission bits (0700 when zero).
+	DirMode fs.FileMode
+	// FsName shows in /proc/mounts (the source path).
+	FsName string
+	Logger *slog.Logger
+	Debug  bool
+}
+
+// Mount serves entries at mountpoint and returns once the mount is ready.
+func Mount(mountpoint string, entries []Entry, opts Options) (*fuse.Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = discardLogger()
+	}
+	if opts.DirMode == 0 {
+		opts.DirMode = 0o700
+	}
+	r := &root{entries: entries, opts: opts}
+	long := time.Hour
+	fo := &gofs.Options{
+		EntryTimeout:    &long,
+		AttrTimeout:     &long,
+		NegativeTimeout: &long,
+		MountOptions: fuse.MountOptions{
+			AllowOther:   true,
+			Options:      []string{"default_permissions"},
+			FsName:       opts.FsName,
+			Name:         "vmfs",
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			DirectMount:  true,
+			Debug:        opts.Debug,
+			// Disks are read in parallel by guests and by materialize.
+			MaxBackground: 64,
+		},
+		UID: opts.UID,
+		GID: opts.GID,
+	}
+	// No read-only mount flag even with ReadOnly: libvirt chowns disks
+	// before start. Writes are refused per file instead.
+	srv, err := gofs.Mount(mountpoint, r, fo)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return srv, nil
+}
+
+type root struct {
+	gofs.Inode
+	entries []Entry
+	opts    Options
+
+	mu   sync.Mutex
+	mode uint32
+	uid  uint32
+	gid  uint32
+}
+
+var (
+	_ = (gofs.NodeOnAdder)((*root)(nil))
+	_ = (gofs.NodeGetattrer)((*root)(nil))
+	_ = (gofs.NodeSetattrer)((*root)(nil))
+	_ = (gofs.NodeStatfser)((*root)(nil))
+)
+
+func (r *root) OnAdd(ctx context.Context) {
+	r.mode = uint32(r.opts.DirMode.Perm())
+	r.uid, r.gid = r.opts.UID, r.opts.GID
+	for i, e := range r.entries {
+		n := &file{
+			name:    e.Name,
+			content: e.Content,
+			opts:    &r.opts,
+			mode:    uint32(e.Mode.Perm()),
+			uid:     r.opts.UID,
+			gid:     r.opts.GID,
+			mtime:   time.Now(),
+		}
+		if w, ok := e.Content.(Writable); ok && !r.opts.ReadOnly {
+			n.rw = w
+		}
+		ch := r.NewPersistentInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i) + 2})
+		r.AddChild(e.Name, ch, false)
+	}
+}
+
+func (r *root) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out.Mode = syscall.S_IFDIR | r.mode
+	out.Uid, out.Gid = r.uid, r.gid
+	out.Nlink = 2
+	return 0
+}
+
+func (r *root) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	r.mu.Lock()
+	if m, ok := in.GetMode(); ok {
+		r.mode = m & 0o7777
+	}
+	if u, ok := in.GetUID(); ok {
+		r.uid = u
+	}
+	if g, ok := in.GetGID(); ok {
+		r.gid = g
+	}
+	r.mu.Unlock()
+	return r.Getattr(ctx, nil, out)
+}
+
+func (r *root) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var total int64
+	for _, e := range r.entries {
+		total += e.Content.Size()
+	}
+	out.Bsize = 4096
+	out.Frsize = 4096
+	out.Blocks = uint64(total+4095) / 4096
+	out.NameLen = 255
+	out.Files = uint64(len(r.entries))
+	return 0
+}
+
+// file is one file of the view.
+type file struct {
+	gofs.Inode
+	name    string
+	content layouts.Disk
+	rw      Writable
+	opts    *Options
+
+	mu    sync.Mutex
+	mode  uint32
+	uid   uint32
+	gid   uint32
+	mtime time.Time
+
+	blocks     atomic.Int64 // allocated bytes, valid while blocksOK
+	blocksOK   atomic.Bool
+	loggedOnce sync.Map
+}
+
+var (
+	_ = (gofs.NodeGetattrer)((*file)(nil))
+	_ = (gofs.NodeSetattrer)((*file)(nil))
+	_ = (gofs.NodeOpener)((*file)(nil))
+	_ = (gofs.NodeReader)((*file)(nil))
+	_ = (gofs.NodeWriter)((*file)(nil))
+	_ = (gofs.NodeFsyncer)((*file)(nil))
+	_ = (gofs.NodeFlusher)((*file)(nil))
+	_ = (gofs.NodeLseeker)((*file)(nil))
+	_ = (gofs.NodeAllocater)((*file)(nil))
+)
+
+func (f *file) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	f.fill(&out.Attr)
+	return 0
+}
+
+func (f *file) fill(a *fuse.Attr) {
+	f.mu.Lock()
+	a.Mode = syscall.S_IFREG | f.mode
+	a.Uid, a.Gid = f.uid, f.gid
+	mt := f.mtime
+	f.mu.Unlock()
+	size := f.content.Size()
+	a.Size = uint64(size)
+	a.Nlink = 1
+	a.Blksize = 1 << 16
+	a.SetTimes(nil, &mt, &mt)
+	a.Blocks = uint64(f.allocated() / 512)
+}
+
+// allocated is the file's allocated bytes, computed once (and again after
+// writes), as du reports it.
+func (f *file) allocated() int64 {
+	if f.blocksOK.Load() {
+		return f.blocks.Load()
+	}
+	n, err := layouts.Allocated(f.content)
+	if err != nil {
+		f.logOnce("extents", err)
+		n = f.content.Size()
+	}
+	f.blocks.Store(n)
+	f.blocksOK.Store(true)
+	return n
+}
+
+func (f *file) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if sz, ok := in.GetSize(); ok {
+		if f.rw == nil {
+			return syscall.EROFS
+		}
+		if err := f.rw.Truncate(int64(sz)); err != nil {
+			return f.errno("truncate", err)
+		}
+		f.touch()
+	}
+	f.mu.Lock()
+	if m, ok := in.GetMode(); ok {
+		f.mode = m & 0o7777
+	}
+	if u, ok := in.GetUID(); ok {
+		f.uid = u
+	}
+	if g, ok := in.GetGID(); ok {
+		f.gid = g
+	}
+	if mt, ok := in.GetMTime(); ok {
+		f.mtime = mt
+	}
+	f.mu.Unlock()
+	f.fill(&out.Attr)
+	return 0
+}
+
+func (f *file) touch() {
+	f.mu.Lock()
+	f.mtime = time.Now()
+	f.mu.Unlock()
+	f.blocksOK.Store(false)
+}
+
+func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC) != 0 && f.rw == nil {
+		return nil, 0, syscall.EROFS
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		if err := f.rw.Truncate(0); err != nil {
+			return nil, 0, f.errno("truncate", err)
+		}
+		f.touch()
+	}
+	// Every change goes through this process, so the page cache stays
+	// valid across opens.
+	return nil, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := f.content.ReadAt(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, f.errno("read", err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (f *file) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if f.rw == nil {
+		return 0, syscall.EROFS
+	}
+	n, err := f.rw.WriteAt(data, off)
+	f.touch()
+	if err != nil {
+		return uint32(n), f.errno("write", err)
+	}
+	return uint32(n), 0
+}
+
+func (f *file) Fsync(ctx context.Context, _ gofs.FileHandle, flags uint32) syscall.Errno {
+	if f.rw == nil {
+		return 0
+	}
+	return f.errno("fsync", f.rw.Sync())
+}
+
+func (f *file) Flush(ctx context.Context, _ gofs.FileHandle) syscall.Errno { return 0 }
+
+const (
+	fallocKeepSize  = 0x01
+	fallocPunchHole = 0x02
+	fallocZeroRange = 0x10
+)
+
+func (f *file) Allocate(ctx context.Context, _ gofs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
+	if f.rw == nil {
+		return syscall.EROFS
+	}
+	end := int64(off + size)
+	switch {
+	case mode&fallocPunchHole != 0:
+		if mode&fallocKeepSize == 0 {
+			return syscall.EOPNOTSUPP
+		}
+		if err := f.rw.Punch(int64(off), int64(size)); err != nil {
+			return f.errno("punch", err)
+		}
+	case mode&fallocZeroRange != 0:
+		if err := f.rw.Punch(int64(off), int64(size)); err != nil {
+			return f.errno("zero range", err)
+		}
+		if mode&fallocKeepSize == 0 && end > f.rw.Size() {
+			if err := f.rw.Truncate(end); err != nil {
+				return f.errno("extend", err)
+			}
+		}
+	case mode&^fallocKeepSize == 0:
+		if mode&fallocKeepSize == 0 && end > f.rw.Size() {
+			if err := f.rw.Truncate(end); err != nil {
+				return f.errno("extend", err)
+			}
+		}
+	default:
+		return syscall.EOPNOTSUPP
+	}
+	f.touch()
+	return 0
+}
+
+const (
+	seekData = 3
+	seekHole = 4
+)
+
+// Lseek answers SEEK_DATA and SEEK_HOLE from the content's extents.
+func (f *file) Lseek(ctx context.Context, _ gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	size := f.content.Size()
+	pos := int64(off)
+	if pos >= size {
+		return 0, syscall.ENXIO
+	}
+	const step = 1 << 30
+	for pos < size {
+		exts, err := f.content.Extents(pos, step)
+		if err != nil {
+			return 0, f.errno("lseek", err)
+		}
+		if len(exts) == 0 {
+			break
+		}
+		for _, e := range exts {
+			isData := e.Kind == layouts.Data
+			if whence == seekData && isData {
+				return uint64(max(e.Off, int64(off))), 0
+			}
+			if whence == seekHole && !isData {
+				return uint64(max(e.Off, int64(off))), 0
+			}
+		}
+		pos = exts[len(exts)-1].End()
+	}
+	if whence == seekData {
+		return 0, syscall.ENXIO
+	}
+	return uint64(size), 0
+}
+
+// errno is the one place where errors become errno values. I/O failures are
+// logged once per file and kind.
+func (f *file) errno(op string, err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	switch {
+	case errors.As(err, &e):
+	case errors.Is(err, os.ErrNotExist):
+		e = syscall.ENOENT
+	default:
+		e = syscall.EIO
+	}
+	f.logOnce(op, err)
+	return e
+}
+
+func (f *file) logOnce(op string, err error) {
+	key := op + ": " + err.Error()
+	if _, dup := f.loggedOnce.LoadOrStore(key, true); dup {
+		return
+	}
+	f.opts.Logger.Error("I/O error", "file", f.name, "op", op, "err", err)
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

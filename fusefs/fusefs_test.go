@@ -1,0 +1,170 @@
+package fusefs
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"testing/iotest"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmfs/vmfs/layouts"
+)
+
+// sparseImage is a 16 MiB image with data at [1 MiB, 2 MiB) and
+// [10 MiB, 10 MiB + 4 KiB) and holes elsewhere.
+func sparseImage(t *testing.T) (*layouts.Image, []byte) {
+	t.Helper()
+	a := make([]byte, 1<<20)
+	b := make([]byte, 4096)
+	rand.Read(a)
+	rand.Read(b)
+	img, err := layouts.NewImage("test", 16<<20, []layouts.Segment{
+		{Off: 1 << 20, Len: int64(len(a)), Kind: layouts.SegBytes, Bytes: a},
+		{Off: 10 << 20, Len: int64(len(b)), Kind: layouts.SegBytes, Bytes: b},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 16<<20)
+	copy(want[1<<20:], a)
+	copy(want[10<<20:], b)
+	return img, want
+}
+
+// mountTest mounts entries in a temporary directory and unmounts in cleanup,
+// also when the test fails.
+func mountTest(t *testing.T, entries []Entry, opts Options) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting with allow_other needs root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	dir := t.TempDir()
+	srv, err := Mount(dir, entries, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+		srv.Wait()
+	})
+	return dir
+}
+
+func TestMountReadSeekAndPermissions(t *testing.T) {
+	img, want := sparseImage(t)
+	desc := layouts.Bytes("text", []byte("<domain/>\n"))
+	dir := mountTest(t, []Entry{
+		{Name: "vm.xml", Content: desc, Mode: 0o600},
+		{Name: "vm-disk0.raw", Content: img, Mode: 0o600},
+	}, Options{UID: 0, GID: 0, DirMode: 0o710})
+
+	got, err := os.ReadFile(filepath.Join(dir, "vm-disk0.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("disk content differs")
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o710 {
+		t.Errorf("root mode %v, want 0710", st.Mode().Perm())
+	}
+
+	f, err := os.Open(filepath.Join(dir, "vm-disk0.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := iotest.TestReader(f, want); err != nil {
+		t.Errorf("TestReader: %v", err)
+	}
+	fd := int(f.Fd())
+	for _, tc := range []struct {
+		name   string
+		off    int64
+		whence int
+		want   int64
+		errno  error
+	}{
+		{"data from 0", 0, unix.SEEK_DATA, 1 << 20, nil},
+		{"hole inside data", 1 << 20, unix.SEEK_HOLE, 2 << 20, nil},
+		{"data after first", 2 << 20, unix.SEEK_DATA, 10 << 20, nil},
+		{"hole after last", 10 << 20, unix.SEEK_HOLE, 10<<20 + 4096, nil},
+		{"no data at the tail", 11 << 20, unix.SEEK_DATA, 0, syscall.ENXIO},
+		{"hole at the tail", 11 << 20, unix.SEEK_HOLE, 11 << 20, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := unix.Seek(fd, tc.off, tc.whence)
+			if tc.errno != nil {
+				if !errors.Is(err, tc.errno) {
+					t.Fatalf("got %d, %v; want %v", got, err, tc.errno)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+
+	// Read-only content: writes are refused, chown and chmod work (libvirt
+	// relabels disks before it starts QEMU).
+	if _, err := os.OpenFile(filepath.Join(dir, "vm-disk0.raw"), os.O_RDWR, 0); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("open for writing: %v, want EROFS", err)
+	}
+	if err := os.Chown(filepath.Join(dir, "vm-disk0.raw"), 64055, 64055); err != nil {
+		t.Errorf("chown: %v", err)
+	}
+	var sst syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(dir, "vm-disk0.raw"), &sst); err != nil || sst.Uid != 64055 {
+		t.Errorf("after chown: uid %d, %v", sst.Uid, err)
+	}
+	if sst.Blocks*512 < 1<<20 || sst.Blocks*512 > 2<<20 {
+		t.Errorf("allocated %d bytes, want about 1 MiB + 4 KiB", sst.Blocks*512)
+	}
+}
+
+func TestNodeErrno(t *testing.T) {
+	f := &file{name: "x", opts: &Options{Logger: nil}}
+	f.opts.Logger = discardLogger()
+	for _, tc := range []struct {
+		err  error
+		want syscall.Errno
+	}{
+		{nil, 0},
+		{syscall.ENOSPC, syscall.ENOSPC},
+		{errors.New("grain table corrupt"), syscall.EIO},
+		{os.ErrNotExist, syscall.ENOENT},
+	} {
+		if got := f.errno("read", tc.err); got != tc.want {
+			t.Errorf("errno(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestLseekWithoutMount(t *testing.T) {
+	img, _ := sparseImage(t)
+	f := &file{content: img, opts: &Options{Logger: discardLogger()}}
+	off, errno := f.Lseek(context.Background(), nil, 0, 3)
+	if errno != 0 || off != 1<<20 {
+		t.Fatalf("SEEK_DATA: %d %v", off, errno)
+	}
+	_, errno = f.Lseek(context.Background(), nil, 16<<20, 3)
+	if errno != syscall.ENXIO {
+		t.Fatalf("SEEK_DATA past end: %v", errno)
+	}
+}

@@ -1,0 +1,364 @@
+// Package materialize writes a view into real storage: the cutover. Files
+// are written sparse (holes and zero runs are skipped), in parallel with
+// large aligned I/O, under temporary names that are renamed into place only
+// once complete and flushed; descriptors are written last, so a descriptor
+// under its final name means its disks are complete.
+package materialize
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmfs/vmfs/layouts"
+)
+
+// File is one file to write.
+type File struct {
+	Name    string
+	Content layouts.Disk
+	Mode    os.FileMode
+	// Disk files are written before descriptors.
+	Disk bool
+}
+
+// Options of a run.
+type Options struct {
+	Force  bool // replace existing files
+	Verify bool // re-read what was written and compare
+	// Workers copying in parallel (default 4) and the size of one I/O
+	// (default 4 MiB).
+	Workers   int
+	ChunkSize int64
+	// Progress is called now and then with bytes done and the total; calls
+	// are serialized.
+	Progress func(done, total int64)
+	// SkipSpaceCheck turns off the free-space check (for block devices).
+	SkipSpaceCheck bool
+}
+
+// Summary of a run.
+type Summary struct {
+	Files        int
+	Bytes        int64 // virtual bytes of all files
+	Written      int64 // bytes actually written
+	HolesSkipped int64 // bytes left as holes
+	Duration     time.Duration
+	Verified     bool
+}
+
+// Rate is the virtual bytes per second.
+func (s Summary) Rate() float64 {
+	if s.Duration <= 0 {
+		return 0
+	}
+	return float64(s.Bytes) / s.Duration.Seconds()
+}
+
+const partialSuffix = ".vmfs-partial"
+
+// Run writes files into dir. On any failure or cancellation the temporary
+// files are removed and no file under a final name is incomplete.
+func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, error) {
+	start := time.Now()
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = 4 << 20
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Summary{}, fmt.Errorf("%s: %w", dir, err)
+	}
+	ordered := make([]File, 0, len(files))
+	for _, f := range files {
+		if f.Disk {
+			ordered = append(ordered, f)
+		}
+	}
+	for _, f := range files {
+		if !f.Disk {
+			ordered = append(ordered, f)
+		}
+	}
+	var total, alloc int64
+	for _, f := range ordered {
+		if err := checkName(f.Name); err != nil {
+			return Summary{}, err
+		}
+		final := filepath.Join(dir, f.Name)
+		if _, err := os.Lstat(final); err == nil && !opts.Force {
+			return Summary{}, fmt.Errorf("%s: exists (use --force to replace it)", final)
+		}
+		total += f.Content.Size()
+		a, err := layouts.Allocated(f.Content)
+		if err != nil {
+			return Summary{}, fmt.Errorf("%s: %w", f.Name, err)
+		}
+		alloc += a
+	}
+	if !opts.SkipSpaceCheck {
+		if err := checkSpace(dir, alloc); err != nil {
+			return Summary{}, err
+		}
+	}
+	sum := Summary{Files: len(ordered), Bytes: total}
+	var done atomic.Int64
+	var progressMu sync.Mutex
+	progress := func(n int64) {
+		v := done.Add(n)
+		if opts.Progress != nil {
+			progressMu.Lock()
+			opts.Progress(v, total)
+			progressMu.Unlock()
+		}
+	}
+	var tmps []string
+	cleanup := func() {
+		for _, t := range tmps {
+			os.Remove(t)
+		}
+	}
+	for _, f := range ordered {
+		tmp := filepath.Join(dir, "."+f.Name+partialSuffix)
+		tmps = append(tmps, tmp)
+		written, err := writeFile(ctx, tmp, f, opts, progress)
+		if err != nil {
+			cleanup()
+			return sum, describe(err, dir, f.Name)
+		}
+		sum.Written += written
+		if opts.Verify {
+			if err := verify(ctx, tmp, f, opts); err != nil {
+				cleanup()
+				return sum, err
+			}
+		}
+	}
+	// Everything is complete and flushed: rename into place, disks first.
+	for i, f := range ordered {
+		if err := os.Rename(tmps[i], filepath.Join(dir, f.Name)); err != nil {
+			cleanup()
+			return sum, fmt.Errorf("%s: %w", f.Name, err)
+		}
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	sum.HolesSkipped = total - sum.Written
+	sum.Duration = time.Since(start)
+	sum.Verified = opts.Verify
+	return sum, nil
+}
+
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || filepath.Base(name) != name {
+		return fmt.Errorf("refusing file name %q", name)
+	}
+	return nil
+}
+
+func checkSpace(dir string, need int64) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return nil // not knowable: the writes will tell
+	}
+	free := int64(st.Bavail) * st.Bsize
+	if need > free {
+		return fmt.Errorf("%s: not enough free space: %s needed, %s free", dir, human(need), human(free))
+	}
+	return nil
+}
+
+func describe(err error, dir, name string) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("%s: no space left on device while writing %s; partial files removed", dir, name)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("interrupted while writing %s; partial files removed, nothing was left under a final name", name)
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// job is one chunk to copy.
+type job struct{ off, n int64 }
+
+// writeFile copies f's Data extents into path with parallel workers and
+// returns the bytes written. Zero runs inside data are skipped too.
+func writeFile(ctx context.Context, path string, f File, opts Options, progress func(int64)) (int64, error) {
+	mode := f.Mode
+	if mode == 0 {
+		mode = 0o644
+	}
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode.Perm())
+	if err != nil {
+		return 0, err
+	}
+	defer out.Close()
+	size := f.Content.Size()
+	if err := out.Truncate(size); err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan job, opts.Workers*2)
+	var written atomic.Int64
+	var firstErr error
+	var once sync.Once
+	fail := func(err error) {
+		once.Do(func() { firstErr = err; cancel() })
+	}
+	var wg sync.WaitGroup
+	for range opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, opts.ChunkSize)
+			for j := range jobs {
+				if ctx.Err() != nil {
+					continue
+				}
+				n, err := copyChunk(out, f.Content, buf[:j.n], j.off)
+				if err != nil {
+					fail(err)
+					continue
+				}
+				written.Add(n)
+				progress(j.n)
+			}
+		}()
+	}
+	walkErr := layouts.Walk(f.Content, 0, size, func(e layouts.Extent) error {
+		if e.Kind != layouts.Data {
+			progress(e.Len)
+			return nil
+		}
+		for off := e.Off; off < e.End(); {
+			// Align chunk ends so that I/O stays aligned to the chunk size.
+			end := min(e.End(), (off/opts.ChunkSize+1)*opts.ChunkSize)
+			select {
+			case jobs <- job{off, end - off}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			off = end
+		}
+		return nil
+	})
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	if walkErr != nil {
+		return 0, walkErr
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := out.Sync(); err != nil {
+		return 0, err
+	}
+	return written.Load(), out.Close()
+}
+
+// zeroBlock is the granularity at which zero runs inside data are skipped.
+const zeroBlock = 64 << 10
+
+var zeros = make([]byte, zeroBlock)
+
+// copyChunk reads [off, off+len(buf)) of src and writes its non-zero
+// 64 KiB blocks to out.
+func copyChunk(out *os.File, src layouts.Disk, buf []byte, off int64) (int64, error) {
+	n, err := src.ReadAt(buf, off)
+	if err != nil && !(errors.Is(err, io.EOF) && n == len(buf)) {
+		return 0, err
+	}
+	var written int64
+	for i := 0; i < len(buf); {
+		j := min(i+zeroBlock, len(buf))
+		if bytes.Equal(buf[i:j], zeros[:j-i]) {
+			i = j
+			continue
+		}
+		// Extend the run over following non-zero blocks: one write.
+		k := j
+		for k < len(buf) {
+			e := min(k+zeroBlock, len(buf))
+			if bytes.Equal(buf[k:e], zeros[:e-k]) {
+				break
+			}
+			k = e
+		}
+		if _, err := out.WriteAt(buf[i:k], off+int64(i)); err != nil {
+			return written, err
+		}
+		written += int64(k - i)
+		i = k
+	}
+	return written, nil
+}
+
+// verify re-reads path and compares it with f's content chunk by chunk,
+// reporting the first difference.
+func verify(ctx context.Context, path string, f File, opts Options) error {
+	in, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	size := f.Content.Size()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != size {
+		return fmt.Errorf("verify %s: size %d, want %d", f.Name, st.Size(), size)
+	}
+	a := make([]byte, opts.ChunkSize)
+	b := make([]byte, opts.ChunkSize)
+	for off := int64(0); off < size; off += opts.ChunkSize {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := int(min(opts.ChunkSize, size-off))
+		if _, err := f.Content.ReadAt(a[:n], off); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("verify %s: reading the view: %w", f.Name, err)
+		}
+		if _, err := in.ReadAt(b[:n], off); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("verify %s: reading the output: %w", f.Name, err)
+		}
+		if !bytes.Equal(a[:n], b[:n]) {
+			for i := range n {
+				if a[i] != b[i] {
+					return fmt.Errorf("verify %s: first difference at byte %d", f.Name, off+int64(i))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,370 @@
+// Package mount keeps the lifecycle of a vmfs mount: checking the
+// mountpoint, running in the background, signalling readiness, unmounting
+// (also a mount whose process died), and the registry behind `vmfs status`.
+package mount
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// CheckMountpoint says whether dir can take a new mount: it must exist, be a
+// directory, and not be mounted on already. A stale FUSE mount (its process
+// died) is reported as such.
+func CheckMountpoint(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		if errors.Is(err, syscall.ENOTCONN) {
+			return fmt.Errorf("%s: stale mount (its vmfs process is gone): run 'vmfs unmount %s' first", dir, dir)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: mountpoint does not exist", dir)
+		}
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s: mountpoint is not a directory", dir)
+	}
+	mounted, err := IsMounted(dir)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		return fmt.Errorf("%s: mountpoint is already in use", dir)
+	}
+	return nil
+}
+
+// IsMounted says whether dir is a mountpoint, from /proc/self/mountinfo.
+func IsMounted(dir string) (bool, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false, err
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && unescape(fields[4]) == abs {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
+}
+
+// unescape undoes the octal escapes of mountinfo paths (\040 for a space).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Unmount unmounts dir, lazily when it is busy or stale, and falls back to
+// fusermount3 for unprivileged users.
+func Unmount(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	mounted, err := IsMounted(abs)
+	if err != nil {
+		return err
+	}
+	if !mounted {
+		return fmt.Errorf("%s: not mounted", dir)
+	}
+	err = syscall.Unmount(abs, 0)
+	if errors.Is(err, syscall.EBUSY) {
+		return fmt.Errorf("%s: busy (a process still uses the mount; stop it, or the VM, first)", dir)
+	}
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		// A stale mount may refuse a plain unmount: detach it.
+		if derr := syscall.Unmount(abs, syscall.MNT_DETACH); derr == nil {
+			err = nil
+		}
+	}
+	if errors.Is(err, syscall.EPERM) {
+		out, ferr := exec.Command("fusermount3", "-u", abs).CombinedOutput()
+		if ferr != nil {
+			return fmt.Errorf("%s: unmount: %s", dir, strings.TrimSpace(string(out)))
+		}
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: unmount: %w", dir, err)
+	}
+	Forget(abs)
+	return nil
+}
+
+// ReadyEnv names the environment variable that tells a daemon child which
+// file descriptor to report readiness on.
+const ReadyEnv = "VMFS_READY_FD"
+
+// Daemonize starts this program again with args in a new session, detached
+// from the terminal, and waits until the child reports that the mount
+// serves (nil) or fails (the child's error). logPath receives the child's
+// output.
+func Daemonize(args []string, logPath string, timeout time.Duration) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("daemon log %s: %w", logPath, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), ReadyEnv+"=3")
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return err
+	}
+	w.Close()
+	done := make(chan string, 1)
+	go func() {
+		br := bufio.NewReader(r)
+		for {
+			line, err := br.ReadString('\n')
+			line = strings.TrimSpace(line)
+			if msg, ok := strings.CutPrefix(line, "warn: "); ok {
+				fmt.Fprintln(os.Stderr, "vmfs: warning:", msg)
+				continue
+			}
+			if msg, ok := strings.CutPrefix(line, "info: "); ok {
+				fmt.Fprintln(os.Stderr, "vmfs:", msg)
+				continue
+			}
+			if line != "" || err != nil {
+				done <- line
+				return
+			}
+		}
+	}()
+	select {
+	case line := <-done:
+		if line == "ok" {
+			cmd.Process.Release()
+			return nil
+		}
+		cmd.Wait()
+		if msg, ok := strings.CutPrefix(line, "error: "); ok {
+			return errors.New(msg)
+		}
+		return fmt.Errorf("the mount process exited before serving (see %s)", logPath)
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("the mount process did not become ready within %s (see %s)", timeout, logPath)
+	}
+}
+
+// IsDaemonChild says whether this process was started by Daemonize.
+func IsDaemonChild() bool { return os.Getenv(ReadyEnv) != "" }
+
+// Notify passes a warning to a waiting parent, or prints it when there is
+// none.
+func Notify(warning string) {
+	if f := readyFile(); f != nil {
+		fmt.Fprintf(f, "warn: %s\n", strings.ReplaceAll(warning, "\n", " "))
+		return
+	}
+	fmt.Fprintln(os.Stderr, "vmfs: warning:", warning)
+}
+
+// Inform passes a message to a waiting parent, or prints it.
+func Inform(msg string) {
+	if f := readyFile(); f != nil {
+		fmt.Fprintf(f, "info: %s\n", strings.ReplaceAll(msg, "\n", " "))
+		return
+	}
+	fmt.Fprintln(os.Stderr, "vmfs:", msg)
+}
+
+var ready *os.File
+
+func readyFile() *os.File {
+	if ready != nil {
+		return ready
+	}
+	fd, err := strconv.Atoi(os.Getenv(ReadyEnv))
+	if err != nil {
+		return nil
+	}
+	ready = os.NewFile(uintptr(fd), "ready")
+	return ready
+}
+
+// Ready reports the outcome to a waiting parent, if there is one: err nil
+// means the mount serves.
+func Ready(err error) {
+	f := readyFile()
+	if f == nil {
+		return
+	}
+	os.Unsetenv(ReadyEnv)
+	ready = nil
+	defer f.Close()
+	if err != nil {
+		fmt.Fprintf(f, "error: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return
+	}
+	fmt.Fprintln(f, "ok")
+}
+
+// Record is what the registry keeps of a mount.
+type Record struct {
+	Mountpoint string    `json:"mountpoint"`
+	Source     string    `json:"source"`
+	Target     string    `json:"target"`
+	Format     string    `json:"format"`
+	Overlay    string    `json:"overlay,omitempty"`
+	ReadOnly   bool      `json:"read_only"`
+	PID        int       `json:"pid"`
+	Started    time.Time `json:"started"`
+}
+
+// RegistryDir holds one JSON file per live mount.
+func RegistryDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/vmfs"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "vmfs")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("vmfs-%d", os.Getuid()))
+}
+
+func recordPath(mountpoint string) string {
+	return filepath.Join(RegistryDir(), strings.ReplaceAll(strings.TrimPrefix(mountpoint, "/"), "/", "_")+".json")
+}
+
+// Remember registers a live mount.
+func Remember(r Record) error {
+	if err := os.MkdirAll(RegistryDir(), 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(recordPath(r.Mountpoint), b, 0o600)
+}
+
+// Forget drops a mount from the registry.
+func Forget(mountpoint string) { os.Remove(recordPath(mountpoint)) }
+
+// Status is a registered mount and whether it still serves.
+type Status struct {
+	Record
+	Alive   bool `json:"alive"`
+	Mounted bool `json:"mounted"`
+}
+
+// List returns the registered mounts.
+func List() ([]Status, error) {
+	ents, err := os.ReadDir(RegistryDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Status
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(RegistryDir(), e.Name()))
+		if err != nil {
+			continue
+		}
+		var s Status
+		if json.Unmarshal(b, &s.Record) != nil {
+			continue
+		}
+		s.Alive = syscall.Kill(s.PID, 0) == nil
+		s.Mounted, _ = IsMounted(s.Mountpoint)
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Lookup returns the registered mount at mountpoint.
+func Lookup(mountpoint string) (Status, bool) {
+	abs, _ := filepath.Abs(mountpoint)
+	all, _ := List()
+	for _, s := range all {
+		if s.Mountpoint == abs {
+			return s, true
+		}
+	}
+	return Status{}, false
+}
+
+// Stop unmounts a mount served by a live vmfs process by asking the process
+// (SIGTERM), so that it flushes its overlay before it exits, and waits for
+// it. A mount with no live process is unmounted directly.
+func Stop(mountpoint string, timeout time.Duration) error {
+	abs, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return err
+	}
+	s, ok := Lookup(abs)
+	if !ok || !s.Alive || !s.Mounted {
+		return Unmount(abs)
+	}
+	if err := syscall.Kill(s.PID, syscall.SIGTERM); err != nil {
+		return Unmount(abs)
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(s.PID, 0) != nil {
+			if m, _ := IsMounted(abs); m {
+				return Unmount(abs)
+			}
+			Forget(abs)
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if m, _ := IsMounted(abs); m {
+		return fmt.Errorf("%s: busy (a process still uses the mount; stop it, or the VM, first)", mountpoint)
+	}
+	return fmt.Errorf("%s: unmounted, but vmfs process %d did not exit within %s", mountpoint, s.PID, timeout)
+}

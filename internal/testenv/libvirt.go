@@ -1,0 +1,344 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"libvirt.org/go/libvirtxml"
+)
+
+const libvirtURI = "qemu:///system"
+
+var lv struct {
+	once sync.Once
+	skip string // not installed
+	err  error
+}
+
+// StartLibvirt makes sure libvirtd (with the QEMU driver) and virtlogd
+// answer on qemu:///system, starting them when they are not running. It
+// skips when libvirt is not installed, except in CI where that fails. What it
+// started is stopped when Main returns (unless VMFS_TEST_KEEP_LIBVIRT=1).
+func StartLibvirt(t testing.TB) {
+	t.Helper()
+	lv.once.Do(startLibvirt)
+	if lv.skip != "" {
+		Need(t, "%s", lv.skip)
+	}
+	if lv.err != nil {
+		t.Fatalf("testenv: starting libvirt: %v", lv.err)
+	}
+}
+
+func libvirtAnswers() bool {
+	cmd := exec.Command("virsh", "-c", libvirtURI, "uri")
+	return cmd.Run() == nil
+}
+
+func startLibvirt() {
+	for _, c := range []string{"virsh", "libvirtd", "virtlogd"} {
+		if _, err := lookPathSbin(c); err != nil {
+			lv.skip = c + " not installed (Debian packages libvirt-daemon-system, libvirt-clients)"
+			return
+		}
+	}
+	if !fileExists("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so") &&
+		!fileExists("/usr/lib64/libvirt/connection-driver/libvirt_driver_qemu.so") {
+		lv.skip = "libvirt's QEMU driver not installed (Debian package libvirt-daemon-driver-qemu)"
+		return
+	}
+	if _, err := user.Lookup("libvirt-qemu"); err != nil {
+		lv.skip = "no libvirt-qemu user (Debian package libvirt-daemon-system creates it)"
+		return
+	}
+	if libvirtAnswers() {
+		return
+	}
+	if os.Geteuid() != 0 {
+		lv.skip = "libvirtd is not running and only root can start it"
+		return
+	}
+	for _, d := range []string{"/run/libvirt", "/run/libvirt/qemu", "/var/log/libvirt/qemu",
+		"/var/lib/libvirt/qemu", "/var/lib/libvirt/qemu/nvram", "/var/cache/libvirt/qemu",
+		"/var/lib/libvirt/images", "/var/lib/libvirt/boot"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			lv.err = err
+			return
+		}
+	}
+	if !fileExists("/run/libvirt/virtlogd-sock") {
+		pid := "/run/vmfs-test-virtlogd.pid"
+		if err := startDaemon("virtlogd", pid); err != nil {
+			lv.err = err
+			return
+		}
+		if !waitFile("/run/libvirt/virtlogd-sock", 20*time.Second) {
+			lv.err = fmt.Errorf("virtlogd started but /run/libvirt/virtlogd-sock did not appear")
+			return
+		}
+	}
+	pid := "/run/vmfs-test-libvirtd.pid"
+	if err := startDaemon("libvirtd", pid); err != nil {
+		lv.err = err
+		return
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !libvirtAnswers() {
+		if time.Now().After(deadline) {
+			lv.err = fmt.Errorf("libvirtd started but %s does not answer after 60s", libvirtURI)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func lookPathSbin(c string) (string, error) {
+	if p, err := exec.LookPath(c); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin"} {
+		if p := filepath.Join(d, c); fileExists(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", c)
+}
+
+// startDaemon starts a libvirt daemon with --daemon and a pid file of its
+// own, and arranges for that pid to be stopped when Main returns.
+func startDaemon(name, pidFile string) error {
+	bin, err := lookPathSbin(name)
+	if err != nil {
+		return err
+	}
+	out, err := exec.Command(bin, "--daemon", "--pid-file", pidFile).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s --daemon: %v: %s", name, err, out)
+	}
+	if os.Getenv("VMFS_TEST_KEEP_LIBVIRT") == "1" {
+		return nil
+	}
+	atExit(func() {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 1 {
+			return
+		}
+		if syscall.Kill(pid, syscall.SIGTERM) != nil {
+			return
+		}
+		for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return nil
+}
+
+func waitFile(p string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !fileExists(p) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true
+}
+
+// LibvirtAccelTiny is AccelTiny for guests under libvirt, whose QEMU runs
+// as libvirt-qemu (group kvm): kvm only where that user may open /dev/kvm.
+func LibvirtAccelTiny() string {
+	if !KVMWorks() {
+		return "tcg"
+	}
+	fi, err := os.Stat("/dev/kvm")
+	if err != nil {
+		return "tcg"
+	}
+	perm := fi.Mode().Perm()
+	if perm&0o006 == 0o006 {
+		return "kvm"
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	g, err := user.LookupGroup("kvm")
+	if ok && err == nil && perm&0o060 == 0o060 && g.Gid == strconv.Itoa(int(st.Gid)) {
+		return "kvm"
+	}
+	return "tcg"
+}
+
+// Virsh runs virsh on qemu:///system and returns its output.
+func Virsh(args ...string) (string, error) {
+	cmd := exec.Command("virsh", append([]string{"-c", libvirtURI}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("virsh %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// Domain is a libvirt domain a test defined and started.
+type Domain struct {
+	Name    string
+	Serial  string // the file its first serial port writes
+	XMLPath string // the XML as defined (after the test rewrites)
+	started time.Time
+
+	lastState  time.Time
+	stateCache string
+}
+
+var domainSeq atomic.Int64
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// DomainRewrite is what StartDomain changes in a domain XML before
+// defining it: a unique name and no UUID, type qemu unless accel is kvm (a
+// host-passthrough CPU dropped with it), the first serial port to a file,
+// consoles and graphics dropped, interfaces on user-mode networking, and
+// destroy on reboot (a guest panic reboots). Disks are left as generated.
+func DomainRewrite(xml []byte, name, accel, serial string) ([]byte, error) {
+	var d libvirtxml.Domain
+	if err := d.Unmarshal(string(xml)); err != nil {
+		return nil, fmt.Errorf("domain xml: %v", err)
+	}
+	d.Name, d.UUID = name, ""
+	if accel == "kvm" {
+		d.Type = "kvm"
+	} else {
+		d.Type = "qemu"
+		if d.CPU != nil && (d.CPU.Mode == "host-passthrough" || d.CPU.Mode == "host-model") {
+			d.CPU = nil
+		}
+	}
+	d.OnReboot = "destroy"
+	if d.Devices == nil {
+		d.Devices = &libvirtxml.DomainDeviceList{}
+	}
+	port := uint(0)
+	d.Devices.Serials = []libvirtxml.DomainSerial{{
+		Source: &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: serial}},
+		Target: &libvirtxml.DomainSerialTarget{Type: "isa-serial", Port: &port},
+	}}
+	d.Devices.Consoles = nil
+	d.Devices.Graphics = nil
+	for i := range d.Devices.Interfaces {
+		iface := &d.Devices.Interfaces[i]
+		iface.Source = &libvirtxml.DomainInterfaceSource{User: &libvirtxml.DomainInterfaceSourceUser{}}
+		iface.VirtualPort, iface.Target, iface.Script = nil, nil, nil
+	}
+	s, err := d.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	return []byte(s), nil
+}
+
+// StartDomain rewrites the domain XML at path (see DomainRewrite), defines
+// and starts it; t.Cleanup destroys and undefines it (with its NVRAM).
+func StartDomain(t testing.TB, path, accel string) *Domain {
+	t.Helper()
+	StartLibvirt(t)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("vmfs-test-%d-%d-%s", os.Getpid(), domainSeq.Add(1),
+		unsafeName.ReplaceAllString(t.Name(), "_"))
+	if len(name) > 100 {
+		name = name[:100]
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	Traversable(t, dir)
+	dom := &Domain{Name: name, Serial: filepath.Join(dir, "serial.log"), XMLPath: filepath.Join(dir, "domain.xml")}
+	x, err := DomainRewrite(b, name, accel, dom.Serial)
+	if err != nil {
+		t.Fatalf("testenv: %s: %v", path, err)
+	}
+	if err := os.WriteFile(dom.XMLPath, x, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Virsh("define", dom.XMLPath); err != nil {
+		t.Fatalf("testenv: %v\n%s", err, x)
+	}
+	t.Cleanup(func() {
+		if st := dom.state(true); st != "shut off" && st != "" {
+			_, _ = Virsh("destroy", name)
+		}
+		if _, err := Virsh("undefine", "--nvram", name); err != nil {
+			if _, err2 := Virsh("undefine", name); err2 != nil {
+				t.Errorf("testenv: %v; %v", err, err2)
+			}
+		}
+	})
+	dom.started = time.Now()
+	if _, err := Virsh("start", name); err != nil {
+		t.Fatalf("testenv: %v\n%s\nqemu log:\n%s", err, x, dom.qemuLog())
+	}
+	return dom
+}
+
+// state is virsh domstate, cached for a second unless fresh.
+func (d *Domain) state(fresh bool) string {
+	if !fresh && time.Since(d.lastState) < time.Second {
+		return d.stateCache
+	}
+	out, err := Virsh("domstate", d.Name)
+	if err != nil {
+		out = ""
+	}
+	d.stateCache, d.lastState = strings.TrimSpace(out), time.Now()
+	return d.stateCache
+}
+
+func (d *Domain) qemuLog() string {
+	b, _ := os.ReadFile(filepath.Join("/var/log/libvirt/qemu", d.Name+".log"))
+	return tail(string(b), 20)
+}
+
+// Output is what the guest wrote on its serial port so far.
+func (d *Domain) Output() string {
+	b, _ := os.ReadFile(d.Serial)
+	return string(b)
+}
+
+// WaitFor waits until the serial output holds marker and returns the time
+// since the domain started; it fails the test if the domain stops first.
+func (d *Domain) WaitFor(t testing.TB, marker string, timeout time.Duration) time.Duration {
+	t.Helper()
+	exited := func() bool { st := d.state(false); return st != "running" && st != "paused" }
+	if _, err := waitSerial(d.Output, exited, marker, timeout); err != nil {
+		t.Fatalf("domain %s (%s): %v\nqemu log:\n%s", d.Name, d.XMLPath, err, d.qemuLog())
+	}
+	return time.Since(d.started)
+}
+
+// WaitShutoff waits until the domain is shut off (the guest powered off).
+func (d *Domain) WaitShutoff(t testing.TB, timeout time.Duration) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for d.state(true) != "shut off" {
+		if time.Now().After(deadline) {
+			t.Fatalf("domain %s still %q after %v; serial:\n%s", d.Name, d.state(true), timeout, tail(d.Output(), 20))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return time.Since(d.started)
+}

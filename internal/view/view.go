@@ -1,0 +1,185 @@
+// Package view assembles the target VM that vmfs shows: the generated
+// descriptor files plus one synthesized image per source disk. The same
+// value feeds the FUSE mount and materialize, so what boots from the mount
+// is byte for byte what cutover writes.
+package view
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+
+	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/probe"
+	"github.com/vmfs/vmfs/layouts/target"
+	"github.com/vmfs/vmfs/translate"
+)
+
+// File is one file of the view.
+type File struct {
+	Name    string
+	Content layouts.Disk
+	Mode    fs.FileMode
+	// Disk is true for disk image files (and their extents), false for
+	// descriptors and reports.
+	Disk bool
+}
+
+// Options say what to build.
+type Options struct {
+	// Format of the disk images; "" is the target's default.
+	Format string
+	// Subformat of the disk images ("monolithicFlat", "fixed" ...).
+	Subformat string
+	// Dir is the absolute directory in which the target will see the
+	// files: the mountpoint, or materialize's destination.
+	Dir string
+	// Env is the path policy for references inside source disks.
+	Env *layouts.Env
+	// Translate steers the device mapping.
+	Translate translate.Options
+	// BootFacts, when set, reads what a disk's partition table says about
+	// booting it.
+	BootFacts func(layouts.Disk) (translate.BootFacts, error)
+}
+
+// View is the target VM.
+type View struct {
+	Name     string
+	Machine  *translate.Machine
+	Target   translate.Target
+	Format   string
+	Files    []File
+	Warnings []translate.Warning
+	// Disks are the opened source disks, in the machine's disk order.
+	Disks []layouts.Disk
+}
+
+// New opens the disks of m and builds the view of m for t.
+func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) {
+	if len(m.Disks) == 0 {
+		return nil, fmt.Errorf("%s: the machine has no disk", m.Source)
+	}
+	format := opts.Format
+	if format == "" {
+		format = t.DefaultFormat()
+	}
+	v := &View{Name: translate.FileName(m.Name), Machine: m, Target: t, Format: format}
+	ok := false
+	defer func() {
+		if !ok {
+			v.Close()
+		}
+	}()
+	var tdisks []translate.TargetDisk
+	for i, d := range m.Disks {
+		disk, err := openDisk(d, opts.Env)
+		if err != nil {
+			return nil, err
+		}
+		v.Disks = append(v.Disks, disk)
+		base := fmt.Sprintf("%s-disk%d", v.Name, i)
+		files, err := target.Build(format, disk, filepath.Join(opts.Dir, base), target.Options{
+			AdapterType: vmdkAdapter(d),
+			Subformat:   opts.Subformat,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Path, err)
+		}
+		td := translate.TargetDisk{Format: format, Size: disk.Size()}
+		for _, f := range files {
+			name := base + f.Suffix
+			if f.Primary {
+				td.Path = filepath.Join(opts.Dir, name)
+			}
+			v.Files = append(v.Files, File{Name: name, Content: f.Content, Mode: 0o600, Disk: true})
+		}
+		if opts.BootFacts != nil {
+			bf, err := opts.BootFacts(disk)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", d.Path, err)
+			}
+			td.Boot = bf
+		}
+		tdisks = append(tdisks, td)
+	}
+	outs, warns, err := t.Emit(m, tdisks, opts.Translate)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", m.Source, err)
+	}
+	v.Warnings = append(append([]translate.Warning(nil), m.Warnings...), warns...)
+	var descs []File
+	for _, o := range outs {
+		mode := o.Mode
+		if mode == 0 {
+			mode = 0o600
+		}
+		descs = append(descs, File{Name: o.Name, Content: layouts.Bytes("text", o.Data), Mode: mode})
+	}
+	if len(v.Warnings) > 0 {
+		descs = append(descs, File{Name: v.Name + ".warnings.txt", Content: layouts.Bytes("text", []byte(Report(v.Warnings))), Mode: 0o600})
+	}
+	v.Files = append(descs, v.Files...)
+	ok = true
+	return v, nil
+}
+
+// Report renders warnings one per line.
+func Report(ws []translate.Warning) string {
+	var b strings.Builder
+	for _, w := range ws {
+		b.WriteString(w.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func vmdkAdapter(d translate.Disk) string {
+	switch d.Bus {
+	case translate.BusIDE:
+		return "ide"
+	case translate.BusSCSI:
+		switch d.Controller {
+		case "buslogic":
+			return "buslogic"
+		case "pvscsi":
+			return "pvscsi"
+		}
+		return "lsilogic"
+	}
+	return "lsilogic"
+}
+
+func openDisk(d translate.Disk, env *layouts.Env) (layouts.Disk, error) {
+	if d.Open != nil {
+		f, err := d.Open()
+		if err != nil {
+			return nil, err
+		}
+		lf, ok := f.(layouts.File)
+		if !ok {
+			f.Close()
+			return nil, fmt.Errorf("%s: disk opener returned %T", d.Path, f)
+		}
+		disk, err := probe.OpenFile(lf, env)
+		if err != nil {
+			lf.Close()
+			return nil, err
+		}
+		return disk, nil
+	}
+	return probe.Open(d.Path, env)
+}
+
+// Close releases the source disks.
+func (v *View) Close() error {
+	var first error
+	for _, d := range v.Disks {
+		if err := d.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	v.Disks = nil
+	return first
+}

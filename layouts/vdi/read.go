@@ -1,0 +1,253 @@
+package vdi
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/vmfs/vmfs/layouts"
+)
+
+// Type is the format name.
+const Type = "vdi"
+
+const (
+	signature = 0xbeda107f
+	version11 = 0x00010001
+
+	// Image types.
+	typeNormal = 1 // dynamic
+	typeFixed  = 2 // static
+	typeUndo   = 3
+	typeDiff   = 4
+
+	// Block map entries that are not block numbers.
+	blockFree = 0xffffffff // not allocated: reads as zeros (or from the parent)
+	blockZero = 0xfffffffe // allocated as zeros
+
+	headerSize   = 0x48 + 0x190 // pre-header and version 1.1 header
+	minBlockSize = 512
+	maxBlockSize = 256 << 20
+	// maxMapBytes bounds the block map held in memory (64 MiB: 16 Mi
+	// blocks, 16 TiB of 1 MiB blocks).
+	maxMapBytes = 64 << 20
+)
+
+// Disk is an open VDI image.
+type Disk struct {
+	f         layouts.File
+	name      string
+	size      int64
+	blockSize int64
+	blockBits uint
+	extra     int64 // cbBlockExtra: bytes before each block's data
+	dataOff   int64
+	imageType uint32
+	bmap      []uint32
+	fileSize  int64
+}
+
+func errf(name, format string, args ...any) error {
+	return fmt.Errorf("vdi: %s: "+format, append([]any{name}, args...)...)
+}
+
+// Open opens f as a VDI image. It returns an error wrapping
+// layouts.ErrWrongType when f has no VDI signature. On success the disk
+// owns f.
+func Open(f layouts.File, _ *layouts.Env) (layouts.Disk, error) {
+	d, err := open(f)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func open(f layouts.File) (*Disk, error) {
+	name := f.Name()
+	var b [headerSize]byte
+	n, err := f.ReadAt(b[:], 0)
+	if n < 0x48 || binary.LittleEndian.Uint32(b[0x40:]) != signature {
+		if err != nil && err != io.EOF && n < 0x48 {
+			return nil, errf(name, "reading header: %v", err)
+		}
+		return nil, errf(name, "no vdi signature: %w", layouts.ErrWrongType)
+	}
+	le := binary.LittleEndian
+	if v := le.Uint32(b[0x44:]); v != version11 {
+		return nil, errf(name, "header version %d.%d is not supported: %w", v>>16, v&0xffff, layouts.ErrUnsupported)
+	}
+	if n < headerSize {
+		return nil, errf(name, "header truncated at %d bytes: %w", n, layouts.ErrFormat)
+	}
+	d := &Disk{f: f, name: name, fileSize: f.Size()}
+	cbHeader := le.Uint32(b[0x48:])
+	d.imageType = le.Uint32(b[0x4c:])
+	offBlocks := int64(le.Uint32(b[0x154:]))
+	d.dataOff = int64(le.Uint32(b[0x158:]))
+	cbDisk := le.Uint64(b[0x170:])
+	cbBlock := le.Uint32(b[0x178:])
+	d.extra = int64(le.Uint32(b[0x17c:]))
+	cBlocks := int64(le.Uint32(b[0x180:]))
+
+	if cbHeader < 0x180 {
+		return nil, errf(name, "header size %d too small for version 1.1: %w", cbHeader, layouts.ErrFormat)
+	}
+	switch d.imageType {
+	case typeNormal, typeFixed:
+	case typeDiff:
+		return nil, errf(name, "differencing image (parent found by UUID in a VirtualBox registry): %w", layouts.ErrUnsupported)
+	case typeUndo:
+		return nil, errf(name, "undo image: %w", layouts.ErrUnsupported)
+	default:
+		return nil, errf(name, "image type %d: %w", d.imageType, layouts.ErrFormat)
+	}
+	if cbBlock < minBlockSize || cbBlock > maxBlockSize || cbBlock&(cbBlock-1) != 0 {
+		return nil, errf(name, "block size %d is not a power of two in %d..%d: %w", cbBlock, minBlockSize, maxBlockSize, layouts.ErrFormat)
+	}
+	d.blockSize = int64(cbBlock)
+	for d.blockBits = 0; int64(1)<<d.blockBits < d.blockSize; d.blockBits++ {
+	}
+	if d.extra > 0 && d.extra > maxBlockSize {
+		return nil, errf(name, "block extra size %d is too large: %w", d.extra, layouts.ErrFormat)
+	}
+	if cbDisk > 1<<62 || uint64(cBlocks)<<d.blockBits < cbDisk {
+		return nil, errf(name, "disk size %d does not fit %d blocks of %d bytes: %w", cbDisk, cBlocks, cbBlock, layouts.ErrFormat)
+	}
+	d.size = int64(cbDisk)
+	mapBytes := cBlocks * 4
+	if mapBytes > maxMapBytes {
+		return nil, errf(name, "block map of %d entries is too large: %w", cBlocks, layouts.ErrFormat)
+	}
+	if offBlocks < 0x48 || offBlocks > d.fileSize || d.fileSize-offBlocks < mapBytes {
+		return nil, errf(name, "block map at %#x (%d entries) points past end of file: %w", offBlocks, cBlocks, layouts.ErrFormat)
+	}
+	if d.dataOff > d.fileSize {
+		return nil, errf(name, "data offset %#x points past end of file: %w", d.dataOff, layouts.ErrFormat)
+	}
+	// Only the blocks the virtual size needs are kept.
+	need := (d.size + d.blockSize - 1) >> d.blockBits
+	raw := make([]byte, need*4)
+	if _, err := f.ReadAt(raw, offBlocks); err != nil && err != io.EOF {
+		return nil, errf(name, "reading block map: %v", err)
+	}
+	d.bmap = make([]uint32, need)
+	for i := range d.bmap {
+		d.bmap[i] = le.Uint32(raw[i*4:])
+	}
+	return d, nil
+}
+
+func (d *Disk) Size() int64    { return d.size }
+func (d *Disk) Format() string { return Type }
+func (d *Disk) Close() error   { return d.f.Close() }
+
+// BlockSize is the image's block size in bytes.
+func (d *Disk) BlockSize() int64 { return d.blockSize }
+
+// Static reports whether the image is fixed (preallocated).
+func (d *Disk) Static() bool { return d.imageType == typeFixed }
+
+// block maps block i: its kind and, for data, the file offset of its data.
+func (d *Disk) block(i int64) (layouts.Kind, int64, error) {
+	e := d.bmap[i]
+	switch e {
+	case blockFree:
+		return layouts.Hole, 0, nil
+	case blockZero:
+		return layouts.Zero, 0, nil
+	}
+	off := d.dataOff + int64(e)*(d.blockSize+d.extra) + d.extra
+	if off >= d.fileSize {
+		return 0, 0, errf(d.name, "block map entry %d (block %d) points past end of file: %w", i, e, layouts.ErrFormat)
+	}
+	return layouts.Data, off, nil
+}
+
+// run maps the run starting at pos, at most limit bytes: consecutive blocks
+// of one kind (and, for data, contiguous in the file).
+func (d *Disk) run(pos, limit int64) (int64, layouts.Kind, int64, error) {
+	i := pos >> d.blockBits
+	in := pos & (d.blockSize - 1)
+	kind, off, err := d.block(i)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	n := d.blockSize - in
+	for j := i + 1; j < int64(len(d.bmap)) && n < limit; j++ {
+		k2, off2, err := d.block(j)
+		if err != nil || k2 != kind || (kind == layouts.Data && off2 != off+(j-i)*(d.blockSize+d.extra)) {
+			break
+		}
+		if kind == layouts.Data && d.extra != 0 {
+			break
+		}
+		n += d.blockSize
+	}
+	if kind == layouts.Data {
+		off += in
+	}
+	return min(n, limit), kind, off, nil
+}
+
+// ReadAt reads the virtual disk; unallocated and zero blocks read as zeros.
+// It keeps no state and may be called in parallel.
+func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := layouts.CheckRead(d.size, p, off)
+	if n == 0 {
+		return 0, eof
+	}
+	end := off + int64(n)
+	for pos := off; pos < end; {
+		m, kind, host, err := d.run(pos, end-pos)
+		if err != nil {
+			return 0, err
+		}
+		buf := p[pos-off : pos-off+m]
+		if kind != layouts.Data {
+			clear(buf)
+		} else if err := d.readData(buf, host); err != nil {
+			return 0, err
+		}
+		pos += m
+	}
+	return n, eof
+}
+
+// readData reads stored bytes; like QEMU, the part of a block past the end
+// of the file reads as zeros.
+func (d *Disk) readData(buf []byte, host int64) error {
+	m, err := d.f.ReadAt(buf, host)
+	if m == len(buf) {
+		return nil
+	}
+	if err != nil && err != io.EOF {
+		return errf(d.name, "reading block data at %#x: %v", host, err)
+	}
+	if host+int64(m) < d.fileSize {
+		return errf(d.name, "short read of block data at %#x: %w", host, io.ErrUnexpectedEOF)
+	}
+	clear(buf[m:])
+	return nil
+}
+
+// Extents reports unallocated blocks as Hole, zero blocks as Zero and
+// stored blocks as Data.
+func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
+	off, n, ok := layouts.Clip(d.size, off, n)
+	if !ok {
+		return nil, nil
+	}
+	var b layouts.Builder
+	end := off + n
+	for pos := off; pos < end; {
+		m, kind, _, err := d.run(pos, end-pos)
+		if err != nil {
+			return nil, err
+		}
+		b.Add(pos, m, kind)
+		pos += m
+	}
+	return b.Extents(), nil
+}
+
+var _ layouts.Disk = (*Disk)(nil)

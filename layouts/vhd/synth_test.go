@@ -1,0 +1,757 @@
+package vhd
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/raw"
+)
+
+// ---- helpers shared by the synth tests of this package ----
+
+// synthPiece is a run of the test source: random data, written zeros, or
+// (the default for what no piece covers) a hole.
+type synthPiece struct {
+	off, n int64
+	zero   bool
+}
+
+// synthMakeRaw writes a sparse raw file of the given size with the pieces.
+func synthMakeRaw(t testing.TB, path string, size int64, seed uint64, pieces []synthPiece) {
+	t.Helper()
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "raw", path, fmt.Sprint(size)).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v: %s", err, out)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := rand.New(rand.NewPCG(seed, 7))
+	for _, p := range pieces {
+		buf := make([]byte, p.n)
+		if !p.zero {
+			for i := range buf {
+				buf[i] = byte(r.Uint32())
+			}
+		}
+		if _, err := f.WriteAt(buf, p.off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func synthOpenRaw(t testing.TB, path string) layouts.Disk {
+	t.Helper()
+	f, err := layouts.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := raw.New(f)
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// synthWriteSparse writes the Data extents of img to path, leaving holes.
+func synthWriteSparse(t testing.TB, img layouts.Disk, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(img.Size()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	err = layouts.Walk(img, 0, img.Size(), func(e layouts.Extent) error {
+		if e.Kind != layouts.Data {
+			return nil
+		}
+		for pos := e.Off; pos < e.End(); {
+			n := min(int64(len(buf)), e.End()-pos)
+			if _, err := img.ReadAt(buf[:n], pos); err != nil && err != io.EOF {
+				return err
+			}
+			if _, err := f.WriteAt(buf[:n], pos); err != nil {
+				return err
+			}
+			pos += n
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func synthQemuImg(t testing.TB, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("qemu-img", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("qemu-img %v: %v: %s%s", args, err, out, stderr.Bytes())
+	}
+	return out
+}
+
+type synthMapEntry struct {
+	Start, Length int64
+	Data, Zero    bool
+}
+
+// synthDataRanges returns the ranges qemu-img map reports as data.
+func synthDataRanges(t testing.TB, path, format string) []synthMapEntry {
+	t.Helper()
+	var all, data []synthMapEntry
+	if err := json.Unmarshal(synthQemuImg(t, "map", "--output=json", "-f", format, path), &all); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range all {
+		if e.Data && !e.Zero {
+			data = append(data, e)
+		}
+	}
+	return data
+}
+
+// synthCovered reports whether every range of inner lies inside outer.
+func synthCovered(inner, outer []synthMapEntry) error {
+	for _, in := range inner {
+		pos := in.Start
+		for _, o := range outer {
+			if o.Start <= pos && pos < o.Start+o.Length {
+				pos = o.Start + o.Length
+			}
+		}
+		if pos < in.Start+in.Length {
+			return fmt.Errorf("source data at %d not data in the target", pos)
+		}
+	}
+	return nil
+}
+
+func synthSum(es []synthMapEntry) int64 {
+	var n int64
+	for _, e := range es {
+		n += e.Length
+	}
+	return n
+}
+
+// synthFake is an in-memory sparse disk: Data extents hold bytes computed
+// from the offset, the rest is holes.
+type synthFake struct {
+	size int64
+	data []layouts.Extent // sorted, disjoint, Kind Data
+}
+
+func synthByte(off int64) byte {
+	x := uint64(off/8)*0x9e3779b97f4a7c15 + 1
+	return byte(x>>56) | 1 // never 0: data is never mistaken for a hole
+}
+
+func (d *synthFake) Size() int64    { return d.size }
+func (d *synthFake) Format() string { return "fake" }
+func (d *synthFake) Close() error   { return nil }
+
+func (d *synthFake) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := layouts.CheckRead(d.size, p, off)
+	if n == 0 {
+		return 0, eof
+	}
+	clear(p[:n])
+	end := off + int64(n)
+	i := sort.Search(len(d.data), func(i int) bool { return d.data[i].End() > off })
+	for ; i < len(d.data) && d.data[i].Off < end; i++ {
+		for o := max(off, d.data[i].Off); o < min(end, d.data[i].End()); o++ {
+			p[o-off] = synthByte(o)
+		}
+	}
+	return n, eof
+}
+
+func (d *synthFake) Extents(off, n int64) ([]layouts.Extent, error) {
+	off, n, ok := layouts.Clip(d.size, off, n)
+	if !ok {
+		return nil, nil
+	}
+	end := off + n
+	var b layouts.Builder
+	pos := off
+	i := sort.Search(len(d.data), func(i int) bool { return d.data[i].End() > off })
+	for ; i < len(d.data) && d.data[i].Off < end; i++ {
+		s, e := max(pos, d.data[i].Off), min(end, d.data[i].End())
+		b.Add(pos, s-pos, layouts.Hole)
+		b.Add(s, e-s, layouts.Data)
+		pos = e
+	}
+	b.Add(pos, end-pos, layouts.Hole)
+	return b.Extents(), nil
+}
+
+// synthFakeFromBytes makes a small fake disk from fuzz input.
+func synthFakeFromBytes(in []byte) *synthFake {
+	if len(in) < 3 {
+		return nil
+	}
+	size := int64(binary.LittleEndian.Uint16(in))<<6 | int64(in[2]&63) // < 4 MiB
+	if size == 0 {
+		return nil
+	}
+	d := &synthFake{size: size}
+	var pos int64
+	for in = in[3:]; len(in) >= 4 && pos < size; in = in[4:] {
+		gap := int64(binary.LittleEndian.Uint16(in)) << 6
+		n := int64(binary.LittleEndian.Uint16(in[2:]))<<6 + 1
+		pos += gap
+		if pos >= size {
+			break
+		}
+		n = min(n, size-pos)
+		d.data = append(d.data, layouts.Extent{Off: pos, Len: n, Kind: layouts.Data})
+		pos += n + 1
+	}
+	return d
+}
+
+// synthFakeScattered makes a sparse fake disk of size with count data runs
+// of n bytes at pseudo-random places.
+func synthFakeScattered(size int64, count int, n int64) *synthFake {
+	r := rand.New(rand.NewPCG(1, 2))
+	d := &synthFake{size: size}
+	stride := size / int64(count)
+	for i := 0; i < count; i++ {
+		off := int64(i)*stride + r.Int64N(stride-n)
+		d.data = append(d.data, layouts.Extent{Off: off, Len: n, Kind: layouts.Data})
+	}
+	return d
+}
+
+// ---- a decoder of what the synthesizers write, to check it without qemu ----
+
+// synthDecoded reads the virtual disk of a synthesized VHD through its own
+// footer, dynamic header and BAT.
+type synthDecoded struct {
+	img       io.ReaderAt
+	size      int64
+	vsize     int64
+	fixed     bool
+	batOff    int64
+	entries   int64
+	blockSize int64
+}
+
+func synthVerifyChecksum(b []byte, at int) error {
+	sum := binary.BigEndian.Uint32(b[at:])
+	c := bytes.Clone(b)
+	binary.BigEndian.PutUint32(c[at:], 0)
+	if synthChecksum(c) != sum {
+		return fmt.Errorf("checksum %08x, computed %08x", sum, synthChecksum(c))
+	}
+	return nil
+}
+
+func synthDecode(img io.ReaderAt, size int64) (*synthDecoded, error) {
+	d := &synthDecoded{img: img, size: size}
+	read := func(p []byte, off int64) error {
+		if off < 0 || off+int64(len(p)) > size {
+			return fmt.Errorf("read [%d,+%d) outside the file of %d", off, len(p), size)
+		}
+		_, err := img.ReadAt(p, off)
+		if err == io.EOF {
+			err = nil
+		}
+		return err
+	}
+	footer := make([]byte, 512)
+	if err := read(footer, size-512); err != nil {
+		return nil, err
+	}
+	if string(footer[:8]) != "conectix" || string(footer[28:32]) != "win " {
+		return nil, errors.New("no footer")
+	}
+	if err := synthVerifyChecksum(footer, 64); err != nil {
+		return nil, fmt.Errorf("footer: %v", err)
+	}
+	d.vsize = int64(binary.BigEndian.Uint64(footer[48:]))
+	switch binary.BigEndian.Uint32(footer[60:]) {
+	case synthTypeFixed:
+		if d.vsize != size-512 {
+			return nil, errors.New("fixed: size")
+		}
+		d.fixed = true
+		return d, nil
+	case synthTypeDynamic:
+	default:
+		return nil, errors.New("disk type")
+	}
+	head := make([]byte, 512)
+	if err := read(head, 0); err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(head, footer) {
+		return nil, errors.New("footer copy differs")
+	}
+	dyn := make([]byte, 1024)
+	if err := read(dyn, int64(binary.BigEndian.Uint64(footer[16:]))); err != nil {
+		return nil, err
+	}
+	if string(dyn[:8]) != "cxsparse" {
+		return nil, errors.New("no dynamic header")
+	}
+	if err := synthVerifyChecksum(dyn, 36); err != nil {
+		return nil, fmt.Errorf("dynamic header: %v", err)
+	}
+	d.batOff = int64(binary.BigEndian.Uint64(dyn[16:]))
+	d.entries = int64(binary.BigEndian.Uint32(dyn[28:]))
+	d.blockSize = int64(binary.BigEndian.Uint32(dyn[32:]))
+	if d.blockSize != 2<<20 || d.entries*d.blockSize < d.vsize || d.batOff+d.entries*4 > size {
+		return nil, errors.New("dynamic header: block size, entries or bat")
+	}
+	return d, nil
+}
+
+// readAt reads the virtual disk, checking every BAT entry it meets.
+func (d *synthDecoded) readAt(p []byte, off int64) error {
+	if d.fixed {
+		_, err := d.img.ReadAt(p, off)
+		return err
+	}
+	for len(p) > 0 {
+		b := off / d.blockSize
+		in := off % d.blockSize
+		n := min(int64(len(p)), d.blockSize-in)
+		var e [4]byte
+		if _, err := d.img.ReadAt(e[:], d.batOff+b*4); err != nil {
+			return err
+		}
+		if v := binary.BigEndian.Uint32(e[:]); v == 0xffffffff {
+			clear(p[:n])
+		} else {
+			at := int64(v) * 512
+			if at < d.batOff+d.entries*4 || at+512+d.blockSize > d.size-512 {
+				return fmt.Errorf("block %d at %d outside the data area", b, at)
+			}
+			var bm [512]byte
+			if _, err := d.img.ReadAt(bm[:], at); err != nil {
+				return err
+			}
+			if !bytes.Equal(bm[:], synthBitmap) {
+				return fmt.Errorf("block %d: bitmap not all ones", b)
+			}
+			if _, err := d.img.ReadAt(p[:n], at+512+in); err != nil && err != io.EOF {
+				return err
+			}
+		}
+		p, off = p[n:], off+n
+	}
+	return nil
+}
+
+// synthCheck decodes img and compares its whole virtual disk with src.
+func synthCheck(src layouts.Disk, img *layouts.Image) error {
+	d, err := synthDecode(img, img.Size())
+	if err != nil {
+		return err
+	}
+	if want := (src.Size() + 511) / 512 * 512; d.vsize != want {
+		return fmt.Errorf("virtual size %d, want %d", d.vsize, want)
+	}
+	got, want := make([]byte, 256<<10), make([]byte, 256<<10)
+	for off := int64(0); off < d.vsize; off += int64(len(got)) {
+		n := min(int64(len(got)), d.vsize-off)
+		if err := d.readAt(got[:n], off); err != nil {
+			return err
+		}
+		clear(want)
+		if _, err := src.ReadAt(want[:min(n, max(0, src.Size()-off))], off); err != nil && err != io.EOF {
+			return err
+		}
+		if !bytes.Equal(got[:n], want[:n]) {
+			return fmt.Errorf("virtual bytes differ in [%d,+%d)", off, n)
+		}
+	}
+	return nil
+}
+
+// ---- tests ----
+
+var synthKinds = []struct {
+	name string
+	fn   func(layouts.Disk) (*layouts.Image, error)
+}{
+	{"dynamic", SynthesizeDynamic},
+	{"fixed", SynthesizeFixed},
+}
+
+func TestSynthQemu(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed")
+	}
+	const MiB = 1 << 20
+	cases := []struct {
+		name   string
+		size   int64
+		pieces []synthPiece
+	}{
+		{"mixed", 5*MiB + 3*512, []synthPiece{
+			{off: 0, n: 300 << 10},
+			{off: 300 << 10, n: 200 << 10, zero: true},
+			{off: 2*MiB - 4096, n: 8192},
+			{off: 3*MiB + 777, n: 5000},
+			{off: 5*MiB + 512, n: 1024},
+		}},
+		{"odd-size", 3*MiB + 1000, []synthPiece{
+			{off: 100, n: 1 << 20},
+			{off: 3 * MiB, n: 1000},
+		}},
+		{"all-holes", 7*MiB + 512, nil},
+		{"all-data", 4*MiB + 4096, []synthPiece{{off: 0, n: 4*MiB + 4096}}},
+		{"zeros-only", 2 * MiB, []synthPiece{{off: 0, n: 2 * MiB, zero: true}}},
+	}
+	// A sparse 1 TiB source with about 100 MiB of data scattered in 64 KiB
+	// and 2 MiB pieces.
+	var pieces []synthPiece
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 40; i++ {
+		pieces = append(pieces, synthPiece{off: int64(i)*(25<<30) + r.Int64N(20<<30)&^4095, n: 2 * MiB})
+	}
+	for i := 0; i < 300; i++ {
+		pieces = append(pieces, synthPiece{off: int64(i)*(3<<30) + r.Int64N(2<<30)&^511, n: 64 << 10})
+	}
+	cases = append(cases, struct {
+		name   string
+		size   int64
+		pieces []synthPiece
+	}{"sparse-1TiB", 1 << 40, pieces})
+
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			srcPath := filepath.Join(dir, "src.raw")
+			synthMakeRaw(t, srcPath, tc.size, 1, tc.pieces)
+			src := synthOpenRaw(t, srcPath)
+			srcData := synthDataRanges(t, srcPath, "raw")
+			for _, k := range synthKinds {
+				t.Run(k.name, func(t *testing.T) {
+					start := time.Now()
+					img, err := k.fn(src)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Logf("synthesized %d-byte source in %v: %d segments, file of %d bytes", tc.size, time.Since(start), len(img.Segments()), img.Size())
+					out := filepath.Join(dir, k.name+".vhd")
+					synthWriteSparse(t, img, out)
+					// qemu-img check does not support vpc: compare, info and
+					// map are the oracles.
+					synthQemuImg(t, "compare", "-f", "raw", "-F", "vpc", srcPath, out)
+					var info struct {
+						Format      string `json:"format"`
+						VirtualSize int64  `json:"virtual-size"`
+					}
+					if err := json.Unmarshal(synthQemuImg(t, "info", "--output=json", "-f", "vpc", out), &info); err != nil {
+						t.Fatal(err)
+					}
+					if want := (tc.size + 511) / 512 * 512; info.Format != "vpc" || info.VirtualSize != want {
+						t.Errorf("qemu-img info: format %q size %d, want vpc %d", info.Format, info.VirtualSize, want)
+					}
+					dstData := synthDataRanges(t, out, "vpc")
+					if err := synthCovered(srcData, dstData); err != nil {
+						t.Error(err)
+					}
+					// Target data is the source data rounded out to whole
+					// blocks.
+					if got, limit := synthSum(dstData), synthSum(srcData)+int64(2*len(srcData))*synthBlockSize; got > limit {
+						t.Errorf("target maps %d bytes of data, source %d", got, synthSum(srcData))
+					}
+					t.Logf("source data %d bytes, target data %d", synthSum(srcData), synthSum(dstData))
+					if tc.size < 1<<30 {
+						if err := synthCheck(src, img); err != nil {
+							t.Error(err)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestSynthReader(t *testing.T) {
+	src := &synthFake{size: 3<<20 + 512, data: []layouts.Extent{
+		{Off: 1000, Len: 70000, Kind: layouts.Data},
+		{Off: 2<<20 - 4096, Len: 8192, Kind: layouts.Data},
+		{Off: 3 << 20, Len: 512, Kind: layouts.Data},
+	}}
+	for _, k := range synthKinds {
+		t.Run(k.name, func(t *testing.T) {
+			img, err := k.fn(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			content := make([]byte, img.Size())
+			if _, err := img.ReadAt(content, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := iotest.TestReader(io.NewSectionReader(img, 0, img.Size()), content); err != nil {
+				t.Error(err)
+			}
+			if err := synthCheck(src, img); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestSynthDeterministic(t *testing.T) {
+	for _, k := range synthKinds {
+		t.Run(k.name, func(t *testing.T) {
+			mk := func(size int64) []byte {
+				img, err := k.fn(synthFakeScattered(size, 10, 4096))
+				if err != nil {
+					t.Fatal(err)
+				}
+				b := make([]byte, img.Size())
+				if _, err := img.ReadAt(b, 0); err != nil {
+					t.Fatal(err)
+				}
+				return b[len(b)-512:]
+			}
+			a, b, c := mk(64<<20), mk(64<<20), mk(64<<20+512)
+			if !bytes.Equal(a, b) {
+				t.Error("the same source gave different footers")
+			}
+			if bytes.Equal(a[68:84], c[68:84]) {
+				t.Error("different sources gave the same unique id")
+			}
+		})
+	}
+}
+
+func TestSynthErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int64
+	}{
+		{"empty", 0},
+		{"too-large", 0xff000000*512 + 1},
+	} {
+		for _, k := range synthKinds {
+			t.Run(tc.name+"/"+k.name, func(t *testing.T) {
+				_, err := k.fn(&synthFake{size: tc.size})
+				if !errors.Is(err, layouts.ErrUnsupported) {
+					t.Errorf("err %v, want ErrUnsupported", err)
+				}
+			})
+		}
+	}
+}
+
+func TestSynthCHS(t *testing.T) {
+	for _, tc := range []struct {
+		sectors int64
+		c       uint16
+		h, s    uint8
+	}{
+		{8192, 120, 4, 17},                 // 4 MiB
+		{2097152, 2080, 16, 63},            // 1 GiB
+		{65535 * 16 * 255, 65535, 16, 255}, // the maximum
+		{0xff000000, 65535, 16, 255},       // clipped to the maximum
+	} {
+		t.Run(fmt.Sprint(tc.sectors), func(t *testing.T) {
+			c, h, s := synthCHS(tc.sectors)
+			if c != tc.c || h != tc.h || s != tc.s {
+				t.Errorf("got %d/%d/%d, want %d/%d/%d", c, h, s, tc.c, tc.h, tc.s)
+			}
+		})
+	}
+}
+
+// TestSynthHuge checks that a sparse 2000 GiB source is ready fast, with
+// segments in proportion to its data, and that its BAT reads right at both
+// ends.
+func TestSynthHuge(t *testing.T) {
+	const size = 2000 << 30
+	src := synthFakeScattered(size, 1000, 100<<10)
+	start := time.Now()
+	img, err := SynthesizeDynamic(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("synthesize took %v", el)
+	}
+	if n := len(img.Segments()); n > 4+4*1000 {
+		t.Errorf("%d segments for 1000 data runs", n)
+	}
+	d, err := synthDecode(img, img.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []layouts.Extent{src.data[0], src.data[len(src.data)-1], {Off: size - 4096, Len: 4096}} {
+		got, want := make([]byte, e.Len), make([]byte, e.Len)
+		if err := d.readAt(got, e.Off); err != nil {
+			t.Fatal(err)
+		}
+		src.ReadAt(want, e.Off)
+		if !bytes.Equal(got, want) {
+			t.Errorf("bytes differ at %d", e.Off)
+		}
+	}
+}
+
+func FuzzSynth(f *testing.F) {
+	f.Add([]byte{0x00, 0x50, 0x00, 1, 0, 10, 0})
+	f.Add([]byte{0x10, 0x00, 0x07, 0, 0, 0, 1, 0x80, 0x10, 0, 4, 1, 1, 1, 1})
+	f.Add([]byte{0xff, 0xff, 0xff, 0, 0x40, 0, 0x40, 0, 0, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		src := synthFakeFromBytes(in)
+		if src == nil {
+			return
+		}
+		for _, k := range synthKinds {
+			img, err := k.fn(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := synthCheck(src, img); err != nil {
+				t.Fatalf("%s: %v", k.name, err)
+			}
+		}
+	})
+}
+
+// ---- benchmarks ----
+
+func BenchmarkSynthesize1TiB(b *testing.B) {
+	src := synthFakeScattered(1<<40, 1600, 64<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := SynthesizeDynamic(src); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSynthReadAt reads a fully allocated 64 MiB source sequentially in
+// 1 MiB pieces through the dynamic VHD image and through the raw view.
+func BenchmarkSynthReadAt(b *testing.B) {
+	const size = 64 << 20
+	path := filepath.Join(b.TempDir(), "src.raw")
+	synthMakeRaw(b, path, size, 1, []synthPiece{{off: 0, n: size}})
+	src := synthOpenRaw(b, path)
+	img, err := SynthesizeDynamic(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		d    layouts.Disk
+	}{
+		{"vhd-dynamic", img},
+		{"raw", layouts.Section("raw", src)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			buf := make([]byte, 1<<20)
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for b.Loop() {
+				for off := int64(0); off < bc.d.Size(); off += int64(len(buf)) {
+					if _, err := bc.d.ReadAt(buf, off); err != nil && err != io.EOF {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestSynthGenChunks reads the generated tables in pieces of odd sizes at
+// odd offsets and compares them with one whole read.
+func TestSynthGenChunks(t *testing.T) {
+	img, err := SynthesizeDynamic(synthFakeScattered(4<<30+512, 300, 3<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range img.Segments() {
+		if s.Kind != layouts.SegGen {
+			continue
+		}
+		whole := make([]byte, s.Len)
+		if err := s.Gen(whole, 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, chunk := range []int64{1, 3, 7, 8, 13, 4096, 5000} {
+			t.Run(fmt.Sprintf("seg%d/chunk%d", i, chunk), func(t *testing.T) {
+				got := make([]byte, s.Len)
+				for off := int64(0); off < s.Len; off += chunk {
+					if err := s.Gen(got[off:min(off+chunk, s.Len)], off); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if !bytes.Equal(got, whole) {
+					t.Error("chunked reads differ from the whole read")
+				}
+			})
+		}
+	}
+}
+
+// TestSynthParallel reads the image from several goroutines at once and
+// compares with one sequential read (run with -race).
+func TestSynthParallel(t *testing.T) {
+	img, err := SynthesizeDynamic(synthFakeScattered(16<<20+512, 12, 300000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := make([]byte, img.Size())
+	if _, err := img.ReadAt(whole, 0); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			r := rand.New(rand.NewPCG(uint64(g), 9))
+			buf := make([]byte, 1<<20)
+			for range 100 {
+				off := r.Int64N(img.Size())
+				n := min(r.Int64N(int64(len(buf)))+1, img.Size()-off)
+				if _, err := img.ReadAt(buf[:n], off); err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(buf[:n], whole[off:off+n]) {
+					errs <- fmt.Errorf("bytes differ at [%d,+%d)", off, n)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -1,0 +1,779 @@
+package vhdx
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/raw"
+)
+
+// ---- helpers shared by the synth tests of this package ----
+
+// synthPiece is a run of the test source: random data, written zeros, or
+// (the default for what no piece covers) a hole.
+type synthPiece struct {
+	off, n int64
+	zero   bool
+}
+
+// synthMakeRaw writes a sparse raw file of the given size with the pieces.
+func synthMakeRaw(t testing.TB, path string, size int64, seed uint64, pieces []synthPiece) {
+	t.Helper()
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "raw", path, fmt.Sprint(size)).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v: %s", err, out)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := rand.New(rand.NewPCG(seed, 7))
+	for _, p := range pieces {
+		buf := make([]byte, p.n)
+		if !p.zero {
+			for i := range buf {
+				buf[i] = byte(r.Uint32())
+			}
+		}
+		if _, err := f.WriteAt(buf, p.off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func synthOpenRaw(t testing.TB, path string) layouts.Disk {
+	t.Helper()
+	f, err := layouts.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := raw.New(f)
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// synthWriteSparse writes the Data extents of img to path, leaving holes.
+func synthWriteSparse(t testing.TB, img layouts.Disk, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(img.Size()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	err = layouts.Walk(img, 0, img.Size(), func(e layouts.Extent) error {
+		if e.Kind != layouts.Data {
+			return nil
+		}
+		for pos := e.Off; pos < e.End(); {
+			n := min(int64(len(buf)), e.End()-pos)
+			if _, err := img.ReadAt(buf[:n], pos); err != nil && err != io.EOF {
+				return err
+			}
+			if _, err := f.WriteAt(buf[:n], pos); err != nil {
+				return err
+			}
+			pos += n
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func synthQemuImg(t testing.TB, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("qemu-img", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("qemu-img %v: %v: %s%s", args, err, out, stderr.Bytes())
+	}
+	return out
+}
+
+type synthMapEntry struct {
+	Start, Length int64
+	Data, Zero    bool
+}
+
+// synthDataRanges returns the ranges qemu-img map reports as data.
+func synthDataRanges(t testing.TB, path, format string) []synthMapEntry {
+	t.Helper()
+	var all, data []synthMapEntry
+	if err := json.Unmarshal(synthQemuImg(t, "map", "--output=json", "-f", format, path), &all); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range all {
+		if e.Data && !e.Zero {
+			data = append(data, e)
+		}
+	}
+	return data
+}
+
+// synthCovered reports whether every range of inner lies inside outer.
+func synthCovered(inner, outer []synthMapEntry) error {
+	for _, in := range inner {
+		pos := in.Start
+		for _, o := range outer {
+			if o.Start <= pos && pos < o.Start+o.Length {
+				pos = o.Start + o.Length
+			}
+		}
+		if pos < in.Start+in.Length {
+			return fmt.Errorf("source data at %d not data in the target", pos)
+		}
+	}
+	return nil
+}
+
+func synthSum(es []synthMapEntry) int64 {
+	var n int64
+	for _, e := range es {
+		n += e.Length
+	}
+	return n
+}
+
+// synthFake is an in-memory sparse disk: Data extents hold bytes computed
+// from the offset, the rest is holes.
+type synthFake struct {
+	size int64
+	data []layouts.Extent // sorted, disjoint, Kind Data
+}
+
+func synthByte(off int64) byte {
+	x := uint64(off/8)*0x9e3779b97f4a7c15 + 1
+	return byte(x>>56) | 1 // never 0: data is never mistaken for a hole
+}
+
+func (d *synthFake) Size() int64    { return d.size }
+func (d *synthFake) Format() string { return "fake" }
+func (d *synthFake) Close() error   { return nil }
+
+func (d *synthFake) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := layouts.CheckRead(d.size, p, off)
+	if n == 0 {
+		return 0, eof
+	}
+	clear(p[:n])
+	end := off + int64(n)
+	i := sort.Search(len(d.data), func(i int) bool { return d.data[i].End() > off })
+	for ; i < len(d.data) && d.data[i].Off < end; i++ {
+		for o := max(off, d.data[i].Off); o < min(end, d.data[i].End()); o++ {
+			p[o-off] = synthByte(o)
+		}
+	}
+	return n, eof
+}
+
+func (d *synthFake) Extents(off, n int64) ([]layouts.Extent, error) {
+	off, n, ok := layouts.Clip(d.size, off, n)
+	if !ok {
+		return nil, nil
+	}
+	end := off + n
+	var b layouts.Builder
+	pos := off
+	i := sort.Search(len(d.data), func(i int) bool { return d.data[i].End() > off })
+	for ; i < len(d.data) && d.data[i].Off < end; i++ {
+		s, e := max(pos, d.data[i].Off), min(end, d.data[i].End())
+		b.Add(pos, s-pos, layouts.Hole)
+		b.Add(s, e-s, layouts.Data)
+		pos = e
+	}
+	b.Add(pos, end-pos, layouts.Hole)
+	return b.Extents(), nil
+}
+
+// synthFakeFromBytes makes a small fake disk from fuzz input.
+func synthFakeFromBytes(in []byte) *synthFake {
+	if len(in) < 3 {
+		return nil
+	}
+	size := int64(binary.LittleEndian.Uint16(in))<<6 | int64(in[2]&63) // < 4 MiB
+	if size == 0 {
+		return nil
+	}
+	d := &synthFake{size: size}
+	var pos int64
+	for in = in[3:]; len(in) >= 4 && pos < size; in = in[4:] {
+		gap := int64(binary.LittleEndian.Uint16(in)) << 6
+		n := int64(binary.LittleEndian.Uint16(in[2:]))<<6 + 1
+		pos += gap
+		if pos >= size {
+			break
+		}
+		n = min(n, size-pos)
+		d.data = append(d.data, layouts.Extent{Off: pos, Len: n, Kind: layouts.Data})
+		pos += n + 1
+	}
+	return d
+}
+
+// synthFakeScattered makes a sparse fake disk of size with count data runs
+// of n bytes at pseudo-random places.
+func synthFakeScattered(size int64, count int, n int64) *synthFake {
+	r := rand.New(rand.NewPCG(1, 2))
+	d := &synthFake{size: size}
+	stride := size / int64(count)
+	for i := 0; i < count; i++ {
+		off := int64(i)*stride + r.Int64N(stride-n)
+		d.data = append(d.data, layouts.Extent{Off: off, Len: n, Kind: layouts.Data})
+	}
+	return d
+}
+
+// ---- a decoder of what Synthesize writes, to check it without qemu ----
+
+// synthDecoded reads the virtual disk of a synthesized VHDX through its
+// own headers, region table, metadata and BAT.
+type synthDecoded struct {
+	img        io.ReaderAt
+	size       int64
+	vsize      int64
+	blockSize  int64
+	chunkRatio int64
+	batOff     int64
+	batLen     int64
+}
+
+func synthDecode(img io.ReaderAt, size int64) (*synthDecoded, error) {
+	d := &synthDecoded{img: img, size: size}
+	buf := make([]byte, 64<<10)
+	read := func(p []byte, off int64) error {
+		if off < 0 || off+int64(len(p)) > size {
+			return fmt.Errorf("read [%d,+%d) outside the file of %d", off, len(p), size)
+		}
+		_, err := img.ReadAt(p, off)
+		if err == io.EOF {
+			err = nil
+		}
+		return err
+	}
+	if err := read(buf[:8], 0); err != nil || string(buf[:8]) != "vhdxfile" {
+		return nil, fmt.Errorf("no file identifier (%v)", err)
+	}
+	for _, off := range []int64{64 << 10, 128 << 10} {
+		h := buf[:4096]
+		if err := read(h, off); err != nil {
+			return nil, err
+		}
+		sum := binary.LittleEndian.Uint32(h[4:])
+		binary.LittleEndian.PutUint32(h[4:], 0)
+		if string(h[:4]) != "head" || crc32.Checksum(h, synthCastagnoli) != sum {
+			return nil, fmt.Errorf("header at %d: bad signature or checksum", off)
+		}
+		if binary.LittleEndian.Uint16(h[66:]) != 1 || !bytes.Equal(h[48:64], make([]byte, 16)) {
+			return nil, fmt.Errorf("header at %d: version or log guid", off)
+		}
+	}
+	var metaOff int64
+	for _, off := range []int64{192 << 10, 256 << 10} {
+		if err := read(buf, off); err != nil {
+			return nil, err
+		}
+		sum := binary.LittleEndian.Uint32(buf[4:])
+		binary.LittleEndian.PutUint32(buf[4:], 0)
+		if string(buf[:4]) != "regi" || crc32.Checksum(buf, synthCastagnoli) != sum {
+			return nil, fmt.Errorf("region table at %d: bad signature or checksum", off)
+		}
+		for i := 0; i < int(binary.LittleEndian.Uint32(buf[8:])); i++ {
+			e := buf[16+32*i:]
+			o, n := int64(binary.LittleEndian.Uint64(e[16:])), int64(binary.LittleEndian.Uint32(e[24:]))
+			if o%synthMiB != 0 || n%synthMiB != 0 {
+				return nil, fmt.Errorf("region %d not MiB aligned", i)
+			}
+			switch [16]byte(e[:16]) {
+			case synthBATGUID:
+				d.batOff, d.batLen = o, n
+			case synthMetaGUID:
+				metaOff = o
+			}
+		}
+	}
+	if err := read(buf[:32+32*5], metaOff); err != nil {
+		return nil, err
+	}
+	if string(buf[:8]) != "metadata" {
+		return nil, errors.New("no metadata table")
+	}
+	items := map[[16]byte][]byte{}
+	for i := 0; i < int(binary.LittleEndian.Uint16(buf[10:])); i++ {
+		e := buf[32+32*i:]
+		v := make([]byte, binary.LittleEndian.Uint32(e[20:]))
+		if err := read(v, metaOff+int64(binary.LittleEndian.Uint32(e[16:]))); err != nil {
+			return nil, err
+		}
+		items[[16]byte(e[:16])] = v
+	}
+	for _, g := range [][16]byte{synthFileParams, synthVDiskSize, synthPage83, synthLogicalSect, synthPhysicalSect} {
+		if items[g] == nil {
+			return nil, fmt.Errorf("metadata item %x missing", g)
+		}
+	}
+	d.blockSize = int64(binary.LittleEndian.Uint32(items[synthFileParams]))
+	d.vsize = int64(binary.LittleEndian.Uint64(items[synthVDiskSize]))
+	if d.blockSize < synthMiB || d.blockSize&(d.blockSize-1) != 0 {
+		return nil, fmt.Errorf("block size %d", d.blockSize)
+	}
+	d.chunkRatio = (1 << 23) * 512 / d.blockSize
+	blocks := (d.vsize + d.blockSize - 1) / d.blockSize
+	if entries := blocks + (blocks-1)/d.chunkRatio; entries*8 > d.batLen {
+		return nil, fmt.Errorf("bat of %d bytes holds fewer than %d entries", d.batLen, entries)
+	}
+	return d, nil
+}
+
+// readAt reads the virtual disk, checking every BAT entry it meets.
+func (d *synthDecoded) readAt(p []byte, off int64) error {
+	for len(p) > 0 {
+		b := off / d.blockSize
+		in := off % d.blockSize
+		n := min(int64(len(p)), d.blockSize-in)
+		var e [8]byte
+		if _, err := d.img.ReadAt(e[:], d.batOff+(b+b/d.chunkRatio)*8); err != nil {
+			return err
+		}
+		v := binary.LittleEndian.Uint64(e[:])
+		switch v & 7 {
+		case 0:
+			clear(p[:n])
+		case synthFullyPresent:
+			at := int64(v &^ (synthMiB - 1))
+			if at%synthMiB != 0 || at < d.batOff+d.batLen || at+d.blockSize > d.size {
+				return fmt.Errorf("block %d at %d outside the payload area", b, at)
+			}
+			if _, err := d.img.ReadAt(p[:n], at+in); err != nil && err != io.EOF {
+				return err
+			}
+		default:
+			return fmt.Errorf("block %d: state %d", b, v&7)
+		}
+		p, off = p[n:], off+n
+	}
+	return nil
+}
+
+// synthCheck decodes img and compares its whole virtual disk with src.
+func synthCheck(src layouts.Disk, img *layouts.Image) error {
+	d, err := synthDecode(img, img.Size())
+	if err != nil {
+		return err
+	}
+	if want := (src.Size() + 511) / 512 * 512; d.vsize != want {
+		return fmt.Errorf("virtual size %d, want %d", d.vsize, want)
+	}
+	got, want := make([]byte, 256<<10), make([]byte, 256<<10)
+	for off := int64(0); off < d.vsize; off += int64(len(got)) {
+		n := min(int64(len(got)), d.vsize-off)
+		if err := d.readAt(got[:n], off); err != nil {
+			return err
+		}
+		clear(want)
+		if _, err := src.ReadAt(want[:min(n, max(0, src.Size()-off))], off); err != nil && err != io.EOF {
+			return err
+		}
+		if !bytes.Equal(got[:n], want[:n]) {
+			return fmt.Errorf("virtual bytes differ in [%d,+%d)", off, n)
+		}
+	}
+	return nil
+}
+
+// ---- tests ----
+
+func TestSynthQemu(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed")
+	}
+	const MiB = 1 << 20
+	cases := []struct {
+		name   string
+		size   int64
+		pieces []synthPiece
+		big    bool
+	}{
+		{"mixed", 5*MiB + 3*512, []synthPiece{
+			{off: 0, n: 300 << 10},
+			{off: 300 << 10, n: 200 << 10, zero: true},
+			{off: 2*MiB - 4096, n: 8192},
+			{off: 3*MiB + 777, n: 5000},
+			{off: 5*MiB + 512, n: 1024},
+		}, false},
+		{"odd-size", 3*MiB + 1000, []synthPiece{
+			{off: 100, n: 1 << 20},
+			{off: 3 * MiB, n: 1000},
+		}, false},
+		{"all-holes", 7*MiB + 512, nil, false},
+		{"all-data", 4*MiB + 4096, []synthPiece{{off: 0, n: 4*MiB + 4096}}, false},
+		{"zeros-only", 2 * MiB, []synthPiece{{off: 0, n: 2 * MiB, zero: true}}, false},
+	}
+	// A sparse 1 TiB source with about 100 MiB of data scattered in 64 KiB
+	// and 2 MiB pieces.
+	var pieces []synthPiece
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 40; i++ {
+		pieces = append(pieces, synthPiece{off: int64(i)*(25<<30) + r.Int64N(20<<30)&^4095, n: 2 * MiB})
+	}
+	for i := 0; i < 300; i++ {
+		pieces = append(pieces, synthPiece{off: int64(i)*(3<<30) + r.Int64N(2<<30)&^511, n: 64 << 10})
+	}
+	cases = append(cases, struct {
+		name   string
+		size   int64
+		pieces []synthPiece
+		big    bool
+	}{"sparse-1TiB", 1 << 40, pieces, true})
+
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.big && testing.Short() {
+				t.Skip("big image in -short mode")
+			}
+			dir := t.TempDir()
+			srcPath := filepath.Join(dir, "src.raw")
+			synthMakeRaw(t, srcPath, tc.size, 1, tc.pieces)
+			src := synthOpenRaw(t, srcPath)
+			start := time.Now()
+			img, err := Synthesize(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("synthesized %d-byte source in %v: %d segments, file of %d bytes", tc.size, time.Since(start), len(img.Segments()), img.Size())
+			out := filepath.Join(dir, "out.vhdx")
+			synthWriteSparse(t, img, out)
+
+			synthQemuImg(t, "check", "-f", "vhdx", out)
+			if !tc.big {
+				synthQemuImg(t, "compare", "-f", "raw", "-F", "vhdx", srcPath, out)
+			} else {
+				// qemu has no block status for VHDX: a whole compare would
+				// read the full 1 TiB. Compare windows around the data and
+				// at the end instead.
+				wins := []synthPiece{{off: tc.size - 3<<20, n: 3 << 20}}
+				for i := 0; i < len(tc.pieces); i += 15 {
+					p := tc.pieces[i]
+					wins = append(wins, synthPiece{off: max(0, p.off-(1<<20)) &^ 511, n: p.n + 2<<20})
+				}
+				for _, w := range wins {
+					opt := func(format, path string) string {
+						return fmt.Sprintf("driver=raw,offset=%d,size=%d,file.driver=%s,file.file.filename=%s", w.off, w.n, format, path)
+					}
+					synthQemuImg(t, "compare", "--image-opts", opt("raw", srcPath), opt("vhdx", out))
+				}
+			}
+			var info struct {
+				Format      string `json:"format"`
+				VirtualSize int64  `json:"virtual-size"`
+			}
+			if err := json.Unmarshal(synthQemuImg(t, "info", "--output=json", "-f", "vhdx", out), &info); err != nil {
+				t.Fatal(err)
+			}
+			if want := (tc.size + 511) / 512 * 512; info.Format != "vhdx" || info.VirtualSize != want {
+				t.Errorf("qemu-img info: format %q size %d, want vhdx %d", info.Format, info.VirtualSize, want)
+			}
+			srcData := synthDataRanges(t, srcPath, "raw")
+			dstData := synthDataRanges(t, out, "vhdx")
+			if err := synthCovered(srcData, dstData); err != nil {
+				t.Error(err)
+			}
+			// qemu has no block status for VHDX (its map says "all data"), so
+			// the file's own allocation is measured: metadata plus the source
+			// data rounded out to whole blocks.
+			bs := synthBlockSize((tc.size + 511) / 512 * 512)
+			var st syscall.Stat_t
+			if err := syscall.Stat(out, &st); err != nil {
+				t.Fatal(err)
+			}
+			d, err := synthDecode(img, img.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, limit := st.Blocks*512, d.batOff+d.batLen+synthSum(srcData)+int64(2*len(srcData))*bs; got > limit {
+				t.Errorf("target file allocates %d bytes, source data %d (limit %d)", got, synthSum(srcData), limit)
+			}
+			t.Logf("source data %d bytes, target file allocates %d", synthSum(srcData), st.Blocks*512)
+			if !tc.big {
+				if err := synthCheck(src, img); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+func TestSynthReader(t *testing.T) {
+	src := &synthFake{size: 3<<20 + 512, data: []layouts.Extent{
+		{Off: 1000, Len: 70000, Kind: layouts.Data},
+		{Off: 2<<20 - 4096, Len: 8192, Kind: layouts.Data},
+		{Off: 3 << 20, Len: 512, Kind: layouts.Data},
+	}}
+	img, err := Synthesize(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := make([]byte, img.Size())
+	if _, err := img.ReadAt(content, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := iotest.TestReader(io.NewSectionReader(img, 0, img.Size()), content); err != nil {
+		t.Error(err)
+	}
+	if err := synthCheck(src, img); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestSynthDeterministic(t *testing.T) {
+	mk := func(size int64) []byte {
+		src := synthFakeScattered(size, 10, 4096)
+		img, err := Synthesize(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 3<<20)
+		if _, err := img.ReadAt(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a, b, c := mk(64<<20), mk(64<<20), mk(64<<20+512)
+	if !bytes.Equal(a, b) {
+		t.Error("the same source gave different metadata")
+	}
+	if bytes.Equal(a[64<<10:64<<10+64], c[64<<10:64<<10+64]) {
+		t.Error("different sources gave the same header GUIDs")
+	}
+}
+
+func TestSynthErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int64
+	}{
+		{"empty", 0},
+		{"too-large", 64<<40 + 512},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Synthesize(&synthFake{size: tc.size})
+			if !errors.Is(err, layouts.ErrUnsupported) {
+				t.Errorf("err %v, want ErrUnsupported", err)
+			}
+		})
+	}
+}
+
+func TestSynthBlockSize(t *testing.T) {
+	for _, tc := range []struct {
+		size, want int64
+	}{
+		{1, 1 << 20},
+		{1 << 40, 1 << 20},
+		{1<<40 + 512, 2 << 20},
+		{64 << 40, 64 << 20},
+	} {
+		t.Run(fmt.Sprint(tc.size), func(t *testing.T) {
+			if got := synthBlockSize(tc.size); got != tc.want {
+				t.Errorf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSynthHuge checks that a sparse 64 TiB source is ready fast, with
+// segments in proportion to its data, and that its BAT reads right at both
+// ends.
+func TestSynthHuge(t *testing.T) {
+	for _, size := range []int64{1 << 40, 64 << 40} {
+		t.Run(fmt.Sprintf("%dGiB", size>>30), func(t *testing.T) {
+			src := synthFakeScattered(size, 1000, 100<<10)
+			start := time.Now()
+			img, err := Synthesize(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if el := time.Since(start); el > time.Second {
+				t.Errorf("synthesize took %v", el)
+			}
+			if n := len(img.Segments()); n > 8+2*1000 {
+				t.Errorf("%d segments for 1000 data runs", n)
+			}
+			d, err := synthDecode(img, img.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range []layouts.Extent{src.data[0], src.data[len(src.data)-1], {Off: size - 4096, Len: 4096}} {
+				got, want := make([]byte, e.Len), make([]byte, e.Len)
+				if err := d.readAt(got, e.Off); err != nil {
+					t.Fatal(err)
+				}
+				src.ReadAt(want, e.Off)
+				if !bytes.Equal(got, want) {
+					t.Errorf("bytes differ at %d", e.Off)
+				}
+			}
+		})
+	}
+}
+
+func FuzzSynth(f *testing.F) {
+	f.Add([]byte{0x00, 0x50, 0x00, 1, 0, 10, 0})
+	f.Add([]byte{0x10, 0x00, 0x07, 0, 0, 0, 1, 0x80, 0x10, 0, 4, 1, 1, 1, 1})
+	f.Add([]byte{0xff, 0xff, 0xff, 0, 0x40, 0, 0x40, 0, 0, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		src := synthFakeFromBytes(in)
+		if src == nil {
+			return
+		}
+		img, err := Synthesize(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := synthCheck(src, img); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// ---- benchmarks ----
+
+func BenchmarkSynthesize1TiB(b *testing.B) {
+	src := synthFakeScattered(1<<40, 1600, 64<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Synthesize(src); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSynthReadAt reads a fully allocated 64 MiB source sequentially in
+// 1 MiB pieces through the VHDX image and through the raw view.
+func BenchmarkSynthReadAt(b *testing.B) {
+	const size = 64 << 20
+	path := filepath.Join(b.TempDir(), "src.raw")
+	synthMakeRaw(b, path, size, 1, []synthPiece{{off: 0, n: size}})
+	src := synthOpenRaw(b, path)
+	img, err := Synthesize(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		d    layouts.Disk
+		off  int64
+	}{
+		{"vhdx", img, img.Size() - size},
+		{"raw", layouts.Section("raw", src), 0},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			buf := make([]byte, 1<<20)
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for b.Loop() {
+				for off := int64(0); off < size; off += int64(len(buf)) {
+					if _, err := bc.d.ReadAt(buf, bc.off+off); err != nil && err != io.EOF {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestSynthGenChunks reads the generated tables in pieces of odd sizes at
+// odd offsets and compares them with one whole read.
+func TestSynthGenChunks(t *testing.T) {
+	img, err := Synthesize(synthFakeScattered(4<<30+512, 300, 3<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range img.Segments() {
+		if s.Kind != layouts.SegGen {
+			continue
+		}
+		whole := make([]byte, s.Len)
+		if err := s.Gen(whole, 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, chunk := range []int64{1, 3, 7, 8, 13, 4096, 5000} {
+			t.Run(fmt.Sprintf("seg%d/chunk%d", i, chunk), func(t *testing.T) {
+				got := make([]byte, s.Len)
+				for off := int64(0); off < s.Len; off += chunk {
+					if err := s.Gen(got[off:min(off+chunk, s.Len)], off); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if !bytes.Equal(got, whole) {
+					t.Error("chunked reads differ from the whole read")
+				}
+			})
+		}
+	}
+}
+
+// TestSynthParallel reads the image from several goroutines at once and
+// compares with one sequential read (run with -race).
+func TestSynthParallel(t *testing.T) {
+	img, err := Synthesize(synthFakeScattered(16<<20+512, 12, 300000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := make([]byte, img.Size())
+	if _, err := img.ReadAt(whole, 0); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			r := rand.New(rand.NewPCG(uint64(g), 9))
+			buf := make([]byte, 1<<20)
+			for range 100 {
+				off := r.Int64N(img.Size())
+				n := min(r.Int64N(int64(len(buf)))+1, img.Size()-off)
+				if _, err := img.ReadAt(buf[:n], off); err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(buf[:n], whole[off:off+n]) {
+					errs <- fmt.Errorf("bytes differ at [%d,+%d)", off, n)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

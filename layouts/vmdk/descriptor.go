@@ -1,0 +1,185 @@
+package vmdk
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// maxDescriptor bounds a descriptor's text, embedded or in a file.
+const maxDescriptor = 1 << 20
+
+// noCID is the parentCID of a disk without parent.
+const noCID = 0xffffffff
+
+// ExtentLine is one extent line of a descriptor.
+type ExtentLine struct {
+	Access  string // RW, RDONLY, NOACCESS
+	Sectors int64
+	Type    string // SPARSE, FLAT, ZERO, VMFS, VMFSSPARSE, VMFSRAW, VMFSRDM, SESPARSE
+	File    string // empty for ZERO
+	Offset  int64  // FLAT/VMFS: first sector of the extent in File
+}
+
+// Descriptor is a parsed VMDK descriptor.
+type Descriptor struct {
+	Version            string
+	CID                uint32
+	ParentCID          uint32
+	HasCID             bool
+	CreateType         string
+	ParentFileNameHint string
+	Extents            []ExtentLine
+	// DDB holds the ddb.* keys, without the "ddb." prefix, and their
+	// unquoted values.
+	DDB map[string]string
+}
+
+// looksLikeDescriptor says whether b, the start of a file, is descriptor text.
+func looksLikeDescriptor(b []byte) bool {
+	// A descriptor may be padded with NULs (qemu pads to a sector), but
+	// nothing follows the padding.
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		for _, c := range b[i:] {
+			if c != 0 {
+				return false
+			}
+		}
+		b = b[:i]
+	}
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	t := bytes.TrimLeft(b, " \t\r\n")
+	if bytes.HasPrefix(t, []byte("# Disk DescriptorFile")) {
+		return true
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if k, _, ok := bytes.Cut(line, []byte("=")); ok && strings.EqualFold(string(bytes.TrimSpace(k)), "createType") {
+			return true
+		}
+	}
+	return false
+}
+
+func unquote(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+// parseDescriptor parses descriptor text. name is used in errors.
+func parseDescriptor(name string, text []byte) (*Descriptor, error) {
+	if i := bytes.IndexByte(text, 0); i >= 0 {
+		text = text[:i]
+	}
+	text = bytes.TrimPrefix(text, []byte("\xef\xbb\xbf"))
+	d := &Descriptor{ParentCID: noCID, DDB: map[string]string{}}
+	for n, raw := range strings.Split(string(text), "\n") {
+		line := strings.TrimSpace(strings.TrimRight(raw, "\r"))
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		fields := strings.Fields(line)
+		switch strings.ToUpper(fields[0]) {
+		case "RW", "RDONLY", "NOACCESS":
+			e, err := parseExtentLine(line)
+			if err != nil {
+				return nil, errf(name, errFormat, "descriptor line %d: %v", n+1, err)
+			}
+			d.Extents = append(d.Extents, e)
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			// Unknown lines are ignored, as VMware does.
+			continue
+		}
+		k = strings.TrimSpace(k)
+		v = unquote(v)
+		switch {
+		case strings.EqualFold(k, "version"):
+			d.Version = v
+		case strings.EqualFold(k, "CID"):
+			c, err := strconv.ParseUint(v, 16, 32)
+			if err != nil {
+				return nil, errf(name, errFormat, "descriptor line %d: bad CID %q", n+1, v)
+			}
+			d.CID, d.HasCID = uint32(c), true
+		case strings.EqualFold(k, "parentCID"):
+			c, err := strconv.ParseUint(v, 16, 32)
+			if err != nil {
+				return nil, errf(name, errFormat, "descriptor line %d: bad parentCID %q", n+1, v)
+			}
+			d.ParentCID = uint32(c)
+		case strings.EqualFold(k, "createType"):
+			d.CreateType = v
+		case strings.EqualFold(k, "parentFileNameHint"):
+			d.ParentFileNameHint = v
+		case len(k) > 4 && strings.EqualFold(k[:4], "ddb."):
+			d.DDB[k[4:]] = v
+		}
+	}
+	return d, nil
+}
+
+// parseExtentLine parses `ACCESS SECTORS TYPE ["FILE" [OFFSET]]`.
+func parseExtentLine(line string) (ExtentLine, error) {
+	var e ExtentLine
+	rest := line
+	next := func() string {
+		rest = strings.TrimLeft(rest, " \t")
+		i := strings.IndexAny(rest, " \t")
+		if i < 0 {
+			tok := rest
+			rest = ""
+			return tok
+		}
+		tok := rest[:i]
+		rest = rest[i:]
+		return tok
+	}
+	e.Access = strings.ToUpper(next())
+	sec := next()
+	n, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil || n < 0 || n > maxSectors {
+		return e, fmt.Errorf("bad extent size %q", sec)
+	}
+	e.Sectors = n
+	e.Type = strings.ToUpper(next())
+	if e.Type == "" {
+		return e, fmt.Errorf("extent line without type")
+	}
+	rest = strings.TrimSpace(rest)
+	if rest == "" {
+		if e.Type != "ZERO" {
+			return e, fmt.Errorf("%s extent without file name", e.Type)
+		}
+		return e, nil
+	}
+	if rest[0] == '"' {
+		end := strings.IndexByte(rest[1:], '"')
+		if end < 0 {
+			return e, fmt.Errorf("unterminated file name")
+		}
+		e.File = rest[1 : 1+end]
+		rest = strings.TrimSpace(rest[2+end:])
+	} else {
+		e.File = next()
+		rest = strings.TrimSpace(rest)
+	}
+	if rest != "" {
+		tok := strings.Fields(rest)[0]
+		off, err := strconv.ParseInt(tok, 10, 64)
+		if err != nil || off < 0 || off > maxSectors {
+			return e, fmt.Errorf("bad extent offset %q", tok)
+		}
+		e.Offset = off
+	}
+	return e, nil
+}
+
+// maxSectors keeps byte offsets (sectors*512) inside int64.
+const maxSectors = (1<<63 - 1) / 512

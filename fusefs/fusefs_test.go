@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/raw"
 )
 
 // sparseImage is a 16 MiB image with data at [1 MiB, 2 MiB) and
@@ -166,5 +168,41 @@ func TestLseekWithoutMount(t *testing.T) {
 	_, errno = f.Lseek(context.Background(), nil, 16<<20, 3)
 	if errno != syscall.ENXIO {
 		t.Fatalf("SEEK_DATA past end: %v", errno)
+	}
+}
+
+// TestSpliceFromRawSource: reads of ranges that are plain file ranges are
+// spliced from the source file; the bytes must be the same.
+func TestSpliceFromRawSource(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "src.raw")
+	want := make([]byte, 8<<20+3*512)
+	rand.Read(want[1<<20 : 5<<20])
+	if err := os.WriteFile(p, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lf, err := layouts.OpenFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := raw.New(lf)
+	defer d.Close()
+	dir := mountTest(t, []Entry{{Name: "d.raw", Content: layouts.Section("raw", d), Mode: 0o600}}, Options{})
+	f, err := os.Open(filepath.Join(dir, "d.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, len(want)+4096)
+	n, err := io.ReadFull(f, got)
+	if n != len(want) || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	if !bytes.Equal(got[:n], want) {
+		t.Fatal("spliced content differs")
+	}
+	// Unaligned reads at the tail.
+	buf := make([]byte, 1000)
+	if n, _ := f.ReadAt(buf, int64(len(want))-700); n != 700 || !bytes.Equal(buf[:700], want[len(want)-700:]) {
+		t.Fatalf("tail read %d", n)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // MaxChainDepth bounds backing/parent chains, so that a loop in hostile
@@ -55,6 +56,11 @@ func (e *Env) Resolve(from, ref string) (string, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			return "", fmt.Errorf("%s: referenced file %q is missing", from, ref)
 		}
+		return "", fmt.Errorf("%s: referenced file %q: %w", from, ref, err)
+	}
+	// A relative from (a descriptor named relative to the working
+	// directory) gives a relative real path: compare absolute paths.
+	if real, err = filepath.Abs(real); err != nil {
 		return "", fmt.Errorf("%s: referenced file %q: %w", from, ref, err)
 	}
 	if e == nil || !e.AllowAny {
@@ -143,7 +149,9 @@ type osFile struct {
 // OpenFile opens path read-only as a File. Device files are accepted (their
 // size is found by seeking); FIFOs and directories are refused.
 func OpenFile(path string) (File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	// O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
+	// below); it changes nothing for regular files and block devices.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -155,6 +155,10 @@ type TargetDisk struct {
 	Size int64
 	// Boot facts read from the disk by layouts.
 	Boot BootFacts
+	// UUID is the image's own UUID, canonical form, where the target
+	// descriptor must repeat it (a .vbox names VDI images by the UUID in
+	// their header); "" when not known.
+	UUID string
 }
 
 // BootFacts are what the disk's partition table says about booting it.

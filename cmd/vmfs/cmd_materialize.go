@@ -78,6 +78,17 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 				return err
 			}
 			defer ov.Close()
+			var names []string
+			for _, f := range v.Files {
+				names = append(names, f.Name)
+			}
+			foreign, err := ov.Foreign(names)
+			if err != nil {
+				return err
+			}
+			if len(foreign) > 0 {
+				return fmt.Errorf("%s: the overlay holds writes to %v, which this view does not have: materialize with the --to, --format and --subformat of the mount (or --discard-overlay)", dir, foreign)
+			}
 			for i, f := range v.Files {
 				of, err := ov.File(f.Name, f.Content)
 				if err != nil {

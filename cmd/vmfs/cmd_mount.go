@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -26,6 +27,7 @@ type mountOptions struct {
 	debug           bool
 	overlay         string
 	fresh           bool
+	cpuProfile      string
 }
 
 func mountCommand() *cli.Command {
@@ -39,6 +41,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse writes (EROFS)"},
 			&cli.BoolFlag{Name: "share", Usage: "let every local user read the mount (default: only you and the hypervisor's user)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
+			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile (go tool pprof) to FILE until unmount"},
 		),
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 2, "SRC MOUNTPOINT"); err != nil {
@@ -49,6 +52,7 @@ func mountCommand() *cli.Command {
 				daemon: c.Bool("daemon"), readOnly: c.Bool("read-only"),
 				share: c.Bool("share"), debug: c.Bool("fuse-debug"),
 				overlay: c.String("overlay"), fresh: c.Bool("fresh"),
+				cpuProfile: c.String("cpuprofile"),
 			}
 			return runMount(c, o)
 		},
@@ -84,6 +88,13 @@ func runMount(c *cli.Context, o mountOptions) error {
 
 func serve(c *cli.Context, o mountOptions, mnt string) error {
 	log := logger(c)
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	bo, err := buildOptions(c, mnt)
 	if err != nil {
 		return err
@@ -178,6 +189,20 @@ func serve(c *cli.Context, o mountOptions, mnt string) error {
 			return nil
 		}
 	}
+}
+
+// startCPUProfile writes a CPU profile to path (resolved against the
+// directory vmfs was started in) until the returned stop runs.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile %s: %w", path, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // hypervisorGroup is the group QEMU runs as under libvirt (Debian:

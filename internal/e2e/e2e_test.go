@@ -99,7 +99,8 @@ func sourceUnchanged(t *testing.T, dir string) {
 }
 
 // compareDisk checks with qemu-img compare that the disk image in the mount
-// holds exactly the guest's raw disk.
+// holds exactly the guest's raw disk, and with qemu-img check that an image
+// format with metadata is consistent.
 func compareDisk(t *testing.T, d testenv.Disk, raw string) {
 	t.Helper()
 	testenv.NeedCommands(t, "qemu-img")
@@ -107,6 +108,17 @@ func compareDisk(t *testing.T, d testenv.Disk, raw string) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("qemu-img compare %s (%s) %s: %v\n%s", d.Path, d.Format, raw, err, out)
+	}
+	if d.Format == "raw" {
+		return
+	}
+	out, err = exec.Command("qemu-img", "check", "-f", d.Format, d.Path).CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 63 { // format without checks
+		return
+	}
+	if err != nil {
+		t.Fatalf("qemu-img check %s (%s): %v\n%s", d.Path, d.Format, err, out)
 	}
 }
 
@@ -145,7 +157,8 @@ func TestBootSector(t *testing.T) {
 }
 
 // TestLinuxGuest mounts the Linux guest's VMware VMs (BIOS on pvscsi, UEFI
-// on lsilogic) with default options and boots them from the mount: the
+// on lsilogic) with default options (and with --devices compat and virtio
+// in one case each) and boots them from the mount: the
 // guest finds its disk, reads the data record, writes the next one and
 // powers off. Under QEMU it boots twice on one mount, so the second boot
 // must see the first one's write (kept in the overlay, never in the source).
@@ -155,26 +168,31 @@ func TestLinuxGuest(t *testing.T) {
 	}
 	g := testenv.Guest(t)
 	cases := []struct {
-		name   string
-		vm     string
-		fw     testenv.Firmware
-		raw    string
-		runner string
-		format string
-		boots  int
+		name    string
+		vm      string
+		fw      testenv.Firmware
+		raw     string
+		runner  string
+		format  string
+		devices string // --devices; "" = the default (preserve)
+		boots   int
 	}{
-		{"bios/raw/qemu", testenv.VMLinuxBIOS, testenv.BIOS, g.LinuxBIOSRaw, "qemu", "raw", 2},
-		{"bios/raw/libvirt", testenv.VMLinuxBIOS, testenv.BIOS, g.LinuxBIOSRaw, "libvirt", "raw", 1},
-		{"uefi/raw/qemu", testenv.VMLinuxUEFI, testenv.UEFI, g.LinuxUEFIRaw, "qemu", "raw", 2},
-		{"uefi/raw/libvirt", testenv.VMLinuxUEFI, testenv.UEFI, g.LinuxUEFIRaw, "libvirt", "raw", 1},
-		{"bios/qcow2/qemu", testenv.VMLinuxBIOS, testenv.BIOS, g.LinuxBIOSRaw, "qemu", "qcow2", 1},
-		{"uefi/qcow2/qemu", testenv.VMLinuxUEFI, testenv.UEFI, g.LinuxUEFIRaw, "qemu", "qcow2", 1},
+		{"bios/raw/qemu", testenv.VMLinuxBIOS, testenv.BIOS, g.LinuxBIOSRaw, "qemu", "raw", "", 2},
+		{"bios/raw/libvirt", testenv.VMLinuxBIOS, testenv.BIOS, g.LinuxBIOSRaw, "libvirt", "raw", "", 1},
+		{"uefi/raw/qemu", testenv.VMLinuxUEFI, testenv.UEFI, g.LinuxUEFIRaw, "qemu", "raw", "", 2},
+		{"uefi/raw/libvirt", testenv.VMLinuxUEFI, testenv.UEFI, g.LinuxUEFIRaw, "libvirt", "raw", "", 1},
+		{"bios/qcow2/qemu/compat", testenv.VMLinuxBIOS, testenv.BIOS, g.LinuxBIOSRaw, "qemu", "qcow2", "compat", 1},
+		{"uefi/qcow2/qemu/virtio", testenv.VMLinuxUEFI, testenv.UEFI, g.LinuxUEFIRaw, "qemu", "qcow2", "virtio", 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			vmx := g.VM(t, c.vm)
 			sourceUnchanged(t, filepath.Dir(vmx))
-			m := mountVM(t, vmx, t.TempDir(), "--format", c.format)
+			args := []string{"--format", c.format}
+			if c.devices != "" {
+				args = append(args, "--devices", c.devices)
+			}
+			m := mountVM(t, vmx, t.TempDir(), args...)
 			compareDisk(t, m.Disks[0], c.raw)
 			for n := 0; n < c.boots; n++ {
 				var out string

@@ -346,3 +346,24 @@ func syncDir(dir string) error {
 	}
 	return err
 }
+
+// Foreign lists the files the overlay holds writes for that are not among
+// names (their on-disk keys): writes made through a view with other files,
+// such as a mount with another --format.
+func (o *Overlay) Foreign(names []string) ([]string, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[nameKey(n)] = true
+	}
+	ents, err := os.ReadDir(o.dir)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if key, ok := strings.CutSuffix(e.Name(), mapExt); ok && !want[key] {
+			out = append(out, strings.TrimPrefix(key, "f-"))
+		}
+	}
+	return out, nil
+}

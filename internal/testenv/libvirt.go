@@ -62,6 +62,9 @@ func startLibvirt() {
 		lv.skip = "no libvirt-qemu user (Debian package libvirt-daemon-system creates it)"
 		return
 	}
+	if os.Geteuid() == 0 {
+		kvmForGroup()
+	}
 	if libvirtAnswers() {
 		return
 	}
@@ -101,6 +104,36 @@ func startLibvirt() {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// kvmForGroup gives /dev/kvm to group kvm with mode 0660, as udev does on a
+// Debian host, where a container without udev left it root-only. Without
+// it libvirt finds KVM both probed and unusable for libvirt-qemu, and
+// probes QEMU's capabilities again on every define and start (a minute
+// each on a busy machine).
+func kvmForGroup() {
+	fi, err := os.Stat("/dev/kvm")
+	if err != nil || !KVMWorks() {
+		return
+	}
+	g, err := user.LookupGroup("kvm")
+	if err != nil {
+		return
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || (int(st.Gid) == gid && fi.Mode().Perm()&0o060 == 0o060) {
+		return
+	}
+	if int(st.Gid) != gid {
+		if err := os.Chown("/dev/kvm", int(st.Uid), gid); err != nil {
+			return
+		}
+	}
+	_ = os.Chmod("/dev/kvm", fi.Mode().Perm()|0o060)
 }
 
 func lookPathSbin(c string) (string, error) {

@@ -328,6 +328,14 @@ func (vm *VM) WaitExit(t testing.TB, timeout time.Duration) time.Duration {
 	return time.Since(vm.started)
 }
 
+// firmwareGaveUp are what SeaBIOS and OVMF print on the serial port when
+// they find nothing to boot, so a wait ends at once instead of timing out.
+var firmwareGaveUp = []struct{ text, what string }{
+	{"No bootable device", "SeaBIOS found no bootable disk"},
+	{"Shell> ", "OVMF found no bootable disk and started the UEFI shell"},
+	{"Boot failed: not a bootable disk", "SeaBIOS: not a bootable disk"},
+}
+
 // waitSerial polls output until it holds marker. exited reports whether
 // the producer is gone, after which one last read decides.
 func waitSerial(output func() string, exited func() bool, marker string, timeout time.Duration) (time.Duration, error) {
@@ -339,8 +347,13 @@ func waitSerial(output func() string, exited func() bool, marker string, timeout
 		if strings.Contains(out, marker) {
 			return time.Since(start), nil
 		}
-		if i := strings.Index(out, GuestError); i >= 0 {
+		if strings.Contains(out, GuestError) {
 			return 0, fmt.Errorf("guest error before %q; serial:\n%s", marker, tail(out, 40))
+		}
+		for _, f := range firmwareGaveUp {
+			if strings.Contains(out, f.text) {
+				return 0, fmt.Errorf("%s before %q; serial:\n%s", f.what, marker, tail(out, 40))
+			}
 		}
 		if gone {
 			return 0, fmt.Errorf("exited before printing %q; serial:\n%s", marker, tail(out, 40))

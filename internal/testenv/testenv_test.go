@@ -197,6 +197,8 @@ func TestWaitSerial(t *testing.T) {
 		{name: "found", out: "x\nMARK\n"},
 		{name: "exited", out: "x\n", exited: true, err: "exited before"},
 		{name: "guest-error", out: "VMFS-GUEST-ERROR boom\n", err: "guest error"},
+		{name: "uefi-shell", out: "BdsDxe: failed to load Boot0001\nShell> ", err: "UEFI shell"},
+		{name: "seabios-nothing", out: "No bootable device.", err: "SeaBIOS found no bootable disk"},
 		{name: "timeout", out: "", err: "no \"MARK\" after"},
 	}
 	for _, c := range cases {
@@ -277,6 +279,51 @@ func TestGuestsBootDirect(t *testing.T) {
 				CheckLinuxBoot(t, vm.Output(), c.fw, n)
 				t.Logf("boot %d: powered off after %v", n+1, d)
 			}
+		})
+	}
+}
+
+// TestLibvirtDirect checks StartLibvirt and StartDomain without vmfs: the
+// boot sector and the UEFI Linux guest from plain files under libvirt.
+func TestLibvirtDirect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots guests under libvirt")
+	}
+	g := Guest(t)
+	StartLibvirt(t)
+	cases := []struct {
+		name, raw, os, bus, accel string
+		fw                        Firmware
+	}{
+		{"bootsector", g.BootSectorRaw, `<os><type arch="x86_64" machine="q35">hvm</type></os>`, "sata", LibvirtAccelTiny(), BIOS},
+		{"linux-uefi", g.LinuxUEFIRaw, `<os firmware="efi"><type arch="x86_64" machine="q35">hvm</type><firmware>` +
+			`<feature enabled="no" name="enrolled-keys"/><feature enabled="no" name="secure-boot"/></firmware></os>`, "sata", AccelReal(), UEFI},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			disk := g.RawCopy(t, c.raw)
+			Traversable(t, disk)
+			xml := `<domain type="kvm"><name>x</name><memory unit="MiB">256</memory>` + c.os +
+				`<features><acpi/><apic/></features><devices><disk type="file" device="disk">` +
+				`<driver name="qemu" type="raw"/><source file="` + disk + `"/><target dev="sda" bus="` + c.bus + `"/>` +
+				`</disk></devices></domain>`
+			path := filepath.Join(t.TempDir(), "domain.xml")
+			if err := os.WriteFile(path, []byte(xml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dom := StartDomain(t, path, c.accel)
+			if c.fw == BIOS {
+				d := dom.WaitFor(t, BootSectorEnd, BootTimeout())
+				if want := BootSectorRead + g.BootSectorText; !strings.Contains(dom.Output(), want) {
+					t.Fatalf("serial lacks %q:\n%s", want, dom.Output())
+				}
+				t.Logf("boot sector (%s) done %v after virsh start", c.accel, d)
+				return
+			}
+			dom.WaitFor(t, GuestDone, BootTimeout())
+			d := dom.WaitShutoff(t, BootTimeout())
+			CheckLinuxBoot(t, dom.Output(), c.fw, 0)
+			t.Logf("guest shut off %v after virsh start", d)
 		})
 	}
 }

@@ -46,7 +46,7 @@ func Inspect(src string, env *layouts.Env) (*translate.Machine, []DiskInfo, erro
 	}
 	var infos []DiskInfo
 	for _, d := range m.Disks {
-		disk, err := openDisk(d, env)
+		disk, err := openMachineDisk(m, d, env)
 		if err != nil {
 			return nil, nil, err
 		}

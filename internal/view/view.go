@@ -13,6 +13,7 @@ import (
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/probe"
 	"github.com/vmfs/vmfs/layouts/target"
+	"github.com/vmfs/vmfs/layouts/vdi"
 	"github.com/vmfs/vmfs/translate"
 )
 
@@ -74,7 +75,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 	}()
 	var tdisks []translate.TargetDisk
 	for i, d := range m.Disks {
-		disk, err := openDisk(d, opts.Env)
+		disk, err := openMachineDisk(m, d, opts.Env)
 		if err != nil {
 			return nil, err
 		}
@@ -92,6 +93,12 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 			name := base + f.Suffix
 			if f.Primary {
 				td.Path = filepath.Join(opts.Dir, name)
+				if format == "vdi" {
+					// The .vbox names the disk by its header's UUID.
+					if u, err := vdi.ImageUUID(f.Content); err == nil {
+						td.UUID = u
+					}
+				}
 			}
 			v.Files = append(v.Files, File{Name: name, Content: f.Content, Mode: 0o600, Disk: true})
 		}
@@ -149,6 +156,30 @@ func vmdkAdapter(d translate.Disk) string {
 		return "lsilogic"
 	}
 	return "lsilogic"
+}
+
+// openMachineDisk opens disk d of m. A disk named by a VM directory's
+// descriptor (.vmx, .vbox, .ovf) is a reference like any other: it must
+// stay inside the descriptor's directory or one of env's allowed
+// directories and be a regular file, as the extents and parents the disk
+// itself names must.
+func openMachineDisk(m *translate.Machine, d translate.Disk, env *layouts.Env) (layouts.Disk, error) {
+	if d.Open == nil {
+		switch m.SourceFormat {
+		case "vmx", "vbox", "ovf":
+			// d.Path is already joined to the descriptor's directory
+			// (relative to the working directory): make it absolute, so
+			// that Resolve does not join it again.
+			p, err := filepath.Abs(d.Path)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", d.Path, err)
+			}
+			if _, err := env.Resolve(m.Source, p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return openDisk(d, env)
 }
 
 func openDisk(d translate.Disk, env *layouts.Env) (layouts.Disk, error) {

@@ -40,15 +40,42 @@ const maxEntries = 4096
 // empty facts and no error; a GPT that is corrupt gives an error wrapping
 // layouts.ErrFormat.
 func Read(d layouts.Disk) (facts translate.BootFacts, err error) {
-	n := min(d.Size(), Window)
-	if n < 512 {
+	limit := min(d.Size(), Window)
+	if limit < 512 {
 		return facts, nil
 	}
-	buf := make([]byte, n)
-	if _, err := d.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
-		return facts, fmt.Errorf("bootfacts: %s: reading the partition table: %w", d.Format(), err)
+	// The usual table (MBR, GPT header, 128 entries) lies in the first
+	// 32 KiB; read more only when a GPT header places its entries further.
+	buf, err := readStart(d, min(limit, firstRead))
+	if err != nil {
+		return facts, err
+	}
+	for _, ss := range []int{512, 4096} {
+		if len(buf) < 2*ss || !bytes.Equal(buf[ss:ss+8], []byte("EFI PART")) {
+			continue
+		}
+		h := buf[ss : ss+92]
+		end := binary.LittleEndian.Uint64(h[72:80])*uint64(ss) +
+			uint64(binary.LittleEndian.Uint32(h[80:84]))*uint64(binary.LittleEndian.Uint32(h[84:88]))
+		if end > uint64(len(buf)) {
+			if buf, err = readStart(d, limit); err != nil {
+				return facts, err
+			}
+		}
+		break
 	}
 	return FromBytes(buf)
+}
+
+// firstRead is what Read reads first.
+const firstRead = 64 << 10
+
+func readStart(d layouts.Disk, n int64) ([]byte, error) {
+	buf := make([]byte, n)
+	if _, err := d.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("bootfacts: %s: reading the partition table: %w", d.Format(), err)
+	}
+	return buf, nil
 }
 
 // FromBytes reads the boot facts from the first bytes of a disk.

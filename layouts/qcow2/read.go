@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/vmfs/vmfs/layouts"
@@ -230,40 +231,37 @@ func parseHeader(name string, b []byte, fileSize int64) (header, error) {
 // name) and the backing file name. They must lie in the first cluster.
 func (d *Disk) readExtensions() error {
 	h := &d.h
+	// Like QEMU: extensions end at the backing file name, if there is
+	// one, or at the end of the first cluster.
 	end := min(int64(1)<<h.clusterBits, d.f.Size())
-	if h.backingOff != 0 && int64(h.backingOff) > int64(h.headerLen) && int64(h.backingOff) < end {
+	if h.backingOff != 0 && int64(h.backingOff) < end {
 		end = int64(h.backingOff)
 	}
-	{
-		buf := make([]byte, max(end-int64(h.headerLen), 0))
-		if _, err := d.f.ReadAt(buf, int64(h.headerLen)); err != nil && err != io.EOF {
-			return errf(d.name, "reading header extensions: %v", err)
+	buf := make([]byte, max(end-int64(h.headerLen), 0))
+	if _, err := d.f.ReadAt(buf, int64(h.headerLen)); err != nil && err != io.EOF {
+		return errf(d.name, "reading header extensions: %v", err)
+	}
+	for i := 0; len(buf) >= 8; i++ {
+		if i >= maxExtensions {
+			return errf(d.name, "more than %d header extensions: %w", maxExtensions, layouts.ErrFormat)
 		}
-		for i := 0; len(buf) >= 8; i++ {
-			if i >= maxExtensions {
-				return errf(d.name, "more than %d header extensions: %w", maxExtensions, layouts.ErrFormat)
-			}
-			typ := binary.BigEndian.Uint32(buf)
-			n := int64(binary.BigEndian.Uint32(buf[4:]))
-			if typ == extEnd {
-				break
-			}
-			if n > maxExtensionLen || n > int64(len(buf)-8) {
-				return errf(d.name, "header extension %#x of %d bytes runs past the header area: %w", typ, n, layouts.ErrFormat)
-			}
-			data := buf[8 : 8+n]
-			switch typ {
-			case extBackingFmt:
-				h.backingFmt = string(bytes.TrimRight(data, "\x00"))
-			case extDataFile:
-				h.dataFile = string(bytes.TrimRight(data, "\x00"))
-			}
-			adv := 8 + (n+7)&^7
-			if adv > int64(len(buf)) {
-				break
-			}
-			buf = buf[adv:]
+		typ := binary.BigEndian.Uint32(buf)
+		n := int64(binary.BigEndian.Uint32(buf[4:]))
+		if typ == extEnd {
+			break
 		}
+		if n > maxExtensionLen || n > int64(len(buf)-8) {
+			return errf(d.name, "header extension %#x of %d bytes runs past the header area: %w", typ, n, layouts.ErrFormat)
+		}
+		data := buf[8 : 8+n]
+		switch typ {
+		case extBackingFmt:
+			h.backingFmt = string(bytes.TrimRight(data, "\x00"))
+		case extDataFile:
+			h.dataFile = string(bytes.TrimRight(data, "\x00"))
+		}
+		adv := min(8+(n+7)&^7, int64(len(buf)))
+		buf = buf[adv:]
 	}
 	return nil
 }
@@ -335,6 +333,9 @@ func (d *Disk) openBacking(env *layouts.Env) (layouts.Disk, error) {
 	ref := string(buf)
 	if bytes.IndexByte(buf, 0) >= 0 {
 		return nil, errf(d.name, "backing file name %q holds a NUL byte: %w", ref, layouts.ErrFormat)
+	}
+	if strings.HasPrefix(ref, "json:") || strings.Contains(ref, "://") {
+		return nil, errf(d.name, "backing file %q is a qemu protocol or JSON specification, not a file: %w", ref, layouts.ErrUnsupported)
 	}
 	want := ""
 	if d.h.backingFmt != "" {

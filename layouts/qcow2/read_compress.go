@@ -2,11 +2,11 @@ package qcow2
 
 import (
 	"bytes"
-	"compress/flate"
 	"errors"
 	"io"
 	"sync"
 
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
 	libqcow2 "github.com/lima-vm/go-qcow2reader/image/qcow2"
 	liblog "github.com/lima-vm/go-qcow2reader/log"
@@ -123,7 +123,6 @@ func pooledZstd(r io.Reader) (io.ReadCloser, error) {
 	}
 	d, err := zstd.NewReader(in,
 		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxMemory(64<<20),
 		zstd.WithDecoderMaxWindow(8<<20))
 	if err != nil {

@@ -125,6 +125,7 @@ var readCases = []struct {
 	{"extended-l2", withIO(convertFrom(testSize, 13, "-o", "extended_l2=on"), "write -z 4096 8192", "write -P 0x5a 1050624 3072", "discard 2097152 65536")},
 	{"extended-l2-over-qcow2", withIO(overlay(convertFrom(testSize, 14), "qcow2", testSize, 15, "-o", "extended_l2=on,cluster_size=64k"),
 		"write -P 0x11 2048 2048", "write -z 8192 2048", "write -P 0x22 200000 5000", "discard 262144 65536")},
+	{"extended-l2-zlib", convertFrom(testSize, 32, "-c", "-o", "extended_l2=on")},
 	{"data-file", dataFile(false)},
 	{"data-file-raw", dataFile(true)},
 	{"qcow2-qcow2-qcow2", withIO(overlay(overlay(convertFrom(testSize, 16), "qcow2", testSize, 17), "qcow2", testSize, 18),
@@ -233,10 +234,26 @@ func TestBackingFormat(t *testing.T) {
 	d := openPath(t, top)
 	checkAgainstQemu(t, top, "qcow2", d)
 
+	// A version 2 header with the backing file name right after it and
+	// no extensions (as old qemu wrote them).
+	makeRaw(t, filepath.Join(dir, "base.raw"), 1<<20, 60)
+	old := filepath.Join(dir, "old.qcow2")
+	qemuImg(t, "create", "-f", "qcow2", "-o", "compat=0.10", old, "1M")
+	b, err := os.ReadFile(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(b[72:], "base.raw\x00\x00\x00\x00\x00\x00\x00\x00")
+	binary.BigEndian.PutUint64(b[8:], 72)
+	binary.BigEndian.PutUint32(b[16:], uint32(len("base.raw")))
+	os.WriteFile(old, b, 0o644)
+	d = openPath(t, old)
+	checkAgainstQemu(t, old, "qcow2", d)
+
 	// The header says vdi but the file is qcow2.
 	bad := filepath.Join(dir, "bad.qcow2")
 	qemuImg(t, "create", "-f", "qcow2", "-u", "-b", "inner.qcow2", "-F", "vdi", bad, "1M")
-	_, err := testOpen(bad, testEnv())
+	_, err = testOpen(bad, testEnv())
 	mustErr(t, err, layouts.ErrFormat, "header says vdi")
 }
 
@@ -367,6 +384,11 @@ func TestChainPolicy(t *testing.T) {
 		mustErr(t, err, layouts.ErrRefused, "leads outside")
 	}
 
+	proto := filepath.Join(dir, "proto.qcow2")
+	qemuImg(t, "create", "-f", "qcow2", "-u", "-b", "nbd://example.com/disk", "-F", "raw", proto, "1M")
+	_, err = testOpen(proto, testEnv())
+	mustErr(t, err, layouts.ErrUnsupported, "protocol")
+
 	missing := filepath.Join(dir, "missing.qcow2")
 	qemuImg(t, "create", "-f", "qcow2", "-u", "-b", "nowhere.qcow2", "-F", "qcow2", missing, "1M")
 	_, err = testOpen(missing, testEnv())
@@ -388,5 +410,64 @@ func dropBackingFormat(t *testing.T, p string) {
 	copy(b[i:], "\x00\x00\x00\x01")
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHostileCompressed checks compressed cluster descriptors that point
+// outside the file, and compressed data that does not decompress.
+func TestHostileCompressed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good, err := os.ReadFile(convertFrom(256<<10, 50, "-c", "-o", "cluster_size=4096")(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1Off := binary.BigEndian.Uint64(good[40:])
+	l2Off := binary.BigEndian.Uint64(good[l1Off:]) & offsetMask
+	// Find the first compressed entry.
+	idx := -1
+	for i := range 512 {
+		if binary.BigEndian.Uint64(good[l2Off+uint64(i)*8:])&flagCompressed != 0 {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		t.Fatal("no compressed cluster in test image")
+	}
+	entryAt := l2Off + uint64(idx)*8
+	e := binary.BigEndian.Uint64(good[entryAt:])
+	hostMask := uint64(1)<<(62-(12-8)) - 1
+	cases := []struct {
+		name string
+		fn   func(b []byte)
+		msg  string
+	}{
+		{"past-eof", func(b []byte) {
+			binary.BigEndian.PutUint64(b[entryAt:], e&^hostMask|uint64(len(b))+512)
+		}, "points past end of file"},
+		{"garbage", func(b []byte) {
+			host := e & hostMask
+			for i := range 64 {
+				b[host+uint64(i)] = 0xff
+			}
+		}, "compressed cluster"},
+		{"empty-stream", func(b []byte) {
+			host := e & hostMask
+			b[host] = 0x03 // a final empty fixed-Huffman block
+			b[host+1] = 0x00
+		}, "compressed cluster"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := append([]byte(nil), good...)
+			tc.fn(b)
+			p := filepath.Join(t.TempDir(), "x.qcow2")
+			os.WriteFile(p, b, 0o644)
+			d := openPath(t, p)
+			buf := make([]byte, 4096)
+			_, err := d.ReadAt(buf, int64(idx)*4096)
+			mustErr(t, err, layouts.ErrFormat, tc.msg)
+		})
 	}
 }

@@ -281,7 +281,7 @@ func TestSynthQemu(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if img.Size() <= 8<<20 { // iotest reads in small pieces: slow on big files
+			if img.Size() <= 64<<20 {
 				content := synthReadAll(t, img)
 				if !bytes.Equal(content, synthReadAll(t, img2)) {
 					t.Error("two syntheses of one source differ")
@@ -293,7 +293,10 @@ func TestSynthQemu(t *testing.T) {
 				if !bytes.Equal(content, written) {
 					t.Error("sparse copy (Data extents only) differs from a full read: holes are not zeros")
 				}
-				if err := iotest.TestReader(io.NewSectionReader(img, 0, img.Size()), content); err != nil {
+				// iotest reads in small pieces: check the start, which
+				// holds every kind of segment, to keep the test quick.
+				head := min(img.Size(), 1<<20)
+				if err := iotest.TestReader(io.NewSectionReader(img, 0, head), content[:head]); err != nil {
 					t.Error(err)
 				}
 				synthRaggedReads(t, img, content)

@@ -108,4 +108,15 @@ func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
 	return b.Extents(), nil
 }
 
-var _ layouts.Disk = (*Disk)(nil)
+// MapFile: the disk is the file.
+func (d *Disk) MapFile(off, n int64) (layouts.FileRange, bool) {
+	if d.os == nil || off < 0 || off >= d.size {
+		return layouts.FileRange{}, false
+	}
+	return layouts.FileRange{File: d.os, Off: off, Len: min(n, d.size-off)}, true
+}
+
+var (
+	_ layouts.Disk       = (*Disk)(nil)
+	_ layouts.FileMapper = (*Disk)(nil)
+)

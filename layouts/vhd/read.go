@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 
 	"github.com/vmfs/vmfs/layouts"
@@ -88,8 +87,14 @@ type Disk struct {
 	sectPerBlk int64
 	batOff     int64
 	nblocks    int64 // BAT entries covering size
-	pages      []atomic.Pointer[[]uint32]
-	bitmaps    sync.Map // block index -> *bitmap
+	pages      []atomic.Pointer[batPage]
+}
+
+// batPage is a cached piece of the BAT with the sector bitmaps of its
+// blocks, each read on first use.
+type batPage struct {
+	entries []uint32
+	bitmaps []atomic.Pointer[bitmap]
 }
 
 // bitmap is one block's sector bitmap; full means every bit is set.
@@ -137,6 +142,11 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 	tailCookie := bytes.Equal(tail[:8], cookieFooter)
 	headCookie := bytes.Equal(head[:8], cookieFooter)
 	if !tailCookie && !headCookie {
+		// Virtual PC before 2004 wrote a 511-byte footer.
+		var old [8]byte
+		if fsize >= footerSize+1 && readFull(f, old[:], fsize-footerSize+1) == nil && bytes.Equal(old[:], cookieFooter) {
+			return nil, nil, fmt.Errorf("vhd: %s: 511-byte footer of Virtual PC before 2004: %w", name, layouts.ErrUnsupported)
+		}
 		return nil, nil, fmt.Errorf("vhd: %s: no conectix footer: %w", name, layouts.ErrWrongType)
 	}
 	var ft footer
@@ -293,28 +303,30 @@ func (d *Disk) readHeader() (*header, error) {
 		return nil, d.errf("block allocation table (%d entries at %d) runs past end of file: %w", d.nblocks, hd.tableOffset, layouts.ErrFormat)
 	}
 	d.batOff = int64(hd.tableOffset)
-	d.pages = make([]atomic.Pointer[[]uint32], (d.nblocks+batPageEntries-1)/batPageEntries)
+	d.pages = make([]atomic.Pointer[batPage], (d.nblocks+batPageEntries-1)/batPageEntries)
 	return hd, nil
 }
 
-// batEntry returns the BAT entry of block i (i < nblocks).
-func (d *Disk) batEntry(i int64) (uint32, error) {
+// page returns the BAT page holding block i (i < nblocks).
+func (d *Disk) page(i int64) (*batPage, error) {
 	pg := i / batPageEntries
 	if p := d.pages[pg].Load(); p != nil {
-		return (*p)[i%batPageEntries], nil
+		return p, nil
 	}
 	first := pg * batPageEntries
 	n := min(int64(batPageEntries), d.nblocks-first)
 	buf := make([]byte, n*4)
 	if err := readFull(d.f, buf, d.batOff+first*4); err != nil {
-		return 0, d.errf("reading block allocation table: %w", err)
+		return nil, d.errf("reading block allocation table: %w", err)
 	}
-	page := make([]uint32, n)
-	for j := range page {
-		page[j] = binary.BigEndian.Uint32(buf[4*j:])
+	p := &batPage{entries: make([]uint32, n), bitmaps: make([]atomic.Pointer[bitmap], n)}
+	for j := range p.entries {
+		p.entries[j] = binary.BigEndian.Uint32(buf[4*j:])
 	}
-	d.pages[pg].Store(&page)
-	return page[i%batPageEntries], nil
+	if !d.pages[pg].CompareAndSwap(nil, p) {
+		p = d.pages[pg].Load()
+	}
+	return p, nil
 }
 
 // blockLen is how many bytes of the virtual disk block i covers.
@@ -323,26 +335,28 @@ func (d *Disk) blockLen(i int64) int64 {
 }
 
 // block returns where block i's bitmap starts in the file (-1 when
-// unallocated), checked against the file size.
-func (d *Disk) block(i int64) (int64, error) {
-	e, err := d.batEntry(i)
+// unallocated), checked against the file size, and its BAT page.
+func (d *Disk) block(i int64) (int64, *batPage, error) {
+	p, err := d.page(i)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
+	e := p.entries[i%batPageEntries]
 	if e == batUnused {
-		return -1, nil
+		return -1, p, nil
 	}
 	off := int64(e) * sectorSize
 	need := d.bitmapSize + d.blockLen(i)
 	if off+need > d.f.Size() {
-		return 0, d.errf("block %d at %d runs past end of file: %w", i, off, layouts.ErrFormat)
+		return 0, nil, d.errf("block %d at %d runs past end of file: %w", i, off, layouts.ErrFormat)
 	}
-	return off, nil
+	return off, p, nil
 }
 
-func (d *Disk) bitmap(i, off int64) (*bitmap, error) {
-	if v, ok := d.bitmaps.Load(i); ok {
-		return v.(*bitmap), nil
+func (d *Disk) bitmap(p *batPage, i, off int64) (*bitmap, error) {
+	slot := &p.bitmaps[i%batPageEntries]
+	if bm := slot.Load(); bm != nil {
+		return bm, nil
 	}
 	nbytes := (d.blockLen(i)/sectorSize + 7) / 8
 	buf := make([]byte, nbytes)
@@ -360,8 +374,8 @@ func (d *Disk) bitmap(i, off int64) (*bitmap, error) {
 	if bm.full {
 		bm.bits = nil
 	}
-	v, _ := d.bitmaps.LoadOrStore(i, bm)
-	return v.(*bitmap), nil
+	slot.Store(bm)
+	return bm, nil
 }
 
 // visit calls fn for the runs of [off, end) in order: Data runs carry the
@@ -371,7 +385,7 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 		i := off / d.blockSize
 		bstart := i * d.blockSize
 		bend := min(bstart+d.blockLen(i), end)
-		boff, err := d.block(i)
+		boff, pg, err := d.block(i)
 		if err != nil {
 			return err
 		}
@@ -383,7 +397,7 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 			continue
 		}
 		data := boff + d.bitmapSize - bstart // file offset = data + virtual offset
-		bm, err := d.bitmap(i, boff)
+		bm, err := d.bitmap(pg, i, boff)
 		if err != nil {
 			return err
 		}

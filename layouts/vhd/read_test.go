@@ -511,7 +511,7 @@ func TestParentLocators(t *testing.T) {
 	writeSpec(t, filepath.Join(vms, "base.vhd"), spec{data: pdata, blockSize: 1 << 20, diskType: diskDynamic, uniqueID: pid})
 	outside := filepath.Join(dir, "outside")
 	os.MkdirAll(outside, 0o755)
-	writeSpec(t, filepath.Join(outside, "base.vhd"), spec{data: pdata, blockSize: 1 << 20, diskType: diskDynamic, uniqueID: pid})
+	writeSpec(t, filepath.Join(outside, "other.vhd"), spec{data: pdata, blockSize: 1 << 20, diskType: diskDynamic, uniqueID: pid})
 	half := func(s int64) bool { return s%2 == 0 }
 	cases := []struct {
 		name    string
@@ -523,7 +523,8 @@ func TestParentLocators(t *testing.T) {
 		{"w2ku-basename", spec{parentAbs: `D:\Hyper-V\base.vhd`}, "", nil},
 		{"macx", spec{parentURL: "file://localhost" + filepath.Join(vms, "base.vhd")}, "", nil},
 		{"uuid-mismatch", spec{parentRel: `base.vhd`, parentID: [16]byte{99}}, "unique id", layouts.ErrFormat},
-		{"outside-dir", spec{parentRel: `..\outside\base.vhd`}, "outside", layouts.ErrRefused},
+		{"outside-dir", spec{parentRel: `..\outside\other.vhd`}, "outside", layouts.ErrRefused},
+		{"outside-then-local", spec{parentRel: `..\outside\other.vhd`, parentAbs: `C:\x\base.vhd`}, "", nil},
 		{"missing", spec{parentRel: `nothere.vhd`}, "not found", nil},
 		{"loop", spec{parentRel: `loop.vhd`, parentID: [16]byte{10}}, "loops", layouts.ErrFormat},
 	}
@@ -752,6 +753,17 @@ func TestHostile(t *testing.T) {
 			}
 		})
 	}
+	t.Run("footer-511", func(t *testing.T) {
+		b := make([]byte, 8192+511)
+		putFooter(b[8192-1:], 8192, diskFixed, ^uint64(0), [16]byte{})
+		copy(b[8192:], b[8191:8191+511])
+		p := filepath.Join(dir, "old.vhd")
+		os.WriteFile(p, b, 0o644)
+		_, err := openPath(p, testEnv())
+		if !errors.Is(err, layouts.ErrUnsupported) || !strings.Contains(err.Error(), "511-byte") {
+			t.Fatalf("error %v", err)
+		}
+	})
 	t.Run("footer-copy-used", func(t *testing.T) {
 		b := append([]byte(nil), good...)
 		b[len(b)-512+64] ^= 1 // end footer corrupt, start copy fine
@@ -832,19 +844,64 @@ func BenchmarkReadAt4K(b *testing.B) {
 	}
 }
 
+// BenchmarkOpenLarge opens a 2000 GiB dynamic VHD (a 4 MiB BAT) and reads
+// 4 KiB at its end.
 func BenchmarkOpenLarge(b *testing.B) {
 	needQemu(b)
 	p := filepath.Join(b.TempDir(), "big.vhd")
 	qemuImg(b, "create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on", p, "2000G")
+	buf := make([]byte, 4096)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		d, err := openPath(p, testEnv())
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := d.Extents(0, 1<<40); err != nil {
+		if _, err := d.ReadAt(buf, d.Size()-4096); err != nil {
 			b.Fatal(err)
 		}
 		d.Close()
+	}
+}
+
+// BenchmarkExtentsLarge walks the extents of a 2000 GiB dynamic VHD.
+func BenchmarkExtentsLarge(b *testing.B) {
+	needQemu(b)
+	p := filepath.Join(b.TempDir(), "big.vhd")
+	qemuImg(b, "create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on", p, "2000G")
+	d, err := openPath(p, testEnv())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := layouts.Allocated(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReadSeq1M reads a 32 MiB disk sequentially in 1 MiB pieces.
+func BenchmarkReadSeq1M(b *testing.B) {
+	data, _ := content(32<<20, 3)
+	p := filepath.Join(b.TempDir(), "b.vhd")
+	writeSpec(b, p, spec{data: data, blockSize: 2 << 20, diskType: diskDynamic})
+	d, err := openPath(p, testEnv())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	buf := make([]byte, 1<<20)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for off := int64(0); off < int64(len(data)); off += 1 << 20 {
+			if _, err := d.ReadAt(buf, off); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package vhd
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode/utf16"
 
@@ -61,14 +63,27 @@ func (d *Disk) parentRefs(hd *header) ([]string, error) {
 			}
 		}
 	}
-	refs := append(append(rel, mac...), abs...)
+	// Relative paths first, then file names next to the child (a VM moved
+	// from Windows keeps its chain in one directory), then absolute paths.
+	refs := rel
 	for _, a := range abs {
 		refs = append(refs, path.Base(a))
 	}
 	if n := winPath(decodeUTF16(hd.parentName, binary.BigEndian)); n != "" {
 		refs = append(refs, path.Base(n))
 	}
-	return refs, nil
+	refs = append(append(refs, mac...), abs...)
+	return dedup(refs), nil
+}
+
+func dedup(refs []string) []string {
+	var out []string
+	for _, r := range refs {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func trimNUL(b []byte) []byte {
@@ -128,6 +143,7 @@ func (d *Disk) openParent(hd *header, env *layouts.Env) (layouts.Disk, error) {
 		return nil, d.errf("differencing disk names no parent: %w", layouts.ErrFormat)
 	}
 	var tried []string
+	var firstErr error
 	for _, ref := range refs {
 		p := ref
 		if !filepath.IsAbs(p) {
@@ -139,13 +155,18 @@ func (d *Disk) openParent(hd *header, env *layouts.Env) (layouts.Disk, error) {
 		}
 		parent, err := env.OpenParent(d.name, ref)
 		if err != nil {
-			return nil, fmt.Errorf("vhd: %s: parent: %w", d.name, err)
+			firstErr = cmp.Or(firstErr, fmt.Errorf("vhd: %s: parent: %w", d.name, err))
+			continue
 		}
 		if err := d.checkParent(hd, parent, ref); err != nil {
 			parent.Close()
-			return nil, err
+			firstErr = cmp.Or(firstErr, err)
+			continue
 		}
 		return parent, nil
+	}
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	return nil, d.errf("parent disk not found (tried %s)", strings.Join(tried, ", "))
 }

@@ -16,7 +16,8 @@ import (
 //	0     footer copy (512)
 //	512   dynamic disk header (1024)
 //	1536  BAT, one big-endian sector number per block, padded to 512
-//	then  per allocated block: sector bitmap (512, all ones) + 2 MiB data
+//	then  per allocated block: sector bitmap (512, all ones) + 2 MiB data,
+//	      the data 4 KiB-aligned (3.5 KiB of hole between blocks)
 //	end   footer (512)
 //
 // A fixed VHD is the virtual disk followed by the footer.
@@ -25,6 +26,10 @@ const (
 	synthBlockSize = 2 << 20
 	synthBitmapLen = 512 // (2 MiB / 512) bits, padded to a sector
 	synthBATOff    = 1536
+	synthAlign     = 4096
+	// synthStride is the room of one stored block: its bitmap, its data
+	// and the padding (a hole) that keeps the next block's data aligned.
+	synthStride = (synthBitmapLen + synthBlockSize + synthAlign - 1) / synthAlign * synthAlign
 	// synthMaxSize is the largest virtual size readers accept: qemu
 	// refuses images above 0xff000000 sectors (2040 GiB), and a dynamic
 	// VHD's 32-bit BAT sector numbers cannot reach far past 2 TiB anyway.
@@ -59,9 +64,15 @@ func SynthesizeDynamic(src layouts.Disk) (*layouts.Image, error) {
 	}
 	entries := (vsize + synthBlockSize - 1) / synthBlockSize
 	batLen := (entries*4 + synthSector - 1) / synthSector * synthSector
-	l := &synthLayout{m: m, entries: entries, blocksOff: synthBATOff + batLen}
-	const stride = synthBitmapLen + synthBlockSize
-	footerOff := l.blocksOff + m.Count()*stride
+	// Blocks start where the first block's data falls on a 4 KiB boundary,
+	// and each takes synthStride bytes, so every block's data stays
+	// aligned, as Hyper-V lays them out.
+	blocksOff := (synthBATOff+batLen+synthBitmapLen+synthAlign-1)/synthAlign*synthAlign - synthBitmapLen
+	l := &synthLayout{m: m, entries: entries, blocksOff: blocksOff}
+	footerOff := synthBATOff + batLen
+	if n := m.Count(); n > 0 {
+		footerOff = blocksOff + (n-1)*synthStride + synthBitmapLen + synthBlockSize
+	}
 
 	seed, err := synthSeed(src, m)
 	if err != nil {
@@ -76,7 +87,7 @@ func SynthesizeDynamic(src layouts.Disk) (*layouts.Image, error) {
 	)
 	err = m.Runs(0, m.Blocks(), func(r blockmap.Run) error {
 		for i := int64(0); i < r.Count; i++ {
-			at := l.blocksOff + (r.Index+i)*stride
+			at := l.blocksOff + (r.Index+i)*synthStride
 			segs = append(segs, synthBytes(at, synthBitmap), layouts.Segment{
 				Off: at + synthBitmapLen, Len: synthBlockSize, Kind: layouts.SegSource,
 				Src: src, SrcOff: (r.First + i) * synthBlockSize,
@@ -142,7 +153,7 @@ func (l *synthLayout) gen(p []byte, rel int64) error {
 	}
 	return l.m.Runs(b0, b1-b0, func(r blockmap.Run) error {
 		for i := int64(0); i < r.Count; i++ {
-			v := uint32((l.blocksOff + (r.Index+i)*(synthBitmapLen+synthBlockSize)) / synthSector)
+			v := uint32((l.blocksOff + (r.Index+i)*synthStride) / synthSector)
 			pos := (r.First+i)*4 - rel
 			if pos >= 0 && pos+4 <= int64(len(p)) {
 				binary.BigEndian.PutUint32(p[pos:], v)

@@ -354,6 +354,9 @@ func (d *synthDecoded) readAt(p []byte, off int64) error {
 			if at < d.batOff+d.entries*4 || at+512+d.blockSize > d.size-512 {
 				return fmt.Errorf("block %d at %d outside the data area", b, at)
 			}
+			if (at+512)%4096 != 0 {
+				return fmt.Errorf("block %d: data at %d not 4 KiB aligned", b, at+512)
+			}
 			var bm [512]byte
 			if _, err := d.img.ReadAt(bm[:], at); err != nil {
 				return err

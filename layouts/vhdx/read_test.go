@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -692,7 +693,9 @@ func BenchmarkOpen2TiB(b *testing.B) {
 	needQemu(b)
 	p := filepath.Join(b.TempDir(), "big.vhdx")
 	qemuImg(b, "create", "-q", "-f", "vhdx", "-o", "subformat=dynamic,block_size=1M", p, "2T")
-	qemuImg(b, "io", "-c", "write -P 0x5a 0 1M", "-c", "write -P 0xa5 2047G 1M", "-f", "vhdx", p)
+	if out, err := exec.Command("qemu-io", "-f", "vhdx", "-c", "write -P 0x5a 0 1M", "-c", "write -P 0xa5 2047G 1M", p).CombinedOutput(); err != nil {
+		b.Fatalf("qemu-io: %v: %s", err, out)
+	}
 	buf := make([]byte, mib)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -708,5 +711,66 @@ func BenchmarkOpen2TiB(b *testing.B) {
 			b.Fatal(err, buf[0])
 		}
 		d.Close()
+	}
+}
+
+// TestChain reads a three-image chain: base <- mid <- top.
+func TestChain(t *testing.T) {
+	dir := t.TempDir()
+	const size = 3 * mib
+	base, _ := content(size, 1)
+	mid, _ := content(size, 2)
+	top, _ := content(size, 3)
+	gBase, gMid := guid{0xBA}, guid{0x3D}
+	writeX(t, filepath.Join(dir, "base.vhdx"), xspec{data: base, blockSize: mib, dataWrite: gBase})
+	inMid := func(s int64) bool { return s%7 < 3 }
+	inTop := func(s int64) bool { return s%5 == 0 }
+	writeX(t, filepath.Join(dir, "mid.avhdx"), xspec{data: mid, blockSize: mib, dataWrite: gMid,
+		state: func(int64) uint64 { return stPartiallyPresent }, present: inMid,
+		hasParent: true, linkage: "{" + gBase.String() + "}", relPath: "base.vhdx"})
+	writeX(t, filepath.Join(dir, "top.avhdx"), xspec{data: top, blockSize: mib, dataWrite: guid{0x70},
+		state: func(int64) uint64 { return stPartiallyPresent }, present: inTop,
+		hasParent: true, linkage: "{" + gMid.String() + "}", relPath: "mid.avhdx"})
+	d, err := openPath(filepath.Join(dir, "top.avhdx"), testEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	got := dump(t, d, "")
+	for s := int64(0); s < size/512; s++ {
+		want := base
+		switch {
+		case inTop(s):
+			want = top
+		case inMid(s):
+			want = mid
+		}
+		if !bytes.Equal(got[s*512:s*512+512], want[s*512:s*512+512]) {
+			t.Fatalf("sector %d differs", s)
+		}
+	}
+	checkExtents(t, d, got)
+}
+
+// BenchmarkReadSeq1M reads a 32 MiB disk sequentially in 1 MiB pieces.
+func BenchmarkReadSeq1M(b *testing.B) {
+	data, _ := content(32*mib, 3)
+	p := filepath.Join(b.TempDir(), "b.vhdx")
+	writeX(b, p, xspec{data: data, blockSize: 2 * mib})
+	d, err := openPath(p, testEnv())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	buf := make([]byte, mib)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for off := int64(0); off < int64(len(data)); off += mib {
+			if _, err := d.ReadAt(buf, off); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package vhdx
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -89,13 +90,19 @@ func (d *Disk) openParent(env *layouts.Env) (layouts.Disk, error) {
 	if v := winPath(kv["relative_path"]); v != "" {
 		refs = append(refs, v)
 	}
+	// then the file name next to the child (a VM moved from Windows keeps
+	// its chain in one directory), then the absolute path
 	if v := winPath(kv["absolute_win32_path"]); v != "" {
-		refs = append(refs, v, path.Base(v))
+		if b := path.Base(v); b != refs0(refs) {
+			refs = append(refs, b)
+		}
+		refs = append(refs, v)
 	}
 	if len(refs) == 0 {
 		return nil, d.errf("parent locator names no path: %w", layouts.ErrFormat)
 	}
 	var tried []string
+	var firstErr error
 	for _, ref := range refs {
 		p := ref
 		if !filepath.IsAbs(p) {
@@ -107,15 +114,27 @@ func (d *Disk) openParent(env *layouts.Env) (layouts.Disk, error) {
 		}
 		parent, err := env.OpenParent(d.name, ref)
 		if err != nil {
-			return nil, fmt.Errorf("vhdx: %s: parent: %w", d.name, err)
+			firstErr = cmp.Or(firstErr, fmt.Errorf("vhdx: %s: parent: %w", d.name, err))
+			continue
 		}
 		if err := d.checkParent(parent, ref, links); err != nil {
 			parent.Close()
-			return nil, err
+			firstErr = cmp.Or(firstErr, err)
+			continue
 		}
 		return parent, nil
 	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
 	return nil, d.errf("parent disk not found (tried %s)", strings.Join(tried, ", "))
+}
+
+func refs0(refs []string) string {
+	if len(refs) == 0 {
+		return ""
+	}
+	return refs[0]
 }
 
 func (d *Disk) checkParent(parent layouts.Disk, ref string, links []guid) error {

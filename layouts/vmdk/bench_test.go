@@ -229,3 +229,27 @@ func BenchmarkStreamSequential(b *testing.B) {
 		d.Close()
 	}
 }
+
+// BenchmarkSparseSequential reads a 64 MiB monolithicSparse disk in 1 MiB
+// pieces, as a conversion does.
+func BenchmarkSparseSequential(b *testing.B) {
+	needQemu(b)
+	dir := b.TempDir()
+	src := join(dir, "src.raw")
+	makeRaw(b, src, 64<<20, 8)
+	img := join(dir, "s.vmdk")
+	qemuImg(b, "convert", "-f", "raw", "-O", "vmdk", src, img)
+	buf := make([]byte, 1<<20)
+	b.SetBytes(64 << 20)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		d := openFile(b, img)
+		for off := int64(0); off < d.Size(); off += int64(len(buf)) {
+			if _, err := d.ReadAt(buf, off); err != nil && err != io.EOF {
+				b.Fatal(err)
+			}
+		}
+		d.Close()
+	}
+}

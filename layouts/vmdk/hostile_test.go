@@ -103,7 +103,12 @@ func TestHostile(t *testing.T) {
 		{"gte-overflow", put32(sb, sGTE, 0xffffffff), "grain table 0 entry", true, layouts.ErrFormat},
 		{"newline-damaged", func() []byte { b := bytes.Clone(sb); b[75] = '\n'; return b }(), "newline", false, layouts.ErrFormat},
 		{"version-9", put32(sb, 4, 9), "version 9", false, layouts.ErrUnsupported},
-		{"compress-algorithm", func() []byte { b := bytes.Clone(tb); le.PutUint16(b[77:], 7); le.PutUint16(b[len(b)-1024+77:], 7); return b }(), "compression algorithm 7", false, layouts.ErrUnsupported},
+		{"compress-algorithm", func() []byte {
+			b := bytes.Clone(tb)
+			le.PutUint16(b[77:], 7)
+			le.PutUint16(b[len(b)-1024+77:], 7)
+			return b
+		}(), "compression algorithm 7", false, layouts.ErrUnsupported},
 		{"zip-bomb", bomb(), "inflates beyond the grain size", true, layouts.ErrFormat},
 		{"garbled-deflate", garble(), "compressed grain", true, layouts.ErrFormat},
 		{"grain-size-field-huge", put32(tb, tGrain+8, 0xffffffff), "runs past end of file", true, layouts.ErrFormat},

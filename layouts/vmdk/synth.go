@@ -132,12 +132,15 @@ func SynthesizeSparseNamed(src layouts.Disk, adapterType, name string) (*layouts
 		return nil, err
 	}
 
+	if err := synthCheckName(name); err != nil {
+		return nil, err
+	}
 	cid, err := synthCID(src, bm)
 	if err != nil {
 		return nil, err
 	}
 	desc := synthDescriptor(cid, "monolithicSparse",
-		fmt.Sprintf("RW %d SPARSE %q", capacity, name), capacity, adapterType)
+		fmt.Sprintf("RW %d SPARSE \"%s\"", capacity, name), capacity, adapterType)
 	if len(desc) > synthDescSecs*synthSector {
 		return nil, fmt.Errorf("vmdk: synthesize: descriptor of %d bytes exceeds its %d sectors: %w", len(desc), synthDescSecs, layouts.ErrUnsupported)
 	}
@@ -196,8 +199,8 @@ func SynthesizeFlat(src layouts.Disk, adapterType, flatName string) (desc *layou
 	if err != nil {
 		return nil, nil, err
 	}
-	if flatName == "" || strings.ContainsAny(flatName, "\"\n\r") {
-		return nil, nil, fmt.Errorf("vmdk: synthesize: flat extent name %q cannot be written in a descriptor: %w", flatName, layouts.ErrUnsupported)
+	if err := synthCheckName(flatName); err != nil {
+		return nil, nil, err
 	}
 	capacity, err := synthCapacity(src)
 	if err != nil {
@@ -211,7 +214,7 @@ func SynthesizeFlat(src layouts.Disk, adapterType, flatName string) (desc *layou
 		return nil, nil, err
 	}
 	text := synthDescriptor(cid, "monolithicFlat",
-		fmt.Sprintf("RW %d FLAT %q 0", capacity, flatName), capacity, adapterType)
+		fmt.Sprintf("RW %d FLAT \"%s\" 0", capacity, flatName), capacity, adapterType)
 	if src.Size()%synthSector == 0 {
 		flat = layouts.Section("raw", src)
 	} else {
@@ -237,6 +240,21 @@ func synthCapacity(src layouts.Disk) (int64, error) {
 		capacity++
 	}
 	return capacity, nil
+}
+
+// synthCheckName refuses extent file names a descriptor line cannot hold:
+// empty ones, and those with a double quote or a control character.
+func synthCheckName(name string) error {
+	bad := name == ""
+	for _, r := range name {
+		if r == '"' || r < 0x20 || r == 0x7f {
+			bad = true
+		}
+	}
+	if bad {
+		return fmt.Errorf("vmdk: synthesize: extent name %q cannot be written in a descriptor: %w", name, layouts.ErrUnsupported)
+	}
+	return nil
 }
 
 func synthAdapter(a string) (string, error) {

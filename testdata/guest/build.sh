@@ -105,7 +105,7 @@ fi
 for p in "$kpkg" busybox-static; do
 	if ! ls "$debs/${p}_"*.deb >/dev/null 2>&1; then
 		log "downloading $p"
-		(cd "$debs" && apt-get download -q "$p" >&2 2>/dev/null) ||
+		(cd "$debs" && apt-get download -q "$p" >&2) ||
 			(apt-get update -q >&2 && cd "$debs" && apt-get download -q "$p" >&2)
 	fi
 done
@@ -179,6 +179,12 @@ EOF
 # Both disks: 64 MiB, partition 1 = 48 MiB FAT16 at 1 MiB, partition 2 =
 # 8 MiB raw data area at 49 MiB.
 p1_start=2048 p1_size=98304 p2_start=100352 p2_size=16384
+# mkfat runs mkfs.fat quietly (it warns that the image is larger than the
+# file system, which is the point of --offset) and shows its output on failure.
+mkfat() {
+	local out
+	out=$(mkfs.fat "$@" 2>&1) || { echo "$out" >&2; die "mkfs.fat $*"; }
+}
 data_record() {
 	printf 'VMFSDATA boot=0\n' | dd of="$1" bs=512 seek=$p2_start conv=notrunc status=none
 }
@@ -191,7 +197,7 @@ label: dos
 start=$p1_start, size=$p1_size, type=e, bootable
 start=$p2_start, size=$p2_size, type=da
 EOF
-mkfs.fat -F 16 -n VMFSBIOS -h $p1_start --offset $p1_start "$img" $((p1_size / 2)) >/dev/null
+mkfat -F 16 -n VMFSBIOS -h $p1_start --offset $p1_start "$img" $((p1_size / 2))
 syslinux --offset $((p1_start * 512)) --install "$img"
 mcopy -i "$img@@$((p1_start * 512))" "$tmp/vmlinuz" "$tmp/initrd.img" "$tmp/syslinux.cfg" ::/
 dd if=/usr/lib/syslinux/mbr/mbr.bin of="$img" bs=440 count=1 conv=notrunc status=none
@@ -205,7 +211,7 @@ label: gpt
 start=$p1_start, size=$p1_size, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI System"
 start=$p2_start, size=$p2_size, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="vmfs-data"
 EOF
-mkfs.fat -F 16 -n VMFSUEFI -h $p1_start --offset $p1_start "$img" $((p1_size / 2)) >/dev/null
+mkfat -F 16 -n VMFSUEFI -h $p1_start --offset $p1_start "$img" $((p1_size / 2))
 m="$img@@$((p1_start * 512))"
 mmd -i "$m" ::/EFI ::/EFI/BOOT
 mcopy -i "$m" /usr/lib/SYSLINUX.EFI/efi64/syslinux.efi ::/EFI/BOOT/BOOTX64.EFI

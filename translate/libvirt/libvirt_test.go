@@ -358,6 +358,94 @@ func TestDefineSystem(t *testing.T) {
 	}
 }
 
+// TestStartSystem starts (paused) and destroys generated domains with the
+// system libvirtd, when one runs: libvirt then resolves the firmware
+// (auto-selected OVMF for UEFI and secure boot) and QEMU checks every
+// device.
+func TestStartSystem(t *testing.T) {
+	if _, err := os.Stat("/var/run/libvirt/libvirt-sock"); err != nil {
+		t.Skip("libvirtd is not running (no /var/run/libvirt/libvirt-sock): start with qemu:///system skipped")
+	}
+	if testing.Short() {
+		t.Skip("starts VMs")
+	}
+	virsh := func(args ...string) (string, error) {
+		out, err := exec.Command("virsh", append([]string{"-c", "qemu:///system"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	cases := []struct {
+		name   string
+		policy string
+		edit   func(m *translate.Machine)
+		want   []string // in the live XML
+	}{
+		{"uefi-secure-boot", Preserve, func(m *translate.Machine) {
+			m.Firmware, m.SecureBoot = translate.UEFI, true
+			m.Disks[0].Controller = "pvscsi"
+		}, []string{"OVMF_CODE_4M.ms.fd", "secure='yes'", "model='vmpvscsi'"}},
+		{"bios-ide", Preserve, func(m *translate.Machine) {
+			m.Disks[0].Bus = translate.BusIDE
+			m.CDROMs = []translate.CDROM{{Bus: translate.BusIDE, ControllerIndex: 1}}
+		}, []string{"machine='pc-i440fx", "bus='ide'"}},
+		{"uefi-i440fx-virtio", Preserve, func(m *translate.Machine) {
+			m.Firmware = translate.UEFI
+			m.Disks[0].Bus = translate.BusVirtio
+			m.NICs[0].Model = "virtio"
+			m.CDROMs = []translate.CDROM{{Bus: translate.BusIDE, ControllerIndex: 1}}
+		}, []string{"machine='pc-i440fx", "OVMF_CODE_4M.fd", "bus='virtio'", "model type='virtio'"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			// QEMU runs as another user: let it reach the image.
+			os.Chmod(dir, 0o755)
+			os.Chmod(filepath.Dir(dir), 0o755)
+			img := filepath.Join(dir, "disk.qcow2")
+			if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", img, "16M").CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img: %v %s", err, out)
+			}
+			m := &translate.Machine{
+				Name: "vmfs-translate-test-" + c.name, MemoryMiB: 128, CPUs: 1, Firmware: translate.BIOS,
+				Disks: []translate.Disk{{Path: "/src/a.vmdk", Bus: translate.BusSCSI, Controller: "lsilogic"}},
+				NICs:  []translate.NIC{{MAC: "00:0c:29:00:00:01", Model: "vmxnet3", Network: "VM Network"}},
+			}
+			c.edit(m)
+			dom, _, err := Domain(m, []translate.TargetDisk{{Path: img, Format: "qcow2"}}, translate.Options{Devices: c.policy, DomainType: "qemu"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// No network: the test must not depend on the host's "default" network.
+			dom.Devices.Interfaces[0].Source = &libvirtxml.DomainInterfaceSource{User: &libvirtxml.DomainInterfaceSourceUser{}}
+			dom.Devices.Graphics = nil
+			data, err := dom.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, "d.xml")
+			os.WriteFile(p, []byte(data), 0o644)
+			virsh("destroy", m.Name)
+			virsh("undefine", "--nvram", m.Name)
+			if out, err := virsh("define", p); err != nil {
+				t.Fatalf("define: %v %s", err, out)
+			}
+			defer virsh("undefine", "--nvram", m.Name)
+			if out, err := virsh("start", "--paused", m.Name); err != nil {
+				t.Fatalf("start: %v %s\n%s", err, out, data)
+			}
+			live, err := virsh("dumpxml", m.Name)
+			virsh("destroy", m.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(live, w) {
+					t.Errorf("live XML lacks %q:\n%s", w, live)
+				}
+			}
+		})
+	}
+}
+
 // TestParseCorpus reads the corpus's libvirt domain files.
 func TestParseCorpus(t *testing.T) {
 	wantErr := map[string]string{
@@ -384,7 +472,7 @@ func TestParseCorpus(t *testing.T) {
 			}
 		},
 		"virt-manager__virt-manager__virt-install-many-devices.xml": func(t *testing.T, m *translate.Machine) {
-			if m.Firmware != translate.UEFI || !m.SecureBoot || m.CPUs != 9 || m.CoresPerSocket != 3 {
+			if m.Firmware != translate.UEFI || !m.SecureBoot || m.CPUs != 9 || m.CoresPerSocket != 9 { // 1 socket of 3 cores × 3 threads
 				t.Errorf("%+v", m)
 			}
 		},
@@ -463,6 +551,41 @@ func TestParseBytes(t *testing.T) {
 	}
 }
 
+// TestVirtV2VPrintSource compares with virt-v2v's --print-source output
+// for its libvirt input test-print-source.xml.in. The other libvirt inputs
+// there (test-mac.xml.in ...) are libvirt test-driver <node> documents,
+// not domains, and are refused as such.
+func TestVirtV2VPrintSource(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(corpus, "virt-v2v/test-print-source.xml.in"))
+	if err != nil {
+		t.Skip(err)
+	}
+	b = []byte(strings.ReplaceAll(string(b), "@abs_top_builddir@", "/build"))
+	m, err := ParseBytes("/build/test-print-source.xml", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// source name: windows; memory: 1073741824; nr vCPUs: 64;
+	// CPU topology: sockets: 4 cores/socket: 8 threads/core: 2;
+	// disks: 0 [virtio-blk]; NICs: Network "default" mac: 00:11:22:33:44:55 [virtio]
+	if m.Name != "windows" || m.MemoryMiB != 1024 || m.CPUs != 64 || m.CoresPerSocket != 16 {
+		t.Errorf("%+v", m)
+	}
+	if len(m.Disks) != 1 || m.Disks[0].Bus != translate.BusVirtio || m.Disks[0].Path != "/build/test-data/phony-guests/windows.img" {
+		t.Errorf("disks %+v", m.Disks)
+	}
+	if len(m.NICs) != 1 || m.NICs[0] != (translate.NIC{MAC: "00:11:22:33:44:55", Model: "virtio", Network: "default", Type: "network"}) {
+		t.Errorf("nics %+v", m.NICs)
+	}
+	b, err = os.ReadFile(filepath.Join(corpus, "virt-v2v/test-mac.xml.in"))
+	if err != nil {
+		t.Skip(err)
+	}
+	if _, err := ParseBytes("test-mac.xml", b); err == nil || !strings.Contains(err.Error(), "root element is <node>") {
+		t.Errorf("err = %v", err)
+	}
+}
+
 func TestParseMissingDisk(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "a.xml")
@@ -476,11 +599,25 @@ func TestParseMissingDisk(t *testing.T) {
 // FuzzParseLibvirt: the parser never panics, and what it accepts can be
 // emitted and read back with the same counts.
 func FuzzParseLibvirt(f *testing.F) {
+	// Run with -fuzzminimizetime=1x on a loaded machine: minimizing
+	// inputs of several KiB otherwise stalls the workers for minutes.
 	files, _ := filepath.Glob(filepath.Join(corpus, "libvirt/*.xml"))
 	for _, p := range files {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}
+	}
+	for _, s := range []string{
+		`<domain type='kvm'><name>a</name><uuid>564d96af-e646-bd86-5c4d-654e7736ef31</uuid><memory unit='GiB'>2</memory><vcpu>4</vcpu><cpu><topology sockets='2' cores='2' threads='1'/></cpu>` +
+			`<os firmware='efi'><type arch='x86_64' machine='q35'>hvm</type><firmware><feature enabled='yes' name='secure-boot'/></firmware></os>` +
+			`<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/a.qcow2'/><target dev='sda' bus='scsi'/><address type='drive' controller='0' bus='0' target='0' unit='3'/><boot order='1'/></disk>` +
+			`<controller type='scsi' index='0' model='vmpvscsi'/><disk type='file' device='cdrom'><target dev='hdc' bus='ide'/><address type='drive' controller='0' bus='1' target='0' unit='0'/></disk>` +
+			`<interface type='bridge'><mac address='52:54:00:00:00:01'/><source bridge='br0'/><model type='e1000e'/></interface><serial type='file'><source path='/s.log'/></serial></devices></domain>`,
+		`<domain type='qemu'><name>b</name><memory>1048576</memory><metadata><libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0"><libosinfo:os id="http://microsoft.com/win/10"/></libosinfo:libosinfo></metadata>` +
+			`<os><type>hvm</type><loader readonly='yes' secure='yes' type='pflash'>/OVMF.fd</loader></os><devices><disk type='block' device='disk'><source dev='/dev/sdb'/><target dev='vda' bus='virtio'/></disk>` +
+			`<interface type='network'><source network='default'/><model type='virtio'/></interface></devices></domain>`,
+	} {
+		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseBytes("/x/a.xml", b)

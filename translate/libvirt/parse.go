@@ -54,6 +54,9 @@ func Parse(path string) (*translate.Machine, error) {
 
 // ParseBytes parses domain XML b named name. It opens no file.
 func ParseBytes(name string, b []byte) (*translate.Machine, error) {
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("libvirt: %s: %d bytes is too large for a domain XML (limit %d)", name, len(b), MaxSize)
+	}
 	dom, err := decodeOne(b)
 	if err != nil {
 		return nil, fmt.Errorf("libvirt: %s: %w", name, err)
@@ -85,8 +88,20 @@ func ParseBytes(name string, b []byte) (*translate.Machine, error) {
 		}
 		m.CPUs = int(dom.VCPU.Value)
 	}
-	if dom.CPU != nil && dom.CPU.Topology != nil && dom.CPU.Topology.Cores > 0 && dom.CPU.Topology.Cores <= m.CPUs && m.CPUs%dom.CPU.Topology.Cores == 0 {
-		m.CoresPerSocket = dom.CPU.Topology.Cores
+	if dom.CPU != nil && dom.CPU.Topology != nil {
+		tp := dom.CPU.Topology
+		if dom.VCPU == nil || dom.VCPU.Value == 0 {
+			// No <vcpu>: the topology gives the count, as libvirt does.
+			n := int64(max(tp.Sockets, 1)) * int64(max(tp.Dies, 1)) * int64(max(tp.Clusters, 1)) * int64(max(tp.Cores, 1)) * int64(max(tp.Threads, 1))
+			if n > 4096 || n < 1 {
+				return nil, fmt.Errorf("libvirt: %s: CPU topology of %d vCPUs is not a CPU count", name, n)
+			}
+			m.CPUs = int(n)
+		}
+		// Per socket as VMware counts it: logical CPUs, threads included.
+		if per := max(tp.Cores, 1) * max(tp.Threads, 1) * max(tp.Dies, 1) * max(tp.Clusters, 1); tp.Cores > 0 && per > 0 && per <= m.CPUs && m.CPUs%per == 0 {
+			m.CoresPerSocket = per
+		}
 	}
 	if o := dom.OS; o != nil {
 		if t := o.Type; t != nil {
@@ -258,6 +273,10 @@ func decodeOne(b []byte) (*libvirtxml.Domain, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("invalid XML: %w", err)
+		}
+		if d, ok := tok.(xml.Directive); ok && bytes.HasPrefix(bytes.TrimSpace(d), []byte("DOCTYPE")) {
+			// libvirt writes no DTD; one here can only declare entities.
+			return nil, errors.New("<!DOCTYPE> is refused: entity declarations are not supported")
 		}
 		if se, ok := tok.(xml.StartElement); ok {
 			if se.Name.Local != "domain" {

@@ -83,7 +83,7 @@ func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Opt
 	}
 	var a []string
 	add := func(s ...string) { a = append(a, s...) }
-	add("-name", m.Name)
+	add("-name", optEscape(m.Name))
 	if m.UUID != "" {
 		add("-uuid", m.UUID)
 	}

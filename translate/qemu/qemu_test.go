@@ -93,7 +93,7 @@ func TestScriptArgs(t *testing.T) {
 					t.Fatal(err)
 				}
 				args := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-				if args[len(args)-1] != "-S" || args[0] != "-name" || args[1] != m.Name {
+				if args[len(args)-1] != "-S" || args[0] != "-name" || args[1] != strings.ReplaceAll(m.Name, ",", ",,") {
 					t.Errorf("args %q", args)
 				}
 				joined := strings.Join(args, "\n")
@@ -151,6 +151,7 @@ func TestRun(t *testing.T) {
 			m.Disks[0].Bus, m.Disks[0].ControllerIndex, m.Disks[0].Unit = translate.BusIDE, 0, 0
 		}},
 		{"topology", "test-i-vmx-5.vmx", "preserve", func(m *translate.Machine) { m.CPUs, m.CoresPerSocket = 4, 2 }},
+		{"name with comma and quote", "test-i-vmx-2.vmx", "preserve", func(m *translate.Machine) { m.Name = "web, 'prod' $x" }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -189,10 +190,9 @@ func TestRun(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
+			exited := false
 			defer func() {
-				select {
-				case <-done:
-				default:
+				if !exited {
 					cmd.Process.Kill()
 					<-done
 				}
@@ -201,7 +201,7 @@ func TestRun(t *testing.T) {
 			for {
 				select {
 				case err := <-done:
-					done <- err
+					exited = true
 					t.Fatalf("QEMU exited: %v\n%s", err, stderr.String())
 				default:
 				}
@@ -226,8 +226,13 @@ func TestRun(t *testing.T) {
 				break
 			}
 			select {
-			case <-done:
+			case err := <-done:
+				exited = true
+				if err != nil {
+					t.Errorf("QEMU: %v\n%s", err, stderr.String())
+				}
 			case <-time.After(10 * time.Second):
+				t.Errorf("QEMU did not quit")
 			}
 		})
 	}

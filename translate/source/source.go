@@ -12,23 +12,28 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vmfs/vmfs/layouts/bootfacts"
+	"github.com/vmfs/vmfs/layouts/probe"
 	"github.com/vmfs/vmfs/translate"
 	"github.com/vmfs/vmfs/translate/libvirt"
+	"github.com/vmfs/vmfs/translate/ovf"
+	"github.com/vmfs/vmfs/translate/vbox"
 	"github.com/vmfs/vmfs/translate/vmx"
 )
 
 // Defaults of a machine made from a bare disk: a disk says nothing about
 // the machine around it, so vmfs gives it what any current guest boots
-// with. The firmware is BIOS; callers that read the disk's boot facts
-// (layouts/bootfacts) switch it to UEFI when the disk has an EFI System
-// Partition and no BIOS boot partition.
+// with (the firmware is read from the disk's partition table).
 const (
 	BareDiskCPUs      = 2
 	BareDiskMemoryMiB = 2048
 )
 
-// WarnBareDisk says that a machine was made up around a bare disk.
-const WarnBareDisk = "SOURCE_BARE_DISK"
+// Warning codes. They are stable.
+const (
+	WarnBareDisk  = "SOURCE_BARE_DISK"  // a machine was made up around a bare disk
+	WarnBootFacts = "SOURCE_BOOT_FACTS" // the bare disk's partition table could not be read
+)
 
 // headSize is how much of a file dispatch looks at.
 const headSize = 4096
@@ -42,6 +47,10 @@ func Load(path string) (*translate.Machine, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("source: %s: is a directory (name the .vmx, .ovf, .vbox, domain XML or disk inside it)", path)
 	}
+	if st.Mode()&(os.ModeNamedPipe|os.ModeSocket|os.ModeCharDevice) != 0 {
+		// Reading a FIFO would wait for a writer, a character device never ends.
+		return nil, fmt.Errorf("source: %s: not a regular file or block device", path)
+	}
 	head, err := readHead(path)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -50,23 +59,26 @@ func Load(path string) (*translate.Machine, error) {
 	case ext == ".vmx":
 		return vmx.Parse(path)
 	case ext == ".ovf", ext == ".ova":
-		// Dispatch slot for the OVF/OVA parser (translate/ovf).
-		return nil, fmt.Errorf("source: %s: %s sources are not supported yet", path, ext)
+		return ovf.Parse(path)
 	case ext == ".vbox":
-		// Dispatch slot for the VirtualBox parser (translate/vbox).
-		return nil, fmt.Errorf("source: %s: .vbox sources are not supported yet", path)
+		return vbox.Parse(path)
+	case len(head) > 262 && bytes.Equal(head[257:262], []byte("ustar")):
+		// A tar archive under another name: an OVA.
+		return ovf.ParseOVA(path)
 	case ext == ".vmdk", isVMDKDescriptor(head):
-		return BareDisk(path, st.Size())
+		return BareDisk(path)
 	case isDomainXML(head):
 		return libvirt.Parse(path)
+	case isXML(head) && bytes.Contains(head, []byte("<VirtualBox")):
+		return vbox.Parse(path)
+	case isXML(head) && bytes.Contains(head, []byte("Envelope")):
+		return ovf.ParseFile(path)
 	case isXML(head):
-		// Dispatch slot for OVF (<Envelope>) and VirtualBox (<VirtualBox>)
-		// documents without their usual extension.
-		return nil, fmt.Errorf("source: %s: XML document that is not a libvirt <domain> (OVF and .vbox are not supported yet)", path)
+		return nil, fmt.Errorf("source: %s: XML document that is not a libvirt <domain>, an OVF <Envelope> or a <VirtualBox> machine", path)
 	case looksLikeVMX(head):
 		return vmx.Parse(path)
 	}
-	return BareDisk(path, st.Size())
+	return BareDisk(path)
 }
 
 func readHead(path string) ([]byte, error) {
@@ -117,6 +129,24 @@ func isDomainXML(head []byte) bool {
 				return false
 			}
 			s = s[i+3:]
+		case bytes.HasPrefix(s, []byte("<!DOCTYPE")):
+			// Skip it, internal subset included, so that the libvirt
+			// parser sees the document and refuses the DTD by name.
+			end := bytes.IndexByte(s, '>')
+			if open := bytes.IndexByte(s, '['); open >= 0 && (end < 0 || open < end) {
+				c := bytes.Index(s[open:], []byte("]"))
+				if c < 0 {
+					return false
+				}
+				end = bytes.IndexByte(s[open+c:], '>')
+				if end >= 0 {
+					end += open + c
+				}
+			}
+			if end < 0 {
+				return false
+			}
+			s = s[end+1:]
 		case bytes.HasPrefix(s, []byte("<domain")):
 			return len(s) > 7 && (s[7] == ' ' || s[7] == '>' || s[7] == '\t' || s[7] == '\n' || s[7] == '\r')
 		default:
@@ -137,13 +167,22 @@ func looksLikeVMX(head []byte) bool {
 }
 
 // BareDisk makes the machine around one disk image: named after the file,
-// with BareDiskCPUs vCPUs, BareDiskMemoryMiB of memory, BIOS firmware, the
-// disk on SATA (every guest has an AHCI driver) and one e1000e NIC.
-func BareDisk(path string, size int64) (*translate.Machine, error) {
+// with BareDiskCPUs vCPUs, BareDiskMemoryMiB of memory, the disk on SATA
+// (every guest has an AHCI driver) and one e1000e NIC. The firmware comes
+// from the disk's partition table: UEFI for a GPT with an EFI System
+// Partition and no BIOS boot partition, BIOS otherwise.
+func BareDisk(path string) (*translate.Machine, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
+	d, err := probe.Open(abs, nil)
+	if err != nil {
+		return nil, fmt.Errorf("source: %s: not a descriptor, and not a disk vmfs can open: %w", path, err)
+	}
+	facts, ferr := bootfacts.Read(d)
+	format, vsize := d.Format(), d.Size()
+	d.Close()
 	base := filepath.Base(path)
 	name := strings.TrimSuffix(base, filepath.Ext(base))
 	if name == "" {
@@ -154,11 +193,25 @@ func BareDisk(path string, size int64) (*translate.Machine, error) {
 		MemoryMiB:    BareDiskMemoryMiB,
 		CPUs:         BareDiskCPUs,
 		Firmware:     translate.BIOS,
-		Disks:        []translate.Disk{{Path: abs, Bus: translate.BusSATA, Controller: "ahci"}},
+		Disks:        []translate.Disk{{Path: abs, Format: format, Size: vsize, Bus: translate.BusSATA, Controller: "ahci"}},
 		NICs:         []translate.NIC{{Model: "e1000e", Type: "network"}},
 		Source:       abs,
 		SourceFormat: "disk",
 	}
-	m.Warn(WarnBareDisk, "%s is a bare disk: the machine around it is made up (%d vCPUs, %d MiB, one e1000e NIC)", base, BareDiskCPUs, BareDiskMemoryMiB)
+	switch {
+	case ferr != nil:
+		m.Warn(WarnBootFacts, "%s: partition table unreadable (%v): BIOS firmware assumed", base, ferr)
+	case facts.HasESP && !facts.HasBIOSBP:
+		m.Firmware = translate.UEFI
+	}
+	m.Warn(WarnBareDisk, "%s is a bare %s disk: the machine around it is made up (%d vCPUs, %d MiB, one e1000e NIC, %s firmware from its %s partition table)",
+		base, format, BareDiskCPUs, BareDiskMemoryMiB, m.Firmware, orNone(facts.Table))
 	return m, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "missing"
+	}
+	return s
 }

@@ -8,7 +8,9 @@ import (
 
 	"github.com/vmfs/vmfs/translate"
 	"github.com/vmfs/vmfs/translate/libvirt"
+	"github.com/vmfs/vmfs/translate/ovf"
 	"github.com/vmfs/vmfs/translate/qemu"
+	"github.com/vmfs/vmfs/translate/vbox"
 	"github.com/vmfs/vmfs/translate/vmx"
 )
 
@@ -16,7 +18,9 @@ import (
 // line here.
 var all = []translate.Target{
 	libvirt.Target{},
+	ovf.Target{},
 	qemu.Target{},
+	vbox.Target{},
 	vmx.Target{},
 }
 

@@ -38,21 +38,21 @@ const MaxSize = 4 << 20
 
 // Warning codes of the parser. They are stable.
 const (
-	WarnEncoding         = "VMX_ENCODING"          // unknown .encoding, or bytes invalid in it
-	WarnBadLine          = "VMX_BAD_LINE"          // a line that is not key = value
-	WarnCDROMHost        = "VMX_CDROM_HOST"        // host CD-ROM drive: empty drive
-	WarnCDROMMissing     = "VMX_CDROM_MISSING"     // ISO file not found: empty drive
+	WarnEncoding         = "VMX_ENCODING"           // unknown .encoding, or bytes invalid in it
+	WarnBadLine          = "VMX_BAD_LINE"           // a line that is not key = value
+	WarnCDROMHost        = "VMX_CDROM_HOST"         // host CD-ROM drive: empty drive
+	WarnCDROMMissing     = "VMX_CDROM_MISSING"      // ISO file not found: empty drive
 	WarnCDROMDisconnect  = "VMX_CDROM_DISCONNECTED" // not connected at power on: empty drive
-	WarnDeviceSkipped    = "VMX_DEVICE_SKIPPED"    // passthrough or unknown device type
-	WarnControllerAbsent = "VMX_CONTROLLER_ABSENT" // device on a controller marked absent
-	WarnISOAsDisk        = "VMX_ISO_NO_DEVICETYPE" // .iso without deviceType read as a CD-ROM
-	WarnBadUUID          = "VMX_BAD_UUID"          // uuid.bios not 16 bytes of hex
-	WarnBadMAC           = "VMX_BAD_MAC"           // MAC address not 6 hex bytes: left to the target
-	WarnBadNumber        = "VMX_BAD_NUMBER"        // memsize/numvcpus not a positive number
-	WarnNoMemSize        = "VMX_NO_MEMSIZE"        // memsize missing: default used
-	WarnSerialDropped    = "VMX_SERIAL_DROPPED"    // thinprint and other serial ports not carried
-	WarnTPM              = "VMX_TPM_DROPPED"       // virtual TPM not carried over
-	WarnEncrypted        = "VMX_ENCRYPTED_PARTIAL" // partly encrypted VM (TPM/nvram keys lost)
+	WarnDeviceSkipped    = "VMX_DEVICE_SKIPPED"     // passthrough or unknown device type
+	WarnControllerAbsent = "VMX_CONTROLLER_ABSENT"  // device on a controller marked absent
+	WarnISOAsDisk        = "VMX_ISO_NO_DEVICETYPE"  // .iso without deviceType read as a CD-ROM
+	WarnBadUUID          = "VMX_BAD_UUID"           // uuid.bios not 16 bytes of hex
+	WarnBadMAC           = "VMX_BAD_MAC"            // MAC address not 6 hex bytes: left to the target
+	WarnBadNumber        = "VMX_BAD_NUMBER"         // memsize/numvcpus not a positive number
+	WarnNoMemSize        = "VMX_NO_MEMSIZE"         // memsize missing: default used
+	WarnSerialDropped    = "VMX_SERIAL_DROPPED"     // thinprint and other serial ports not carried
+	WarnTPM              = "VMX_TPM_DROPPED"        // virtual TPM not carried over
+	WarnEncrypted        = "VMX_ENCRYPTED_PARTIAL"  // partly encrypted VM (TPM/nvram keys lost)
 )
 
 // DefaultMemoryMiB is used when a .vmx states no memsize (VMware itself
@@ -109,6 +109,9 @@ func Parse(path string) (*translate.Machine, error) {
 // ParseBytes parses the contents b of a .vmx named name. Relative disk paths
 // are resolved against name's directory; no file is opened or checked.
 func ParseBytes(name string, b []byte) (*translate.Machine, error) {
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("vmx: %s: %d bytes is too large for a .vmx (limit %d)", name, len(b), MaxSize)
+	}
 	if err := notVMX(name, b); err != nil {
 		return nil, err
 	}

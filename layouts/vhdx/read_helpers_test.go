@@ -216,4 +216,3 @@ func testReader(t *testing.T, d layouts.Disk, got []byte) {
 		t.Fatalf("ReadAt ending at the end = %d, %v", n, err)
 	}
 }
-

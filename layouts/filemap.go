@@ -1,0 +1,71 @@
+package layouts
+
+import "os"
+
+// FileRange is a range of a plain file that holds a range of a disk byte
+// for byte: what splice and copy_file_range can move without a copy
+// through user space.
+type FileRange struct {
+	File *os.File
+	Off  int64
+	Len  int64
+}
+
+// FileMapper is implemented by disks that can say where their bytes lie in
+// a plain file (raw images, flat extents, uncompressed grains).
+type FileMapper interface {
+	// MapFile returns the file range holding the disk's bytes from off:
+	// at most n bytes, fewer where the run stops being one plain file
+	// range. ok is false when the bytes at off are not a plain file range
+	// (generated, compressed, zero, or past the end).
+	MapFile(off, n int64) (r FileRange, ok bool)
+}
+
+// MapFile asks d for the file range behind [off, off+n), if d can tell.
+func MapFile(d Disk, off, n int64) (FileRange, bool) {
+	m, ok := d.(FileMapper)
+	if !ok || off < 0 || n <= 0 || off >= d.Size() {
+		return FileRange{}, false
+	}
+	n = min(n, d.Size()-off)
+	r, ok := m.MapFile(off, n)
+	if !ok || r.Len <= 0 || r.Len > n || r.File == nil {
+		return FileRange{}, false
+	}
+	return r, true
+}
+
+// MapFile of an image maps ranges of source segments through their source.
+func (m *Image) MapFile(off, n int64) (FileRange, bool) {
+	i := m.first(off)
+	if i == len(m.segs) {
+		return FileRange{}, false
+	}
+	s := m.segs[i]
+	if s.Kind != SegSource || s.Off > off {
+		return FileRange{}, false
+	}
+	rel := off - s.Off
+	srcOff := s.SrcOff + rel
+	if srcOff >= s.Src.Size() {
+		return FileRange{}, false
+	}
+	return MapFile(s.Src, srcOff, min(n, s.End()-off, s.Src.Size()-srcOff))
+}
+
+// MapFile of a chain maps through the layer that holds off.
+func (s *stacked) MapFile(off, n int64) (FileRange, bool) {
+	exts, err := s.top.Extents(off, n)
+	if err != nil || len(exts) == 0 {
+		return FileRange{}, false
+	}
+	e := exts[0]
+	n = min(n, e.End()-off)
+	switch e.Kind {
+	case Data:
+		return MapFile(s.top, off, n)
+	case Hole:
+		return MapFile(s.parent, off, n)
+	}
+	return FileRange{}, false
+}

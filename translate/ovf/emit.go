@@ -1,0 +1,435 @@
+package ovf
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/xml"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/vmfs/vmfs/translate"
+)
+
+// Warning codes of the emitter. They are stable.
+const (
+	WarnEmitBus    = "OVF_EMIT_BUS"    // disk or CD-ROM moved to a bus VMware has
+	WarnEmitNIC    = "OVF_EMIT_NIC"    // NIC model VMware lacks: replaced
+	WarnEmitCDROM  = "OVF_EMIT_CDROM"  // CD-ROM image not packaged: empty drive
+	WarnEmitUnits  = "OVF_EMIT_UNITS"  // a controller is full
+	WarnEmitFormat = "OVF_EMIT_FORMAT" // a disk image VMware does not import
+	WarnEmitPolicy = "OVF_EMIT_POLICY" // unknown device policy
+	WarnEmitSerial = "OVF_EMIT_SERIAL" // serial ports are not written
+)
+
+// VirtualSystemType is the hardware family written (ESXi 6.7 and later).
+const VirtualSystemType = "vmx-14"
+
+// Target is the "ovf" target: an OVF 1.0 envelope, VMware flavour, whose
+// References name the disk files next to it, plus a manifest.
+//
+// The manifest (.mf) holds the SHA256 of the .ovf only: digests of the
+// disks would make every mount read every disk in full before the first
+// byte is served, which is what vmfs exists to avoid. Tools that import
+// the package verify the members the manifest lists, so the result is
+// accepted, and the disks are checked by their own formats.
+type Target struct{}
+
+var _ translate.Target = Target{}
+
+func (Target) Name() string          { return "ovf" }
+func (Target) DefaultFormat() string { return "vmdk" }
+
+// Namespaces of an OVF 1.0 envelope.
+const (
+	nsOVF  = "http://schemas.dmtf.org/ovf/envelope/1"
+	nsRASD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
+	nsVSSD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
+	nsVMW  = "http://www.vmware.com/schema/ovf"
+	nsCIM  = "http://schemas.dmtf.org/wbem/wscim/1/common"
+	nsXSI  = "http://www.w3.org/2001/XMLSchema-instance"
+)
+
+type xEnvelope struct {
+	XMLName    xml.Name     `xml:"Envelope"`
+	Xmlns      string       `xml:"xmlns,attr"`
+	XmlnsOVF   string       `xml:"xmlns:ovf,attr"`
+	XmlnsRASD  string       `xml:"xmlns:rasd,attr"`
+	XmlnsVSSD  string       `xml:"xmlns:vssd,attr"`
+	XmlnsVMW   string       `xml:"xmlns:vmw,attr"`
+	XmlnsCIM   string       `xml:"xmlns:cim,attr"`
+	XmlnsXSI   string       `xml:"xmlns:xsi,attr"`
+	Version    string       `xml:"ovf:version,attr"`
+	References []xFile      `xml:"References>File"`
+	Disks      xDiskSection `xml:"DiskSection"`
+	Networks   *xNetSection `xml:"NetworkSection,omitempty"`
+	System     xSystem      `xml:"VirtualSystem"`
+}
+
+type xFile struct {
+	Href string `xml:"ovf:href,attr"`
+	ID   string `xml:"ovf:id,attr"`
+}
+
+type xDiskSection struct {
+	Info  string  `xml:"Info"`
+	Disks []xDisk `xml:"Disk"`
+}
+
+type xDisk struct {
+	Capacity string `xml:"ovf:capacity,attr"`
+	Units    string `xml:"ovf:capacityAllocationUnits,attr"`
+	DiskID   string `xml:"ovf:diskId,attr"`
+	FileRef  string `xml:"ovf:fileRef,attr"`
+	Format   string `xml:"ovf:format,attr,omitempty"`
+}
+
+type xNetSection struct {
+	Info     string     `xml:"Info"`
+	Networks []xNetwork `xml:"Network"`
+}
+
+type xNetwork struct {
+	Name        string `xml:"ovf:name,attr"`
+	Description string `xml:"Description"`
+}
+
+type xSystem struct {
+	ID       string    `xml:"ovf:id,attr"`
+	Info     string    `xml:"Info"`
+	Name     string    `xml:"Name"`
+	OS       xOS       `xml:"OperatingSystemSection"`
+	Hardware xHardware `xml:"VirtualHardwareSection"`
+}
+
+type xOS struct {
+	ID     string `xml:"ovf:id,attr"`
+	OSType string `xml:"vmw:osType,attr,omitempty"`
+	Info   string `xml:"Info"`
+}
+
+type xHardware struct {
+	Info    string    `xml:"Info"`
+	System  xVSSD     `xml:"System"`
+	Items   []xItem   `xml:"Item"`
+	Configs []xConfig `xml:"vmw:Config"`
+}
+
+type xVSSD struct {
+	ElementName string `xml:"vssd:ElementName"`
+	InstanceID  string `xml:"vssd:InstanceID"`
+	Identifier  string `xml:"vssd:VirtualSystemIdentifier"`
+	Type        string `xml:"vssd:VirtualSystemType"`
+}
+
+// xItem holds the rasd elements in the schema's (alphabetical) order.
+type xItem struct {
+	Required        string    `xml:"ovf:required,attr,omitempty"`
+	Address         string    `xml:"rasd:Address,omitempty"`
+	AddressOnParent string    `xml:"rasd:AddressOnParent,omitempty"`
+	AllocationUnits string    `xml:"rasd:AllocationUnits,omitempty"`
+	AutoAlloc       string    `xml:"rasd:AutomaticAllocation,omitempty"`
+	Connection      string    `xml:"rasd:Connection,omitempty"`
+	Description     string    `xml:"rasd:Description,omitempty"`
+	ElementName     string    `xml:"rasd:ElementName"`
+	HostResource    string    `xml:"rasd:HostResource,omitempty"`
+	InstanceID      string    `xml:"rasd:InstanceID"`
+	Parent          string    `xml:"rasd:Parent,omitempty"`
+	ResourceSubType string    `xml:"rasd:ResourceSubType,omitempty"`
+	ResourceType    string    `xml:"rasd:ResourceType"`
+	VirtualQuantity string    `xml:"rasd:VirtualQuantity,omitempty"`
+	CoresPerSocket  *xCores   `xml:"vmw:CoresPerSocket,omitempty"`
+	Configs         []xConfig `xml:"vmw:Config"`
+}
+
+type xCores struct {
+	Required string `xml:"ovf:required,attr"`
+	Value    int    `xml:",chardata"`
+}
+
+type xConfig struct {
+	Required string `xml:"ovf:required,attr"`
+	Key      string `xml:"vmw:key,attr"`
+	Value    string `xml:"vmw:value,attr"`
+}
+
+// Emit writes <name>.ovf and <name>.mf.
+func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]translate.OutFile, []translate.Warning, error) {
+	b, warns, err := Marshal(m, disks, opts)
+	if err != nil {
+		return nil, warns, err
+	}
+	base := translate.FileName(m.Name)
+	sum := sha256.Sum256(b)
+	mf := fmt.Sprintf("SHA256(%s.ovf)= %s\n", base, hex.EncodeToString(sum[:]))
+	return []translate.OutFile{
+		{Name: base + ".ovf", Data: b, Mode: 0o644},
+		{Name: base + ".mf", Data: []byte(mf), Mode: 0o644},
+	}, warns, nil
+}
+
+// place is a device's controller and unit in the generated machine.
+type place struct {
+	bus  translate.Bus
+	ctl  int
+	unit int
+}
+
+var (
+	unitsPer = map[translate.Bus]int{translate.BusSCSI: 16, translate.BusSATA: 30, translate.BusIDE: 2, translate.BusNVMe: 15}
+	ctlsPer  = map[translate.Bus]int{translate.BusSCSI: 4, translate.BusSATA: 4, translate.BusIDE: 2, translate.BusNVMe: 4}
+)
+
+// allocator hands out free controller slots, keeping the source's when free.
+type allocator map[place]bool
+
+func (a allocator) take(bus translate.Bus, ctl, unit int) (place, bool) {
+	p := place{bus, ctl, unit}
+	okUnit := unit >= 0 && unit < unitsPer[bus] && !(bus == translate.BusSCSI && unit == 7)
+	if okUnit && ctl >= 0 && ctl < ctlsPer[bus] && !a[p] {
+		a[p] = true
+		return p, true
+	}
+	for c := 0; c < ctlsPer[bus]; c++ {
+		for u := 0; u < unitsPer[bus]; u++ {
+			q := place{bus, c, u}
+			if (bus == translate.BusSCSI && u == 7) || a[q] {
+				continue
+			}
+			a[q] = true
+			return q, true
+		}
+	}
+	return place{}, false
+}
+
+// Marshal generates the .ovf of m with its disks at disks.
+func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]byte, []translate.Warning, error) {
+	if len(disks) != len(m.Disks) {
+		return nil, nil, fmt.Errorf("ovf: %s: %d target disks for %d source disks", m.Name, len(disks), len(m.Disks))
+	}
+	var warns []translate.Warning
+	warn := func(code, f string, a ...any) {
+		warns = append(warns, translate.Warning{Code: code, Message: fmt.Sprintf(f, a...)})
+	}
+	policy := strings.ToLower(opts.Devices)
+	switch policy {
+	case "":
+		policy = "preserve"
+	case "preserve", "virtio", "compat":
+	default:
+		warn(WarnEmitPolicy, "unknown device policy %q: preserve used", opts.Devices)
+		policy = "preserve"
+	}
+	env := xEnvelope{Xmlns: nsOVF, XmlnsOVF: nsOVF, XmlnsRASD: nsRASD, XmlnsVSSD: nsVSSD, XmlnsVMW: nsVMW, XmlnsCIM: nsCIM, XmlnsXSI: nsXSI, Version: "1.0"}
+	env.Disks.Info = "Virtual disk information"
+	name := m.Name
+	if name == "" {
+		name = "vm"
+	}
+	sys := &env.System
+	sys.ID, sys.Info, sys.Name = name, "A virtual machine", name
+	sys.OS.Info = "The kind of installed guest operating system"
+	sys.OS.ID = "1" // CIM "Other"
+	if code, ok := strings.CutPrefix(m.GuestOS, "cim:"); ok {
+		sys.OS.ID = code
+	} else if (m.SourceFormat == "ovf" || m.SourceFormat == "ova") && strings.HasSuffix(m.GuestOS, "Guest") {
+		sys.OS.OSType = m.GuestOS
+	} else if m.SourceFormat == "vmx" && m.GuestOS != "" {
+		// VMware names a .vmx guestOS "windows9-64" in an OVF "windows9_64Guest".
+		sys.OS.OSType = strings.ReplaceAll(m.GuestOS, "-", "_") + "Guest"
+	}
+	hw := &sys.Hardware
+	hw.Info = "Virtual hardware requirements"
+	hw.System = xVSSD{ElementName: "Virtual Hardware Family", InstanceID: "0", Identifier: name, Type: VirtualSystemType}
+	next := 1
+	id := func() string { next++; return strconv.Itoa(next - 1) }
+
+	cpus := max(m.CPUs, 1)
+	cpu := xItem{AllocationUnits: "hertz * 10^6", Description: "Number of Virtual CPUs", ElementName: fmt.Sprintf("%d virtual CPU(s)", cpus), InstanceID: id(), ResourceType: "3", VirtualQuantity: strconv.Itoa(cpus)}
+	if m.CoresPerSocket > 0 {
+		cpu.CoresPerSocket = &xCores{Required: "false", Value: m.CoresPerSocket}
+	}
+	mem := m.MemoryMiB
+	if mem <= 0 {
+		mem = DefaultMemoryMiB
+	}
+	hw.Items = append(hw.Items, cpu, xItem{AllocationUnits: "byte * 2^20", Description: "Memory Size", ElementName: fmt.Sprintf("%dMB of memory", mem), InstanceID: id(), ResourceType: "4", VirtualQuantity: strconv.FormatInt(mem, 10)})
+
+	// Choose buses.
+	busFor := func(b translate.Bus, ctl, what string) (translate.Bus, string) {
+		switch policy {
+		case "virtio":
+			return translate.BusSCSI, "VirtualSCSI"
+		case "compat":
+			return translate.BusSATA, ""
+		}
+		switch b {
+		case translate.BusSCSI:
+			switch strings.ToLower(ctl) {
+			case "lsilogic", "":
+				return b, "lsilogic"
+			case "buslogic":
+				return b, "buslogic"
+			case "lsisas1068", "lsisas1078", "lsilogicsas":
+				return b, "lsilogicsas"
+			case "pvscsi", "vmpvscsi":
+				return b, "VirtualSCSI"
+			}
+			warn(WarnEmitBus, "%s is on a %s SCSI controller, which VMware lacks: LSI Logic SAS used", what, ctl)
+			return b, "lsilogicsas"
+		case translate.BusSATA, translate.BusIDE, translate.BusNVMe:
+			return b, ""
+		}
+		warn(WarnEmitBus, "%s on the %s bus moves to SATA", what, b)
+		return translate.BusSATA, ""
+	}
+	alloc := allocator{}
+	ctlIDs := map[[2]int]string{} // (bus kind, index) → instance id
+	busKind := map[translate.Bus]int{translate.BusIDE: 0, translate.BusSCSI: 1, translate.BusSATA: 2, translate.BusNVMe: 3}
+	var devItems []xItem
+	var ctlItems []xItem
+	controllerID := func(p place, sub string) string {
+		k := [2]int{busKind[p.bus], p.ctl}
+		if s, ok := ctlIDs[k]; ok {
+			return s
+		}
+		it := xItem{Address: strconv.Itoa(p.ctl), InstanceID: id()}
+		switch p.bus {
+		case translate.BusIDE:
+			it.Description, it.ElementName, it.ResourceType = "IDE Controller", fmt.Sprintf("IDE %d", p.ctl), "5"
+		case translate.BusSCSI:
+			it.Description, it.ElementName, it.ResourceType, it.ResourceSubType = "SCSI Controller", fmt.Sprintf("SCSI controller %d", p.ctl), "6", sub
+		case translate.BusSATA:
+			it.Description, it.ElementName, it.ResourceType, it.ResourceSubType = "SATA Controller", fmt.Sprintf("SATA controller %d", p.ctl), "20", "vmware.sata.ahci"
+		case translate.BusNVMe:
+			it.Description, it.ElementName, it.ResourceType, it.ResourceSubType = "NVMe Controller", fmt.Sprintf("NVMe controller %d", p.ctl), "20", "vmware.nvme.controller"
+		}
+		ctlItems = append(ctlItems, it)
+		ctlIDs[k] = it.InstanceID
+		return it.InstanceID
+	}
+	for i, d := range m.Disks {
+		bus, sub := busFor(d.Bus, d.Controller, fmt.Sprintf("disk %d", i))
+		p, ok := alloc.take(bus, d.ControllerIndex, d.Unit)
+		if !ok {
+			return nil, warns, fmt.Errorf("ovf: %s: no free %s slot for disk %d", m.Name, bus, i)
+		}
+		parent := controllerID(p, sub)
+		fileID, diskID := fmt.Sprintf("file%d", i+1), fmt.Sprintf("vmdisk%d", i+1)
+		env.References = append(env.References, xFile{Href: filepath.Base(disks[i].Path), ID: fileID})
+		size := disks[i].Size
+		if size <= 0 {
+			size = d.Size
+		}
+		env.Disks.Disks = append(env.Disks.Disks, xDisk{Capacity: strconv.FormatInt(size, 10), Units: "byte", DiskID: diskID, FileRef: fileID, Format: formatURI(disks[i].Format)})
+		if f := strings.ToLower(disks[i].Format); f != "" && f != "vmdk" {
+			warn(WarnEmitFormat, "disk %d is a %s image: VMware imports only VMDK from an OVF", i, f)
+		}
+		devItems = append(devItems, xItem{AddressOnParent: strconv.Itoa(p.unit), ElementName: fmt.Sprintf("Hard disk %d", i+1), HostResource: "ovf:/disk/" + diskID, InstanceID: id(), Parent: parent, ResourceType: "17"})
+	}
+	for i, c := range m.CDROMs {
+		bus := c.Bus
+		switch {
+		case policy != "preserve", bus != translate.BusIDE && bus != translate.BusSATA:
+			if policy == "preserve" {
+				warn(WarnEmitBus, "CD-ROM %d on the %s bus moves to SATA", i, bus)
+			}
+			bus = translate.BusSATA
+		}
+		p, ok := alloc.take(bus, c.ControllerIndex, c.Unit)
+		if !ok {
+			warn(WarnEmitUnits, "no free %s slot for CD-ROM %d: left out", bus, i)
+			continue
+		}
+		if c.Path != "" {
+			warn(WarnEmitCDROM, "CD-ROM %d image %s is not packaged: the drive is left empty", i, c.Path)
+		}
+		parent := controllerID(p, "")
+		devItems = append(devItems, xItem{Required: "false", AddressOnParent: strconv.Itoa(p.unit), AutoAlloc: "false", ElementName: fmt.Sprintf("CD/DVD drive %d", i+1), InstanceID: id(), Parent: parent, ResourceSubType: "vmware.cdrom.remotepassthrough", ResourceType: "15"})
+	}
+	var nets []string
+	seenNet := map[string]bool{}
+	for i, n := range m.NICs {
+		model := emitNIC(policy, n.Model, i, warn)
+		net := n.Network
+		if v, ok := opts.NetworkMap[net]; ok && v != "" {
+			net = v
+		}
+		if net == "" {
+			net = "VM Network"
+		}
+		if !seenNet[net] {
+			seenNet[net] = true
+			nets = append(nets, net)
+		}
+		it := xItem{AddressOnParent: strconv.Itoa(7 + i), AutoAlloc: "true", Connection: net, Description: fmt.Sprintf("%s ethernet adapter on %q", model, net), ElementName: fmt.Sprintf("Network adapter %d", i+1), InstanceID: id(), ResourceSubType: model, ResourceType: "10"}
+		if n.MAC != "" {
+			it.Address = n.MAC
+		}
+		devItems = append(devItems, it)
+	}
+	if len(nets) > 0 {
+		env.Networks = &xNetSection{Info: "The list of logical networks"}
+		for _, n := range nets {
+			env.Networks.Networks = append(env.Networks.Networks, xNetwork{Name: n, Description: "The " + n + " network"})
+		}
+	}
+	if len(m.Serials) > 0 {
+		warn(WarnEmitSerial, "%d serial port(s) are not written to the OVF", len(m.Serials))
+	}
+	hw.Items = append(append(hw.Items, ctlItems...), devItems...)
+	fw := "bios"
+	if m.Firmware == translate.UEFI {
+		fw = "efi"
+	}
+	hw.Configs = append(hw.Configs, xConfig{Required: "false", Key: "firmware", Value: fw})
+	if m.Firmware == translate.UEFI && m.SecureBoot {
+		hw.Configs = append(hw.Configs, xConfig{Required: "false", Key: "bootOptions.efiSecureBootEnabled", Value: "true"})
+	}
+	if m.UUID != "" {
+		hw.Configs = append(hw.Configs, xConfig{Required: "false", Key: "uuid", Value: m.UUID})
+	}
+	out, err := xml.MarshalIndent(env, "", "  ")
+	if err != nil {
+		return nil, warns, fmt.Errorf("ovf: %s: %w", m.Name, err)
+	}
+	return append([]byte(xml.Header), append(out, '\n')...), warns, nil
+}
+
+func formatURI(f string) string {
+	switch strings.ToLower(f) {
+	case "vmdk", "":
+		return "http://www.vmware.com/interfaces/specifications/vmdk.html#sparse"
+	case "qcow2":
+		return "http://www.gnome.org/~markmc/qcow-image-format.html"
+	case "vhd":
+		return "http://go.microsoft.com/fwlink/?LinkId=137171"
+	case "vdi":
+		return "http://www.virtualbox.org/manual/ch12.html#vdi"
+	}
+	return ""
+}
+
+// emitNIC maps a model to an OVF ResourceSubType VMware knows.
+func emitNIC(policy, model string, i int, warn func(string, string, ...any)) string {
+	switch policy {
+	case "virtio":
+		return "VmxNet3"
+	case "compat":
+		return "E1000"
+	}
+	switch strings.ToLower(model) {
+	case "e1000", "", "82540em", "82543gc", "82545em":
+		return "E1000"
+	case "e1000e":
+		return "E1000e"
+	case "vmxnet3", "vmxnet", "vmxnet2":
+		return "VmxNet3"
+	case "pcnet", "vlance", "pcnet32", "am79c970a", "am79c973":
+		return "PCNet32"
+	}
+	warn(WarnEmitNIC, "NIC %d model %s is not a VMware adapter: E1000 used", i, model)
+	return "E1000"
+}

@@ -73,10 +73,10 @@ func Mount(mountpoint string, entries []Entry, opts Options) (*fuse.Server, erro
 		AttrTimeout:     &long,
 		NegativeTimeout: &long,
 		MountOptions: fuse.MountOptions{
-			AllowOther:   true,
-			Options:      []string{"default_permissions"},
-			FsName:       opts.FsName,
-			Name:         "vmfs",
+			AllowOther: true,
+			Options:    []string{"default_permissions"},
+			FsName:     opts.FsName,
+			Name:       "vmfs",
 			// Large requests, but with room for the reply header in a
 			// 1 MiB pipe, so that splicing works at the largest size.
 			MaxWrite:     maxRequest,

@@ -313,7 +313,7 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 	// sources, uncompressed grains), the kernel splices it: no copy
 	// through this process.
 	if want := min(int64(len(dest)), f.content.Size()-off); want > 0 {
-		if r, ok := layouts.MapFile(f.content, off, want); ok && r.Len == want {
+		if r, ok := layouts.MapFile(f.content, off, want); ok && r.Len == want && spliceable(r) {
 			return fuse.ReadResultFd(r.File.Fd(), r.Off, int(r.Len)), 0
 		}
 	}
@@ -322,6 +322,15 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 		return nil, f.errno("read", err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// spliceable says whether the source file still holds all of r. A splice
+// from a file that shrank under the mount comes back short, and a short
+// reply is end of file to the kernel (which then shrinks the mounted file):
+// such a range goes through ReadAt, which fails it with EIO.
+func spliceable(r layouts.FileRange) bool {
+	st, err := r.File.Stat()
+	return err == nil && (!st.Mode().IsRegular() || r.Off+r.Len <= st.Size())
 }
 
 func (f *file) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {

@@ -216,14 +216,20 @@ func TestSourceFaults(t *testing.T) {
 			return nil
 		}, eitherOK: true},
 	}
-	for _, kind := range []string{"flat", "sparse"} {
+	// A writable mount reads through its overlay; a read-only one serves
+	// the source directly (and may splice from it).
+	for _, kind := range []string{"flat", "sparse", "flat-ro", "sparse-ro"} {
 		for _, f := range faults {
 			t.Run(kind+"/"+f.name, func(t *testing.T) {
 				t.Parallel()
 				dir := t.TempDir()
-				vmx, extent := vmwareVM(t, dir, kind, raw)
+				vmx, extent := vmwareVM(t, dir, strings.TrimSuffix(kind, "-ro"), raw)
 				mnt := uniqueMountDir(t)
-				testenv.Mount(t, "--to", "libvirt", "--format", "raw", "--overlay", t.TempDir(), vmx, mnt)
+				mode := []string{"--overlay", t.TempDir()}
+				if strings.HasSuffix(kind, "-ro") {
+					mode = []string{"--read-only"}
+				}
+				testenv.Mount(t, append(append([]string{"--to", "libvirt", "--format", "raw"}, mode...), vmx, mnt)...)
 				disk := mountedDisk(t, mnt, "raw")
 				const pre = 4 // blocks read before the fault
 				for i := 0; i < pre; i++ {

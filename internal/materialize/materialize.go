@@ -304,6 +304,9 @@ func copyChunk(out *os.File, src layouts.Disk, buf []byte, off int64) (int64, er
 		if _, err := out.WriteAt(buf[i:k], off+int64(i)); err != nil {
 			return written, err
 		}
+		// Start writeback now, so that the final fsync finds little left
+		// to do and the disk works while the source is read.
+		unix.SyncFileRange(int(out.Fd()), off+int64(i), int64(k-i), unix.SYNC_FILE_RANGE_WRITE)
 		written += int64(k - i)
 		i = k
 	}

@@ -32,6 +32,7 @@ var Formats = []Format{
 	{Name: vmdk.Type, Open: vmdk.Open},
 	{Name: vhdx.Type, Open: vhdx.Open},
 	{Name: vhd.Type, Open: vhd.Open}, // footer at the end only: just before raw
+	{Name: "unsupported", Open: refuseKnown},
 	{Name: raw.Type, Open: raw.Open},
 }
 

@@ -208,6 +208,10 @@ type file struct {
 
 	blocks     atomic.Int64 // allocated bytes, valid while blocksOK
 	blocksOK   atomic.Bool
+	blocksGen  atomic.Int64 // bumped by every change of the content
+	countMu    sync.Mutex
+	counting   chan struct{} // closed when the running count ends
+	notifyAttr atomic.Bool   // a stat answered before the count ended
 	loggedOnce sync.Map
 }
 
@@ -242,20 +246,60 @@ func (f *file) fill(a *fuse.Attr) {
 	a.Blocks = uint64(f.allocated() / 512)
 }
 
+// allocatedWait is how long a stat waits for the allocated bytes. Counting
+// them walks the whole extent map, which for a big sparse disk means reading
+// every grain table: past the wait the stat answers with the virtual size
+// (fully allocated), the count goes on in the background, and the kernel is
+// told to drop the cached attributes when it ends.
+const allocatedWait = 20 * time.Millisecond
+
 // allocated is the file's allocated bytes, computed once (and again after
 // writes), as du reports it.
 func (f *file) allocated() int64 {
 	if f.blocksOK.Load() {
 		return f.blocks.Load()
 	}
+	f.countMu.Lock()
+	done := f.counting
+	if done == nil {
+		done = make(chan struct{})
+		f.counting = done
+		go f.count(done)
+	}
+	f.countMu.Unlock()
+	t := time.NewTimer(allocatedWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		if f.blocksOK.Load() {
+			return f.blocks.Load()
+		}
+	case <-t.C:
+		f.notifyAttr.Store(true)
+	}
+	return f.content.Size()
+}
+
+// count computes the allocated bytes and closes done.
+func (f *file) count(done chan struct{}) {
+	gen := f.blocksGen.Load()
 	n, err := layouts.Allocated(f.content)
 	if err != nil {
 		f.logOnce("extents", err)
 		n = f.content.Size()
 	}
-	f.blocks.Store(n)
-	f.blocksOK.Store(true)
-	return n
+	f.countMu.Lock()
+	if f.blocksGen.Load() == gen { // no write raced with the count
+		f.blocks.Store(n)
+		f.blocksOK.Store(true)
+	}
+	f.counting = nil
+	f.countMu.Unlock()
+	close(done)
+	if f.notifyAttr.Swap(false) {
+		// Attributes only (negative offset): no page is touched.
+		f.NotifyContent(-1, 0)
+	}
 }
 
 func (f *file) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
@@ -290,6 +334,7 @@ func (f *file) touch() {
 	f.mu.Lock()
 	f.mtime = time.Now()
 	f.mu.Unlock()
+	f.blocksGen.Add(1)
 	f.blocksOK.Store(false)
 }
 

@@ -235,7 +235,12 @@ func TestSourceFaults(t *testing.T) {
 				for i := 0; i < pre; i++ {
 					b, err := readBlock(disk, i)
 					if err != nil || !bytes.Equal(b, raw[i*faultBlock:(i+1)*faultBlock]) {
-						t.Fatalf("block %d before the fault: %v (equal: %v)", i, err, bytes.Equal(b, raw[i*faultBlock:(i+1)*faultBlock]))
+						size := int64(-1)
+						if st, serr := os.Stat(disk); serr == nil {
+							size = st.Size()
+						}
+						t.Fatalf("block %d before the fault: %d bytes, %v (equal: %v); the mounted file's size is now %d",
+							i, len(b), err, bytes.Equal(b, raw[i*faultBlock:(i+1)*faultBlock]), size)
 					}
 				}
 				lost := f.do(t, filepath.Join(dir, "disk.vmdk"), extent)

@@ -259,8 +259,11 @@ type Record struct {
 	Started    time.Time `json:"started"`
 }
 
-// RegistryDir holds one JSON file per live mount.
+// RegistryDir holds one JSON file per live mount ($VMFS_RUN_DIR when set).
 func RegistryDir() string {
+	if d := os.Getenv("VMFS_RUN_DIR"); d != "" {
+		return d
+	}
 	if os.Geteuid() == 0 {
 		return "/run/vmfs"
 	}

@@ -110,7 +110,7 @@ func NewPlan(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 	}
 	var wants []want
 	for i, d := range m.Disks {
-		w := want{d: Drive{Index: i, Path: disks[i].Path, Format: disks[i].Format, ReadOnly: d.ReadOnly, Boot: d.BootOrder}, srcC: d.ControllerIndex, srcU: d.Unit}
+		w := want{d: Drive{Index: i, Path: disks[i].Path, Format: QEMUFormat(disks[i].Format), ReadOnly: d.ReadOnly, Boot: d.BootOrder}, srcC: d.ControllerIndex, srcU: d.Unit}
 		w.d.Bus, w.model = diskBus(policy, d.Bus, d.Controller, fmt.Sprintf("disk %d", i), warn)
 		wants = append(wants, w)
 	}
@@ -313,4 +313,12 @@ func nicModel(policy, model string, i int, warn func(string, string, ...any)) st
 		warn(WarnNIC, "NIC %d model %s is not emulated by QEMU: e1000 used", i, model)
 		return "e1000"
 	}
+}
+
+// QEMUFormat is QEMU's name for an image format: "vpc" for VHD.
+func QEMUFormat(format string) string {
+	if format == "vhd" {
+		return "vpc"
+	}
+	return format
 }

@@ -4,9 +4,9 @@
 GO       ?= go
 BIN      := bin/vmfs
 PKGS     := ./...
-APT_PKGS := fuse3 qemu-utils qemu-system-x86 ovmf libvirt-daemon libvirt-daemon-driver-qemu \
+APT_PKGS := fuse3 qemu-utils qemu-system-x86 ovmf libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system \
             libvirt-clients libxml2-utils syslinux syslinux-common syslinux-efi mtools dosfstools \
-            fdisk busybox-static cpio xz-utils zstd
+            fdisk busybox-static cpio xz-utils zstd time
 BENCH_PKGS := xmount libvmdk-utils nbdkit libnbd-bin nbd-client hyperfine
 
 export PATH := /usr/local/go/bin:$(PATH)

@@ -19,6 +19,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmfs/vmfs/layouts"
 )
@@ -369,14 +370,39 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-// spliceable says whether the source file still holds all of r. A splice
-// from a file that shrank under the mount comes back short, and a short
-// reply is end of file to the kernel (which then shrinks the mounted file):
-// such a range goes through ReadAt, which fails it with EIO.
+// spliceable says whether r can be spliced. A splice that comes back short
+// is end of file to the kernel (which then shrinks the mounted file), not
+// an error, so ranges that could come back short go through ReadAt, which
+// fails them with EIO: a range past the end of a source file that shrank
+// under the mount, and any range of a file on a FUSE file system (another
+// mount's I/O errors arrive as short splices).
 func spliceable(r layouts.FileRange) bool {
-	st, err := r.File.Stat()
-	return err == nil && (!st.Mode().IsRegular() || r.Off+r.Len <= st.Size())
+	fd := int(r.File.Fd())
+	if v, ok := spliceFS.Load(r.File); ok {
+		if !v.(bool) {
+			return false
+		}
+	} else {
+		var fs unix.Statfs_t
+		ok := unix.Fstatfs(fd, &fs) == nil && fs.Type != fuseSuperMagic
+		spliceFS.Store(r.File, ok)
+		if !ok {
+			return false
+		}
+	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT != unix.S_IFREG || r.Off+r.Len <= st.Size
 }
+
+// fuseSuperMagic is the f_type of FUSE file systems.
+const fuseSuperMagic = 0x65735546
+
+// spliceFS remembers, per source file, whether it lies on a file system
+// splice can be trusted on.
+var spliceFS sync.Map
 
 func (f *file) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	if f.rw == nil {

@@ -74,7 +74,7 @@ func runMount(c *cli.Context, o mountOptions) error {
 		if err := os.MkdirAll(mount.RegistryDir(), 0o700); err != nil {
 			return err
 		}
-		logPath := filepath.Join(mount.RegistryDir(), filepath.Base(mnt)+".log")
+		logPath := mount.LogPath(mnt)
 		if err := mount.Daemonize(os.Args[1:], logPath, 2*time.Minute); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,6 +125,16 @@ func TestCutoverBoot(t *testing.T) {
 			if out, err := exec.Command("qemu-img", "check", "-f", "qcow2", disks[0].Path).CombinedOutput(); err != nil {
 				t.Fatalf("qemu-img check %s: %v\n%s", disks[0].Path, err, out)
 			}
+			// Sparse: the guest's disk is mostly holes and zeros.
+			var st syscall.Stat_t
+			if err := syscall.Stat(disks[0].Path, &st); err != nil {
+				t.Fatal(err)
+			}
+			if virt := rawSize(t, g.LinuxBIOSRaw); st.Blocks*512 > virt/2 {
+				t.Errorf("%s: %d bytes allocated for a %d-byte disk of mostly zeros and holes", disks[0].Path, st.Blocks*512, virt)
+			} else {
+				t.Logf("%s: %d KiB allocated, virtual %d KiB", filepath.Base(disks[0].Path), st.Blocks/2, virt>>10)
+			}
 			if c.prevRec == 0 {
 				compareDisk(t, disks[0], g.LinuxBIOSRaw)
 			}
@@ -132,4 +143,13 @@ func TestCutoverBoot(t *testing.T) {
 	}
 	testenv.CheckSame(t, "overlay "+overlay, overlayBefore, testenv.SHA256Tree(t, overlay))
 	t.Logf("mounted boot, two materializes, two boots from DESTDIR: %v", time.Since(start).Round(time.Millisecond))
+}
+
+func rawSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

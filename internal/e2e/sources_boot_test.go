@@ -57,8 +57,16 @@ var (
 // asks: the .ovf first, then the .mf, then the disks, as ustar.
 func makeOVA(t *testing.T, vmx, dir string) string {
 	t.Helper()
+	ova, _, _ := makeOVAParts(t, vmx, dir)
+	return ova
+}
+
+// makeOVAParts is makeOVA also returning the directory holding the OVA's
+// members and their names in tar order.
+func makeOVAParts(t *testing.T, vmx, dir string) (ova, gen string, members []string) {
+	t.Helper()
 	testenv.NeedCommands(t, "qemu-img", "tar")
-	gen := filepath.Join(dir, "ovf")
+	gen = filepath.Join(dir, "ovf")
 	materializeTo(t, vmx, gen, "--to", "ovf", "--format", "vmdk", "--discard-overlay")
 	ovfs, _ := filepath.Glob(filepath.Join(gen, "*.ovf"))
 	if len(ovfs) != 1 {
@@ -115,7 +123,7 @@ func makeOVA(t *testing.T, vmx, dir string) string {
 	}
 	mf := strings.TrimSuffix(ovf, ".ovf") + ".mf"
 	var manifest strings.Builder
-	members := []string{filepath.Base(ovf)}
+	members = []string{filepath.Base(ovf)}
 	fmt.Fprintf(&manifest, "SHA256(%s)= %s\n", filepath.Base(ovf), sha256Of(t, ovf))
 	for _, d := range disks {
 		fmt.Fprintf(&manifest, "SHA256(%s)= %s\n", d, sha256Of(t, filepath.Join(gen, filepath.FromSlash(d))))
@@ -125,12 +133,62 @@ func makeOVA(t *testing.T, vmx, dir string) string {
 	}
 	members = append(members, filepath.Base(mf))
 	members = append(members, disks...)
-	ova := filepath.Join(dir, strings.TrimSuffix(filepath.Base(ovf), ".ovf")+".ova")
-	args := append([]string{"--format=ustar", "--owner=0", "--group=0", "-cf", ova, "-C", gen}, members...)
+	ova = filepath.Join(dir, strings.TrimSuffix(filepath.Base(ovf), ".ovf")+".ova")
+	tarOVA(t, ova, gen, members)
+	return ova, gen, members
+}
+
+// tarOVA packs the members (in that order) of dir into ova as ustar.
+func tarOVA(t *testing.T, ova, dir string, members []string) {
+	t.Helper()
+	args := append([]string{"--format=ustar", "--owner=0", "--group=0", "-cf", ova, "-C", dir}, members...)
 	if out, err := exec.Command("tar", args...).CombinedOutput(); err != nil {
 		t.Fatalf("tar %v: %v\n%s", args, err, out)
 	}
-	return ova
+}
+
+// TestSourcesOVAManifest mounts the guest's OVA whose manifest gives a
+// wrong SHA256 for the disk: the mount must refuse it, naming the member.
+// It boots nothing.
+func TestSourcesOVAManifest(t *testing.T) {
+	g := testenv.Guest(t)
+	vmx := g.VM(t, testenv.VMLinuxBIOS)
+	dir := t.TempDir()
+	good, gen, members := makeOVAParts(t, vmx, dir)
+	if len(members) != 3 || !strings.HasSuffix(members[1], ".mf") {
+		t.Fatalf("OVA members %v, want .ovf, .mf and one disk", members)
+	}
+	mf := filepath.Join(gen, members[1])
+	b, err := os.ReadFile(mf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := members[2]
+	want := sha256Of(t, filepath.Join(gen, disk))
+	bad := strings.Replace(string(b), want, strings.Repeat("0", len(want)), 1)
+	if bad == string(b) {
+		t.Fatalf("%s does not list %s's SHA256 %s:\n%s", mf, disk, want, b)
+	}
+	if err := os.WriteFile(mf, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badOVA := filepath.Join(dir, "bad-manifest.ova")
+	tarOVA(t, badOVA, gen, members)
+	sourceUnchanged(t, dir)
+
+	// The good OVA mounts and shows the guest's disk.
+	m := bootMount(t, good, "--read-only")
+	compareDisk(t, m.Disks[0], g.LinuxBIOSRaw)
+	unmountNow(t, m.Dir)
+
+	mnt := bootMountDir(t)
+	_, err = testenv.TryMount(t, "--to", "libvirt", "--read-only", badOVA, mnt)
+	if err == nil {
+		t.Fatalf("mounted %s whose manifest gives a wrong SHA256 for %s", badOVA, disk)
+	}
+	if msg := err.Error(); !strings.Contains(msg, disk) || !strings.Contains(strings.ToLower(msg), "manifest") {
+		t.Errorf("mount of a bad manifest: %v; want an error naming %s and the manifest", err, disk)
+	}
 }
 
 // TestSourcesBoot boots the BIOS guest under libvirt from a mount of the

@@ -277,6 +277,11 @@ func recordPath(mountpoint string) string {
 	return filepath.Join(RegistryDir(), strings.ReplaceAll(strings.TrimPrefix(mountpoint, "/"), "/", "_")+".json")
 }
 
+// LogPath is where a daemon mount's output goes.
+func LogPath(mountpoint string) string {
+	return strings.TrimSuffix(recordPath(mountpoint), ".json") + ".log"
+}
+
 // Remember registers a live mount.
 func Remember(r Record) error {
 	if err := os.MkdirAll(RegistryDir(), 0o700); err != nil {

@@ -198,8 +198,15 @@ func fuseDir(dir, file string, size int64, wait func() error) (*mounted, error) 
 				err = e
 			}
 		}
-		if pid > 0 && !waitGone(pid, "", 10*time.Second) && err == nil {
-			err = fmt.Errorf("process %d still running after unmount", pid)
+		if pid > 0 && !waitGone(pid, "", 10*time.Second) {
+			// Slow to exit on a loaded machine (vmdkmount once took over
+			// 10 s): end it rather than leave it behind.
+			if p, e := os.FindProcess(pid); e == nil {
+				p.Kill()
+			}
+			if !waitGone(pid, "", 5*time.Second) && err == nil {
+				err = fmt.Errorf("process %d still running after unmount and SIGKILL", pid)
+			}
 		}
 		return err
 	}

@@ -55,7 +55,7 @@ func materializedDomain(t *testing.T, dest string) (string, []testenv.Disk) {
 		t.FailNow()
 	}
 
-	testenv.StartLibvirt(t)
+	testenv.ReviveLibvirt(t)
 	name := fmt.Sprintf("vmfs-cutover-%d-%d", os.Getpid(), time.Now().UnixNano())
 	x := domainUUID.ReplaceAllString(domainName.ReplaceAllString(string(b), "<name>"+name+"</name>"), "")
 	p := filepath.Join(t.TempDir(), "define.xml")

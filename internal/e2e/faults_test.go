@@ -56,7 +56,7 @@ func uniqueMountDir(t *testing.T) string {
 
 // daemonLog is where `vmfs mount --daemon` logs for mnt.
 func daemonLog(mnt string) string {
-	return filepath.Join(mount.RegistryDir(), filepath.Base(mnt)+".log")
+	return mount.LogPath(mnt)
 }
 
 // checkDaemonLog fails on a panic in the daemon's log and returns the
@@ -65,7 +65,7 @@ func checkDaemonLog(t *testing.T, mnt string) int {
 	t.Helper()
 	b, err := os.ReadFile(daemonLog(mnt))
 	if err != nil {
-		t.Logf("daemon log: %v", err)
+		t.Errorf("daemon log: %v", err)
 		return 0
 	}
 	s := string(b)

@@ -56,8 +56,8 @@ func (e *vmfsError) Error() string {
 	return "vmfs " + strings.Join(e.args, " ") + ": " + e.err.Error() + ": " + e.stderr
 }
 
-// bootMountDir is a new empty mountpoint with a unique base name (the
-// daemon names its log after it), traversable by libvirt's QEMU.
+// bootMountDir is a new empty mountpoint, traversable by libvirt's QEMU;
+// the daemon's log is removed with it.
 func bootMountDir(t *testing.T) string {
 	t.Helper()
 	var r [6]byte
@@ -72,9 +72,7 @@ func bootMountDir(t *testing.T) string {
 }
 
 // bootDaemonLog is where `vmfs mount --daemon` logs for mnt.
-func bootDaemonLog(mnt string) string {
-	return filepath.Join(mount.RegistryDir(), filepath.Base(mnt)+".log")
-}
+func bootDaemonLog(mnt string) string { return mount.LogPath(mnt) }
 
 // bootMount mounts src with `vmfs mount --daemon --to libvirt ARGS` on a
 // new unique mountpoint and returns the mount's XML and disks (checked as
@@ -149,6 +147,7 @@ func bootQEMU(t *testing.T, xml string, fw testenv.Firmware, prev int) string {
 // bootLibvirt is bootQEMU under libvirt (domain type qemu, serial to a file).
 func bootLibvirt(t *testing.T, xml string, fw testenv.Firmware, prev int) string {
 	t.Helper()
+	testenv.ReviveLibvirt(t)
 	dom := testenv.StartDomain(t, xml, testenv.AccelReal())
 	checkDomainCache(t, dom.XMLPath)
 	dom.WaitFor(t, testenv.GuestDone, testenv.BootTimeout())
@@ -259,12 +258,16 @@ func TestOverlayBootKill(t *testing.T) {
 	checkFlushingCache(t, vm.Args)
 	vm.WaitFor(t, testenv.GuestDataWritten+"1", testenv.BootTimeout())
 	log, _ := os.ReadFile(bootDaemonLog(m.Dir))
-	fsyncs := strings.Count(string(log), "FSYNC")
-	if fsyncs == 0 {
-		t.Errorf("the guest synced but the daemon log %s shows no FSYNC request", bootDaemonLog(m.Dir))
-	}
+	fsyncs := strings.Count(string(log), ": FSYNC ")
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill -9 %d: %v", st.PID, err)
+	}
+	if fsyncs == 0 {
+		time.Sleep(time.Second)
+		later, _ := os.ReadFile(bootDaemonLog(m.Dir))
+		t.Errorf("the guest synced but the daemon log %s showed no FSYNC request when it printed so (%d after the kill); %d WRITE, %d FLUSH requests:\n%s",
+			bootDaemonLog(m.Dir), strings.Count(string(later), ": FSYNC "), strings.Count(string(log), ": WRITE "),
+			strings.Count(string(log), ": FLUSH "), tailLines(string(later), 30))
 	}
 	t.Logf("SIGKILLed vmfs (pid %d) after the guest's write and %d FSYNC requests, %v after QEMU started", st.PID, fsyncs, time.Since(start).Round(time.Millisecond))
 	for i := 0; i < 100 && syscall.Kill(st.PID, 0) == nil; i++ {
@@ -313,4 +316,12 @@ func TestOverlayBootLibvirt(t *testing.T) {
 			unmountNow(t, m.Dir)
 		})
 	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

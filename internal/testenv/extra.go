@@ -1,6 +1,10 @@
 package testenv
 
-import "time"
+import (
+	"os"
+	"testing"
+	"time"
+)
 
 // Kill kills QEMU (SIGKILL) if it is still running and waits for it to be
 // gone, for tests that must release the disk files before the guest is done
@@ -29,4 +33,41 @@ func (vm *VM) Wait(timeout time.Duration) bool {
 	case <-time.After(timeout):
 		return false
 	}
+}
+
+// ReviveLibvirt is StartLibvirt for a test that needs libvirt now: where
+// libvirtd (or virtlogd) stopped answering since StartLibvirt ran — another
+// test process that had started them stops them when it exits — it waits a
+// moment and starts them again, stopped when Main returns.
+func ReviveLibvirt(t testing.TB) {
+	t.Helper()
+	StartLibvirt(t)
+	for i := 0; i < 20 && !libvirtAnswers(); i++ {
+		time.Sleep(250 * time.Millisecond)
+	}
+	if libvirtAnswers() && fileExists("/run/libvirt/virtlogd-sock") {
+		return
+	}
+	if os.Geteuid() != 0 {
+		Need(t, "libvirtd stopped answering and only root can start it")
+	}
+	if !fileExists("/run/libvirt/virtlogd-sock") {
+		if err := startDaemon("virtlogd", "/run/vmfs-test-virtlogd.pid"); err != nil {
+			t.Logf("testenv: restarting virtlogd: %v", err)
+		}
+		waitFile("/run/libvirt/virtlogd-sock", 20*time.Second)
+	}
+	if !libvirtAnswers() {
+		if err := startDaemon("libvirtd", "/run/vmfs-test-libvirtd.pid"); err != nil {
+			t.Logf("testenv: restarting libvirtd: %v", err)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !libvirtAnswers() {
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: libvirtd stopped answering on %s and does not come back", libvirtURI)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("testenv: libvirtd had stopped answering (another test process stopped it?); restarted")
 }

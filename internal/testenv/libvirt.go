@@ -47,6 +47,7 @@ func libvirtAnswers() bool {
 }
 
 func startLibvirt() {
+	lv.skip, lv.err = "", nil
 	for _, c := range []string{"virsh", "libvirtd", "virtlogd"} {
 		if _, err := lookPathSbin(c); err != nil {
 			lv.skip = c + " not installed (Debian packages libvirt-daemon-system, libvirt-clients)"
@@ -163,6 +164,11 @@ func startDaemon(name, pidFile string) error {
 		return nil
 	}
 	atExit(func() {
+		// Another test process may be using the daemon: leave it running
+		// while any domain is defined.
+		if out, err := Virsh("list", "--all", "--name"); err != nil || strings.TrimSpace(out) != "" {
+			return
+		}
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
 			return
@@ -311,21 +317,45 @@ func StartDomain(t testing.TB, path, accel string) *Domain {
 	if _, err := Virsh("define", dom.XMLPath); err != nil {
 		t.Fatalf("testenv: %v\n%s", err, x)
 	}
-	t.Cleanup(func() {
-		if st := dom.state(true); st != "shut off" && st != "" {
-			_, _ = Virsh("destroy", name)
-		}
-		if _, err := Virsh("undefine", "--nvram", name); err != nil {
-			if _, err2 := Virsh("undefine", name); err2 != nil {
-				t.Errorf("testenv: %v; %v", err, err2)
-			}
-		}
-	})
+	t.Cleanup(func() { dom.remove(t) })
 	dom.started = time.Now()
 	if _, err := Virsh("start", name); err != nil {
 		t.Fatalf("testenv: %v\n%s\nqemu log:\n%s", err, x, dom.qemuLog())
 	}
 	return dom
+}
+
+// remove destroys and undefines the domain. When libvirtd went away (a
+// test process that started it may stop it), it is started again first,
+// and as a last resort the domain's QEMU is killed through its pid file.
+func (d *Domain) remove(t testing.TB) {
+	t.Helper()
+	var errs []string
+	for try := 0; try < 2; try++ {
+		if try > 0 {
+			startLibvirt()
+		}
+		if st := d.state(true); st != "shut off" && st != "" {
+			_, _ = Virsh("destroy", d.Name)
+		}
+		_, err := Virsh("undefine", "--nvram", d.Name)
+		if err == nil {
+			return
+		}
+		if _, err2 := Virsh("undefine", d.Name); err2 == nil {
+			return
+		}
+		errs = append(errs, err.Error())
+		if !strings.Contains(err.Error(), "connect") {
+			break
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join("/run/libvirt/qemu", d.Name+".pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	t.Errorf("testenv: cannot remove domain %s: %s", d.Name, strings.Join(errs, "; "))
 }
 
 // state is virsh domstate, cached for a second unless fresh.

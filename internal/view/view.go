@@ -111,6 +111,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		}
 		tdisks = append(tdisks, td)
 	}
+	firmwareFromDisk(m, tdisks)
 	outs, warns, err := t.Emit(m, tdisks, opts.Translate)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Source, err)
@@ -213,4 +214,20 @@ func (v *View) Close() error {
 	}
 	v.Disks = nil
 	return first
+}
+
+// firmwareFromDisk settles a firmware the descriptor left unstated from the
+// boot disk: a GPT with an EFI System Partition and no BIOS boot partition
+// means UEFI, anything else BIOS.
+func firmwareFromDisk(m *translate.Machine, disks []translate.TargetDisk) {
+	if m.Firmware != translate.FirmwareUnknown || len(disks) == 0 {
+		return
+	}
+	b := disks[0].Boot
+	if b.Table == "gpt" && b.HasESP && !b.HasBIOSBP {
+		m.Firmware = translate.UEFI
+		m.Warn("FIRMWARE_FROM_DISK", "the descriptor does not state the firmware; the boot disk has an EFI System Partition: UEFI")
+		return
+	}
+	m.Firmware = translate.BIOS
 }

@@ -16,6 +16,10 @@ const (
 	WarnUnitSpill  = "MAP_UNIT_SPILL" // a controller's units ran out: another controller added
 	WarnPolicy     = "MAP_POLICY"     // unknown device policy: preserve used
 	WarnSecureIDE  = "MAP_SECUREBOOT_IDE"
+	// WarnUEFIBoot: the boot disk of a UEFI machine sits on a SCSI
+	// controller the distributions' OVMF cannot boot from (LSI, pvscsi,
+	// LSI SAS): moved to SATA, which every OVMF and every guest drives.
+	WarnUEFIBoot = "MAP_UEFI_BOOT_BUS"
 )
 
 // Policies of Options.Devices.
@@ -128,6 +132,27 @@ func NewPlan(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 			w.d.Bus = "sata"
 		}
 		wants = append(wants, w)
+	}
+	// The distributions' OVMF builds leave out the LSI, pvscsi and LSI SAS
+	// drivers: a UEFI machine's boot disk on one of them would not be
+	// found, and the firmware would drop to its shell.
+	if m.Firmware == translate.UEFI {
+		boot := -1
+		for i, w := range wants {
+			if w.d.CDROM {
+				continue
+			}
+			if boot < 0 || (w.d.Boot > 0 && (wants[boot].d.Boot == 0 || w.d.Boot < wants[boot].d.Boot)) {
+				boot = i
+			}
+		}
+		if boot >= 0 && wants[boot].d.Bus == "scsi" {
+			switch model := wants[boot].model; model {
+			case "lsilogic", "vmpvscsi", "lsisas1068", "lsisas1078":
+				warn(WarnUEFIBoot, "boot disk %d is on a %s SCSI controller, which OVMF cannot boot from: moved to SATA (the guest needs its AHCI driver)", wants[boot].d.Index, model)
+				wants[boot].d.Bus, wants[boot].model = "sata", ""
+			}
+		}
 	}
 	// IDE needs i440fx; secure boot needs q35 (SMM): then IDE moves to SATA.
 	for i := range wants {

@@ -6,8 +6,8 @@ BIN      := bin/vmfs
 PKGS     := ./...
 APT_PKGS := fuse3 qemu-utils qemu-system-x86 ovmf libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system \
             libvirt-clients libxml2-utils syslinux syslinux-common syslinux-efi mtools dosfstools \
-            fdisk busybox-static cpio xz-utils zstd time
-BENCH_PKGS := xmount libvmdk-utils nbdkit libnbd-bin nbd-client hyperfine
+            fdisk busybox-static cpio xz-utils zstd time nasm util-linux tar
+BENCH_PKGS := xmount libvmdk-utils libnbd-bin
 
 export PATH := /usr/local/go/bin:$(PATH)
 
@@ -47,9 +47,11 @@ fuzz:
 soak: deps build
 	VMFS_SOAK=1 $(GO) test -timeout 60m -count=1 -run Soak ./internal/e2e/...
 
+# bench: Go benchmarks of the hot paths, then vmfs next to its peers on the
+# same images in one run (internal/bench; see docs/benchmarks.md).
 bench: bench-deps build
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./layouts/...
-	VMFS_BENCH=1 $(GO) test -timeout 30m -count=1 -run Bench -v ./internal/bench/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 300ms -count=1 ./layouts/...
+	VMFS_BENCH=1 VMFS_BENCH_RAND=$${VMFS_BENCH_RAND:-500ms} $(GO) test -timeout 30m -count=1 -run Bench -v ./internal/bench/...
 
 clean:
 	rm -rf bin

@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"fmt"
+	"github.com/vmfs/vmfs/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -331,12 +332,12 @@ func TestEmitCases(t *testing.T) {
 	})
 }
 
+func TestMain(m *testing.M) { testenv.Main(m) }
+
 // TestDefineSystem defines and undefines generated domains with the
-// system libvirtd, when one runs.
+// system libvirtd (started when it is not running).
 func TestDefineSystem(t *testing.T) {
-	if _, err := os.Stat("/var/run/libvirt/libvirt-sock"); err != nil {
-		t.Skip("libvirtd is not running (no /var/run/libvirt/libvirt-sock): define with qemu:///system skipped")
-	}
+	testenv.StartLibvirt(t)
 	ms := vmxMachines(t, "virt-v2v/test-i-vmx-*.vmx")
 	for name, m := range ms {
 		t.Run(name, func(t *testing.T) {
@@ -373,12 +374,10 @@ func skipIfGone(t *testing.T, out []byte) {
 // (auto-selected OVMF for UEFI and secure boot) and QEMU checks every
 // device.
 func TestStartSystem(t *testing.T) {
-	if _, err := os.Stat("/var/run/libvirt/libvirt-sock"); err != nil {
-		t.Skip("libvirtd is not running (no /var/run/libvirt/libvirt-sock): start with qemu:///system skipped")
-	}
 	if testing.Short() {
 		t.Skip("starts VMs")
 	}
+	testenv.StartLibvirt(t)
 	virsh := func(args ...string) (string, error) {
 		out, err := exec.Command("virsh", append([]string{"-c", "qemu:///system"}, args...)...).CombinedOutput()
 		return string(out), err
@@ -391,8 +390,13 @@ func TestStartSystem(t *testing.T) {
 	}{
 		{"uefi-secure-boot", Preserve, func(m *translate.Machine) {
 			m.Firmware, m.SecureBoot = translate.UEFI, true
+			m.Disks[0].Controller = "virtio-scsi"
+		}, []string{"OVMF_CODE_4M.ms.fd", "secure='yes'", "model='virtio-scsi'"}},
+		// OVMF has no pvscsi driver: the boot disk moves to SATA.
+		{"uefi-pvscsi-boot", Preserve, func(m *translate.Machine) {
+			m.Firmware = translate.UEFI
 			m.Disks[0].Controller = "pvscsi"
-		}, []string{"OVMF_CODE_4M.ms.fd", "secure='yes'", "model='vmpvscsi'"}},
+		}, []string{"OVMF_CODE_4M.fd", "bus='sata'"}},
 		{"bios-ide", Preserve, func(m *translate.Machine) {
 			m.Disks[0].Bus = translate.BusIDE
 			m.CDROMs = []translate.CDROM{{Bus: translate.BusIDE, ControllerIndex: 1}}

@@ -179,7 +179,7 @@ func Synthesize(src layouts.Disk) (*layouts.Image, error) {
 // genL1 generates the L1 table: entry i points to the L2 table of the
 // i-th 512 MiB span of the disk, or is 0 when that span holds no data.
 func (s *synthImage) genL1(p []byte, rel int64) error {
-	synthEntries(p, rel, 8, func(buf []byte, first int64) {
+	blockmap.Entries(p, rel, 8, func(buf []byte, first int64) {
 		clear(buf)
 		end := first + int64(len(buf)/8)
 		i := sort.Search(len(s.l2Runs), func(i int) bool { return s.l2Runs[i].first+s.l2Runs[i].count > first })
@@ -196,7 +196,7 @@ func (s *synthImage) genL1(p []byte, rel int64) error {
 
 // genRT generates the refcount table: entry i points to refcount block i.
 func (s *synthImage) genRT(p []byte, rel int64) error {
-	synthEntries(p, rel, 8, func(buf []byte, first int64) {
+	blockmap.Entries(p, rel, 8, func(buf []byte, first int64) {
 		for j := 0; j+8 <= len(buf); j += 8 {
 			binary.BigEndian.PutUint64(buf[j:], uint64(s.rbOff+(first+int64(j/8))*synthClusterSize))
 		}
@@ -230,7 +230,7 @@ var synthOnes = func() []byte {
 // entry maps guest cluster first: entry e maps guest cluster first+e.
 func (s *synthImage) l2Gen(first int64) func(p []byte, rel int64) error {
 	return func(p []byte, rel int64) error {
-		synthEntries(p, rel, 8, func(buf []byte, e int64) {
+		blockmap.Entries(p, rel, 8, func(buf []byte, e int64) {
 			clear(buf)
 			c0 := first + e
 			s.bm.Runs(c0, int64(len(buf)/8), func(r blockmap.Run) error {
@@ -244,29 +244,5 @@ func (s *synthImage) l2Gen(first int64) func(p []byte, rel int64) error {
 			})
 		})
 		return nil
-	}
-}
-
-// synthEntries fills p with the bytes found at offset rel of a table of
-// size-byte entries. fill writes whole entries: buf holds len(buf)/size
-// entries starting at entry first. Ragged edges go through a scratch entry,
-// so aligned reads are generated in place.
-func synthEntries(p []byte, rel int64, size int64, fill func(buf []byte, first int64)) {
-	if r := rel % size; r != 0 {
-		var tmp [8]byte
-		fill(tmp[:size], rel/size)
-		n := copy(p, tmp[r:size])
-		p = p[n:]
-		rel += int64(n)
-	}
-	if full := int64(len(p)) / size * size; full > 0 {
-		fill(p[:full], rel/size)
-		p = p[full:]
-		rel += full
-	}
-	if len(p) > 0 {
-		var tmp [8]byte
-		fill(tmp[:size], rel/size)
-		copy(p, tmp[:])
 	}
 }

@@ -189,6 +189,22 @@ func (d *Disk) run(pos, limit int64) (int64, layouts.Kind, int64, error) {
 	return min(n, limit), kind, off, nil
 }
 
+// visit calls fn for the runs of [off, end) in order: Data runs carry the
+// file offset of their first byte.
+func (d *Disk) visit(off, end int64, fn func(o, l int64, k layouts.Kind, host int64) error) error {
+	for pos := off; pos < end; {
+		m, kind, host, err := d.run(pos, end-pos)
+		if err != nil {
+			return err
+		}
+		if err := fn(pos, m, kind, host); err != nil {
+			return err
+		}
+		pos += m
+	}
+	return nil
+}
+
 // ReadAt reads the virtual disk; unallocated and zero blocks read as zeros.
 // It keeps no state and may be called in parallel.
 func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
@@ -196,19 +212,8 @@ func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, eof
 	}
-	end := off + int64(n)
-	for pos := off; pos < end; {
-		m, kind, host, err := d.run(pos, end-pos)
-		if err != nil {
-			return 0, err
-		}
-		buf := p[pos-off : pos-off+m]
-		if kind != layouts.Data {
-			clear(buf)
-		} else if err := d.readData(buf, host); err != nil {
-			return 0, err
-		}
-		pos += m
+	if err := layouts.ReadMapped((*mapping)(d), p[:n], off); err != nil {
+		return 0, err
 	}
 	return n, eof
 }
@@ -237,17 +242,31 @@ func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
 	if !ok {
 		return nil, nil
 	}
-	var b layouts.Builder
-	end := off + n
-	for pos := off; pos < end; {
-		m, kind, _, err := d.run(pos, end-pos)
-		if err != nil {
-			return nil, err
-		}
-		b.Add(pos, m, kind)
-		pos += m
-	}
-	return b.Extents(), nil
+	return layouts.ExtentsMapped((*mapping)(d), off, n)
 }
 
-var _ layouts.Disk = (*Disk)(nil)
+// MapFile says where the disk's bytes from off lie in the file: runs of
+// stored blocks contiguous in the file, up to the end of the file.
+func (d *Disk) MapFile(off, n int64) (layouts.FileRange, bool) {
+	if off < 0 || n <= 0 || off >= d.size {
+		return layouts.FileRange{}, false
+	}
+	return layouts.MapFileMapped((*mapping)(d), d.f, d.fileSize, off, min(n, d.size-off))
+}
+
+// mapping is the disk seen as a layouts.Mapped.
+type mapping Disk
+
+func (m *mapping) Visit(off, end int64, fn func(o, l int64, k layouts.Kind, fileOff int64) error) error {
+	return (*Disk)(m).visit(off, end, fn)
+}
+
+func (m *mapping) ReadData(buf []byte, fileOff int64) error {
+	return (*Disk)(m).readData(buf, fileOff)
+}
+
+var (
+	_ layouts.Disk       = (*Disk)(nil)
+	_ layouts.FileMapper = (*Disk)(nil)
+	_ layouts.Mapped     = (*mapping)(nil)
+)

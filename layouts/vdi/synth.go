@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"io"
 
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/blockmap"
@@ -79,33 +78,8 @@ type synthLayout struct {
 // gen fills p with the block map bytes from rel: each allocated block's
 // index in the data area, 0xffffffff for the others.
 func (l *synthLayout) gen(p []byte, rel int64) error {
-	for i := range p {
-		p[i] = 0xff
-	}
-	end := rel + int64(len(p))
-	b0 := rel / 4
-	b1 := min((end+3)/4, l.blocks)
-	if b1 <= b0 {
-		return nil
-	}
-	return l.m.Runs(b0, b1-b0, func(r blockmap.Run) error {
-		for i := int64(0); i < r.Count; i++ {
-			v := uint32(r.Index + i)
-			pos := (r.First+i)*4 - rel
-			if pos >= 0 && pos+4 <= int64(len(p)) {
-				binary.LittleEndian.PutUint32(p[pos:], v)
-				continue
-			}
-			var e [4]byte
-			binary.LittleEndian.PutUint32(e[:], v)
-			for j := int64(0); j < 4; j++ {
-				if k := pos + j; k >= 0 && k < int64(len(p)) {
-					p[k] = e[j]
-				}
-			}
-		}
-		return nil
-	})
+	l.m.Table32(p, rel, l.blocks, binary.LittleEndian, func(i int64) uint32 { return uint32(i) })
+	return nil
 }
 
 func synthBytes(off int64, b []byte) layouts.Segment {
@@ -146,23 +120,10 @@ func synthHeader(vsize, blocks, allocated, dataOff int64, seed [32]byte) []byte 
 // and first 64 KiB, which hold its partition table) so that UUIDs are the
 // same each time the same source is synthesized.
 func synthSeed(src layouts.Disk, m *blockmap.Map) ([32]byte, error) {
-	h := sha256.New()
-	fmt.Fprintf(h, "vmfs vdi %d %s %d\n", src.Size(), src.Format(), m.Count())
-	var rb [24]byte
-	_ = m.Runs(0, m.Blocks(), func(r blockmap.Run) error {
-		binary.LittleEndian.PutUint64(rb[0:], uint64(r.First))
-		binary.LittleEndian.PutUint64(rb[8:], uint64(r.Count))
-		binary.LittleEndian.PutUint64(rb[16:], uint64(r.Index))
-		h.Write(rb[:])
-		return nil
-	})
-	head := make([]byte, min(src.Size(), 64<<10))
-	if _, err := src.ReadAt(head, 0); err != nil && err != io.EOF {
-		return [32]byte{}, fmt.Errorf("vdi: reading source: %w", err)
+	s, err := blockmap.Seed(fmt.Sprintf("vmfs vdi %d %s %d\n", src.Size(), src.Format(), m.Count()), src, m)
+	if err != nil {
+		return s, fmt.Errorf("vdi: reading source: %w", err)
 	}
-	h.Write(head)
-	var s [32]byte
-	h.Sum(s[:0])
 	return s, nil
 }
 

@@ -1,14 +1,9 @@
 package vhd
 
 import (
-	"cmp"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"net/url"
-	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"unicode/utf16"
@@ -142,45 +137,13 @@ func (d *Disk) openParent(hd *header, env *layouts.Env) (layouts.Disk, error) {
 	if len(refs) == 0 {
 		return nil, d.errf("differencing disk names no parent: %w", layouts.ErrFormat)
 	}
-	var tried []string
-	var firstErr error
-	for _, ref := range refs {
-		p := ref
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(d.name), p)
-		}
-		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-			tried = append(tried, ref)
-			continue
-		}
-		parent, err := env.OpenParent(d.name, ref)
-		if err != nil {
-			firstErr = cmp.Or(firstErr, fmt.Errorf("vhd: %s: parent: %w", d.name, err))
-			continue
-		}
-		if err := d.checkParent(hd, parent, ref); err != nil {
-			parent.Close()
-			firstErr = cmp.Or(firstErr, err)
-			continue
-		}
-		return parent, nil
-	}
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	return nil, d.errf("parent disk not found (tried %s)", strings.Join(tried, ", "))
+	return env.OpenParentOf(Type, d.name, refs, func(parent layouts.Disk, ref string) error {
+		return d.checkParent(hd, parent, ref)
+	})
 }
 
 func (d *Disk) checkParent(hd *header, parent layouts.Disk, ref string) error {
-	top := parent
-	for {
-		t, ok := top.(interface{ Top() layouts.Disk })
-		if !ok {
-			break
-		}
-		top = t.Top()
-	}
-	pd, ok := top.(*Disk)
+	pd, ok := layouts.TopOf(parent).(*Disk)
 	if !ok {
 		return d.errf("parent %s is a %s image, not a vhd: %w", ref, parent.Format(), layouts.ErrFormat)
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"io"
 
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/blockmap"
@@ -142,33 +141,10 @@ type synthLayout struct {
 // gen fills p with the BAT bytes from rel: the sector number of each stored
 // block's bitmap, 0xffffffff for blocks not stored and for the padding.
 func (l *synthLayout) gen(p []byte, rel int64) error {
-	for i := range p {
-		p[i] = 0xff
-	}
-	end := rel + int64(len(p))
-	b0 := rel / 4
-	b1 := min((end+3)/4, l.entries)
-	if b1 <= b0 {
-		return nil
-	}
-	return l.m.Runs(b0, b1-b0, func(r blockmap.Run) error {
-		for i := int64(0); i < r.Count; i++ {
-			v := uint32((l.blocksOff + (r.Index+i)*synthStride) / synthSector)
-			pos := (r.First+i)*4 - rel
-			if pos >= 0 && pos+4 <= int64(len(p)) {
-				binary.BigEndian.PutUint32(p[pos:], v)
-				continue
-			}
-			var e [4]byte
-			binary.BigEndian.PutUint32(e[:], v)
-			for j := int64(0); j < 4; j++ {
-				if k := pos + j; k >= 0 && k < int64(len(p)) {
-					p[k] = e[j]
-				}
-			}
-		}
-		return nil
+	l.m.Table32(p, rel, l.entries, binary.BigEndian, func(i int64) uint32 {
+		return uint32((l.blocksOff + i*synthStride) / synthSector)
 	})
+	return nil
 }
 
 func synthBytes(off int64, b []byte) layouts.Segment {
@@ -254,24 +230,9 @@ func synthCHS(sectors int64) (uint16, uint8, uint8) {
 // when known, and first 64 KiB, which hold its partition table) so that the
 // unique id is the same each time the same source is synthesized.
 func synthSeed(src layouts.Disk, m *blockmap.Map) ([32]byte, error) {
-	h := sha256.New()
-	fmt.Fprintf(h, "vmfs vhd %d %s\n", src.Size(), src.Format())
-	if m != nil {
-		var rb [24]byte
-		_ = m.Runs(0, m.Blocks(), func(r blockmap.Run) error {
-			binary.LittleEndian.PutUint64(rb[0:], uint64(r.First))
-			binary.LittleEndian.PutUint64(rb[8:], uint64(r.Count))
-			binary.LittleEndian.PutUint64(rb[16:], uint64(r.Index))
-			h.Write(rb[:])
-			return nil
-		})
+	s, err := blockmap.Seed(fmt.Sprintf("vmfs vhd %d %s\n", src.Size(), src.Format()), src, m)
+	if err != nil {
+		return s, fmt.Errorf("vhd: reading source: %w", err)
 	}
-	head := make([]byte, min(src.Size(), 64<<10))
-	if _, err := src.ReadAt(head, 0); err != nil && err != io.EOF {
-		return [32]byte{}, fmt.Errorf("vhd: reading source: %w", err)
-	}
-	h.Write(head)
-	var s [32]byte
-	h.Sum(s[:0])
 	return s, nil
 }

@@ -8,246 +8,36 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"testing"
 	"testing/iotest"
 	"time"
 
 	"github.com/vmfs/vmfs/layouts"
-	"github.com/vmfs/vmfs/layouts/raw"
+	"github.com/vmfs/vmfs/layouts/internal/synthtest"
 )
 
 // ---- helpers shared by the synth tests of this package ----
 
-// synthPiece is a run of the test source: random data, written zeros, or
-// (the default for what no piece covers) a hole.
-type synthPiece struct {
-	off, n int64
-	zero   bool
-}
+type (
+	synthPiece    = synthtest.Piece
+	synthMapEntry = synthtest.MapEntry
+	synthFake     = synthtest.Fake
+)
 
-// synthMakeRaw writes a sparse raw file of the given size with the pieces.
-func synthMakeRaw(t testing.TB, path string, size int64, seed uint64, pieces []synthPiece) {
-	t.Helper()
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "raw", path, fmt.Sprint(size)).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img create: %v: %s", err, out)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r := rand.New(rand.NewPCG(seed, 7))
-	for _, p := range pieces {
-		buf := make([]byte, p.n)
-		if !p.zero {
-			for i := range buf {
-				buf[i] = byte(r.Uint32())
-			}
-		}
-		if _, err := f.WriteAt(buf, p.off); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func synthOpenRaw(t testing.TB, path string) layouts.Disk {
-	t.Helper()
-	f, err := layouts.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := raw.New(f)
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
-// synthWriteSparse writes the Data extents of img to path, leaving holes.
-func synthWriteSparse(t testing.TB, img layouts.Disk, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(img.Size()); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1<<20)
-	err = layouts.Walk(img, 0, img.Size(), func(e layouts.Extent) error {
-		if e.Kind != layouts.Data {
-			return nil
-		}
-		for pos := e.Off; pos < e.End(); {
-			n := min(int64(len(buf)), e.End()-pos)
-			if _, err := img.ReadAt(buf[:n], pos); err != nil && err != io.EOF {
-				return err
-			}
-			if _, err := f.WriteAt(buf[:n], pos); err != nil {
-				return err
-			}
-			pos += n
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func synthQemuImg(t testing.TB, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command("qemu-img", args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("qemu-img %v: %v: %s%s", args, err, out, stderr.Bytes())
-	}
-	return out
-}
-
-type synthMapEntry struct {
-	Start, Length int64
-	Data, Zero    bool
-}
-
-// synthDataRanges returns the ranges qemu-img map reports as data.
-func synthDataRanges(t testing.TB, path, format string) []synthMapEntry {
-	t.Helper()
-	var all, data []synthMapEntry
-	if err := json.Unmarshal(synthQemuImg(t, "map", "--output=json", "-f", format, path), &all); err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range all {
-		if e.Data && !e.Zero {
-			data = append(data, e)
-		}
-	}
-	return data
-}
-
-// synthCovered reports whether every range of inner lies inside outer.
-func synthCovered(inner, outer []synthMapEntry) error {
-	for _, in := range inner {
-		pos := in.Start
-		for _, o := range outer {
-			if o.Start <= pos && pos < o.Start+o.Length {
-				pos = o.Start + o.Length
-			}
-		}
-		if pos < in.Start+in.Length {
-			return fmt.Errorf("source data at %d not data in the target", pos)
-		}
-	}
-	return nil
-}
-
-func synthSum(es []synthMapEntry) int64 {
-	var n int64
-	for _, e := range es {
-		n += e.Length
-	}
-	return n
-}
-
-// synthFake is an in-memory sparse disk: Data extents hold bytes computed
-// from the offset, the rest is holes.
-type synthFake struct {
-	size int64
-	data []layouts.Extent // sorted, disjoint, Kind Data
-}
-
-func synthByte(off int64) byte {
-	x := uint64(off/8)*0x9e3779b97f4a7c15 + 1
-	return byte(x>>56) | 1 // never 0: data is never mistaken for a hole
-}
-
-func (d *synthFake) Size() int64    { return d.size }
-func (d *synthFake) Format() string { return "fake" }
-func (d *synthFake) Close() error   { return nil }
-
-func (d *synthFake) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := layouts.CheckRead(d.size, p, off)
-	if n == 0 {
-		return 0, eof
-	}
-	clear(p[:n])
-	end := off + int64(n)
-	i := sort.Search(len(d.data), func(i int) bool { return d.data[i].End() > off })
-	for ; i < len(d.data) && d.data[i].Off < end; i++ {
-		for o := max(off, d.data[i].Off); o < min(end, d.data[i].End()); o++ {
-			p[o-off] = synthByte(o)
-		}
-	}
-	return n, eof
-}
-
-func (d *synthFake) Extents(off, n int64) ([]layouts.Extent, error) {
-	off, n, ok := layouts.Clip(d.size, off, n)
-	if !ok {
-		return nil, nil
-	}
-	end := off + n
-	var b layouts.Builder
-	pos := off
-	i := sort.Search(len(d.data), func(i int) bool { return d.data[i].End() > off })
-	for ; i < len(d.data) && d.data[i].Off < end; i++ {
-		s, e := max(pos, d.data[i].Off), min(end, d.data[i].End())
-		b.Add(pos, s-pos, layouts.Hole)
-		b.Add(s, e-s, layouts.Data)
-		pos = e
-	}
-	b.Add(pos, end-pos, layouts.Hole)
-	return b.Extents(), nil
-}
-
-// synthFakeFromBytes makes a small fake disk from fuzz input.
-func synthFakeFromBytes(in []byte) *synthFake {
-	if len(in) < 3 {
-		return nil
-	}
-	size := int64(binary.LittleEndian.Uint16(in))<<6 | int64(in[2]&63) // < 4 MiB
-	if size == 0 {
-		return nil
-	}
-	d := &synthFake{size: size}
-	var pos int64
-	for in = in[3:]; len(in) >= 4 && pos < size; in = in[4:] {
-		gap := int64(binary.LittleEndian.Uint16(in)) << 6
-		n := int64(binary.LittleEndian.Uint16(in[2:]))<<6 + 1
-		pos += gap
-		if pos >= size {
-			break
-		}
-		n = min(n, size-pos)
-		d.data = append(d.data, layouts.Extent{Off: pos, Len: n, Kind: layouts.Data})
-		pos += n + 1
-	}
-	return d
-}
-
-// synthFakeScattered makes a sparse fake disk of size with count data runs
-// of n bytes at pseudo-random places.
-func synthFakeScattered(size int64, count int, n int64) *synthFake {
-	r := rand.New(rand.NewPCG(1, 2))
-	d := &synthFake{size: size}
-	stride := size / int64(count)
-	for i := 0; i < count; i++ {
-		off := int64(i)*stride + r.Int64N(stride-n)
-		d.data = append(d.data, layouts.Extent{Off: off, Len: n, Kind: layouts.Data})
-	}
-	return d
-}
+var (
+	synthMakeRaw       = synthtest.MakeRaw
+	synthOpenRaw       = synthtest.OpenRaw
+	synthWriteSparse   = synthtest.WriteSparse
+	synthQemuImg       = synthtest.QemuImg
+	synthDataRanges    = synthtest.DataRanges
+	synthCovered       = synthtest.Covered
+	synthSum           = synthtest.Sum
+	synthByte          = synthtest.FakeByte
+	synthFakeFromBytes = synthtest.FakeFromBytes
+	synthFakeScattered = synthtest.FakeScattered
+)
 
 // ---- a decoder of what the synthesizers write, to check it without qemu ----
 
@@ -420,29 +210,29 @@ func TestSynthQemu(t *testing.T) {
 		pieces []synthPiece
 	}{
 		{"mixed", 5*MiB + 3*512, []synthPiece{
-			{off: 0, n: 300 << 10},
-			{off: 300 << 10, n: 200 << 10, zero: true},
-			{off: 2*MiB - 4096, n: 8192},
-			{off: 3*MiB + 777, n: 5000},
-			{off: 5*MiB + 512, n: 1024},
+			{Off: 0, N: 300 << 10},
+			{Off: 300 << 10, N: 200 << 10, Zero: true},
+			{Off: 2*MiB - 4096, N: 8192},
+			{Off: 3*MiB + 777, N: 5000},
+			{Off: 5*MiB + 512, N: 1024},
 		}},
 		{"odd-size", 3*MiB + 1000, []synthPiece{
-			{off: 100, n: 1 << 20},
-			{off: 3 * MiB, n: 1000},
+			{Off: 100, N: 1 << 20},
+			{Off: 3 * MiB, N: 1000},
 		}},
 		{"all-holes", 7*MiB + 512, nil},
-		{"all-data", 4*MiB + 4096, []synthPiece{{off: 0, n: 4*MiB + 4096}}},
-		{"zeros-only", 2 * MiB, []synthPiece{{off: 0, n: 2 * MiB, zero: true}}},
+		{"all-data", 4*MiB + 4096, []synthPiece{{Off: 0, N: 4*MiB + 4096}}},
+		{"zeros-only", 2 * MiB, []synthPiece{{Off: 0, N: 2 * MiB, Zero: true}}},
 	}
 	// A sparse 1 TiB source with about 100 MiB of data scattered in 64 KiB
 	// and 2 MiB pieces.
 	var pieces []synthPiece
 	r := rand.New(rand.NewPCG(3, 4))
 	for i := 0; i < 40; i++ {
-		pieces = append(pieces, synthPiece{off: int64(i)*(25<<30) + r.Int64N(20<<30)&^4095, n: 2 * MiB})
+		pieces = append(pieces, synthPiece{Off: int64(i)*(25<<30) + r.Int64N(20<<30)&^4095, N: 2 * MiB})
 	}
 	for i := 0; i < 300; i++ {
-		pieces = append(pieces, synthPiece{off: int64(i)*(3<<30) + r.Int64N(2<<30)&^511, n: 64 << 10})
+		pieces = append(pieces, synthPiece{Off: int64(i)*(3<<30) + r.Int64N(2<<30)&^511, N: 64 << 10})
 	}
 	cases = append(cases, struct {
 		name   string
@@ -502,7 +292,7 @@ func TestSynthQemu(t *testing.T) {
 }
 
 func TestSynthReader(t *testing.T) {
-	src := &synthFake{size: 3<<20 + 512, data: []layouts.Extent{
+	src := &synthFake{Length: 3<<20 + 512, Data: []layouts.Extent{
 		{Off: 1000, Len: 70000, Kind: layouts.Data},
 		{Off: 2<<20 - 4096, Len: 8192, Kind: layouts.Data},
 		{Off: 3 << 20, Len: 512, Kind: layouts.Data},
@@ -562,7 +352,7 @@ func TestSynthErrors(t *testing.T) {
 	} {
 		for _, k := range synthKinds {
 			t.Run(tc.name+"/"+k.name, func(t *testing.T) {
-				_, err := k.fn(&synthFake{size: tc.size})
+				_, err := k.fn(&synthFake{Length: tc.size})
 				if !errors.Is(err, layouts.ErrUnsupported) {
 					t.Errorf("err %v, want ErrUnsupported", err)
 				}
@@ -612,7 +402,7 @@ func TestSynthHuge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range []layouts.Extent{src.data[0], src.data[len(src.data)-1], {Off: size - 4096, Len: 4096}} {
+	for _, e := range []layouts.Extent{src.Data[0], src.Data[len(src.Data)-1], {Off: size - 4096, Len: 4096}} {
 		got, want := make([]byte, e.Len), make([]byte, e.Len)
 		if err := d.readAt(got, e.Off); err != nil {
 			t.Fatal(err)
@@ -662,7 +452,7 @@ func BenchmarkSynthesize1TiB(b *testing.B) {
 func BenchmarkSynthReadAt(b *testing.B) {
 	const size = 64 << 20
 	path := filepath.Join(b.TempDir(), "src.raw")
-	synthMakeRaw(b, path, size, 1, []synthPiece{{off: 0, n: size}})
+	synthMakeRaw(b, path, size, 1, []synthPiece{{Off: 0, N: size}})
 	src := synthOpenRaw(b, path)
 	img, err := SynthesizeDynamic(src)
 	if err != nil {

@@ -609,40 +609,18 @@ func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, eof
 	}
-	base := off
-	var pOff, pLen, pFile int64
-	flush := func() error {
-		if pLen == 0 {
-			return nil
-		}
-		if err := readFull(d.f, p[pOff-base:pOff-base+pLen], pFile); err != nil {
-			return d.errf("reading data at %d: %w", pFile, err)
-		}
-		pLen = 0
-		return nil
-	}
-	err := d.visit(off, off+int64(n), func(o, l int64, k layouts.Kind, foff int64) error {
-		if k == layouts.Data {
-			if pLen > 0 && pOff+pLen == o && pFile+pLen == foff {
-				pLen += l
-				return nil
-			}
-			if err := flush(); err != nil {
-				return err
-			}
-			pOff, pLen, pFile = o, l, foff
-			return nil
-		}
-		clear(p[o-base : o-base+l])
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
-	if err != nil {
+	if err := layouts.ReadMapped((*mapping)(d), p[:n], off); err != nil {
 		return 0, err
 	}
 	return n, eof
+}
+
+// readData reads a run of stored sectors.
+func (d *Disk) readData(buf []byte, foff int64) error {
+	if err := readFull(d.f, buf, foff); err != nil {
+		return d.errf("reading data at %d: %w", foff, err)
+	}
+	return nil
 }
 
 // Extents describes [off, off+n).
@@ -651,15 +629,31 @@ func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
 	if !ok {
 		return nil, nil
 	}
-	var b layouts.Builder
-	err := d.visit(off, off+n, func(o, l int64, k layouts.Kind, _ int64) error {
-		b.Add(o, l, k)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return b.Extents(), nil
+	return layouts.ExtentsMapped((*mapping)(d), off, n)
 }
 
-var _ layouts.Disk = (*Disk)(nil)
+// MapFile says where the disk's bytes from off lie in the file: runs of
+// present sectors contiguous in the file.
+func (d *Disk) MapFile(off, n int64) (layouts.FileRange, bool) {
+	if off < 0 || n <= 0 || off >= d.size {
+		return layouts.FileRange{}, false
+	}
+	return layouts.MapFileMapped((*mapping)(d), d.f, d.f.Size(), off, min(n, d.size-off))
+}
+
+// mapping is the disk seen as a layouts.Mapped.
+type mapping Disk
+
+func (m *mapping) Visit(off, end int64, fn func(o, l int64, k layouts.Kind, fileOff int64) error) error {
+	return (*Disk)(m).visit(off, end, fn)
+}
+
+func (m *mapping) ReadData(buf []byte, fileOff int64) error {
+	return (*Disk)(m).readData(buf, fileOff)
+}
+
+var (
+	_ layouts.Disk       = (*Disk)(nil)
+	_ layouts.FileMapper = (*Disk)(nil)
+	_ layouts.Mapped     = (*mapping)(nil)
+)

@@ -1,82 +1,26 @@
 package vhdx
 
 import (
-	"bytes"
-	"compress/gzip"
-	"encoding/json"
-	"io"
-	"math/rand"
-	"os"
-	"os/exec"
-	"strings"
-	"testing"
-	"testing/iotest"
-
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/internal/readtest"
 )
 
-const corpus = "/work/shared/corpus/images"
+const corpus = readtest.Corpus
 
 // --- helpers ---------------------------------------------------------------
 
-func needQemu(t testing.TB) {
-	t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed")
-	}
-}
-
-func qemuImg(t testing.TB, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("qemu-img", args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("qemu-img %s: %v: %s%s", strings.Join(args, " "), err, errb.String(), out.String())
-	}
-	return out.String()
-}
-
-// content makes size bytes of known content: random runs, zero runs and
-// runs left as holes when written sparse (marked in holes).
-func content(size int64, seed int64) (data []byte, holes [][2]int64) {
-	r := rand.New(rand.NewSource(seed))
-	data = make([]byte, size)
-	for off := int64(0); off < size; {
-		n := min(int64(r.Intn(700_000)+1000), size-off)
-		switch r.Intn(3) {
-		case 0:
-			r.Read(data[off : off+n])
-		case 1: // zeros written
-		case 2:
-			holes = append(holes, [2]int64{off, n})
-		}
-		off += n
-	}
-	return data, holes
-}
-
-// writeRaw writes data to path, leaving holes unwritten.
-func writeRaw(t testing.TB, path string, data []byte, holes [][2]int64) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(int64(len(data))); err != nil {
-		t.Fatal(err)
-	}
-	pos := int64(0)
-	for _, h := range append(holes, [2]int64{int64(len(data)), 0}) {
-		if h[0] > pos {
-			if _, err := f.WriteAt(data[pos:h[0]], pos); err != nil {
-				t.Fatal(err)
-			}
-		}
-		pos = h[0] + h[1]
-	}
-}
+var (
+	needQemu      = readtest.NeedQemu
+	qemuImg       = readtest.QemuImg
+	content       = readtest.Content
+	writeRaw      = readtest.WriteRaw
+	dump          = readtest.Dump
+	checkMap      = readtest.CheckMap
+	checkExtents  = readtest.CheckExtents
+	virtualSizeOf = readtest.VirtualSizeOf
+	gunzip        = readtest.Gunzip
+	testReader    = readtest.TestReader
+)
 
 func openPath(path string, env *layouts.Env) (layouts.Disk, error) {
 	f, err := layouts.OpenFile(path)
@@ -92,127 +36,3 @@ func openPath(path string, env *layouts.Env) (layouts.Disk, error) {
 }
 
 func testEnv() *layouts.Env { return &layouts.Env{OpenDisk: openPath} }
-
-// dump reads d whole, in odd-sized pieces, into a raw file.
-func dump(t testing.TB, d layouts.Disk, path string) []byte {
-	t.Helper()
-	out := make([]byte, d.Size())
-	step := 3<<20 + 4096 + 512 + 7
-	for off := 0; off < len(out); off += step {
-		end := min(off+step, len(out))
-		n, err := d.ReadAt(out[off:end], int64(off))
-		if n != end-off || (err != nil && err != io.EOF) {
-			t.Fatalf("ReadAt(%d, %d) = %d, %v", off, end-off, n, err)
-		}
-	}
-	if path != "" {
-		if err := os.WriteFile(path, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
-}
-
-type mapEntry struct {
-	Start, Length int64
-	Data, Zero    bool
-}
-
-// checkMap compares d's Data extents with qemu-img map's data ranges.
-func checkMap(t *testing.T, d layouts.Disk, img, format string) {
-	t.Helper()
-	var qm []mapEntry
-	if err := json.Unmarshal([]byte(qemuImg(t, "map", "--output=json", "-f", format, img)), &qm); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range qm {
-		exts, err := d.Extents(m.Start, m.Length)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range exts {
-			if (e.Kind == layouts.Data) != m.Data {
-				t.Errorf("extent %+v, qemu-img map says data=%v for [%d,+%d)", e, m.Data, m.Start, m.Length)
-			}
-		}
-	}
-}
-
-// checkExtents checks extents cover [0,size) in order and that non-Data
-// extents read as zeros.
-func checkExtents(t *testing.T, d layouts.Disk, got []byte) {
-	t.Helper()
-	pos := int64(0)
-	err := layouts.Walk(d, 0, d.Size(), func(e layouts.Extent) error {
-		if e.Off != pos || e.Len <= 0 {
-			t.Fatalf("extent %+v at pos %d", e, pos)
-		}
-		if e.Kind != layouts.Data {
-			for _, c := range got[e.Off:e.End()] {
-				if c != 0 {
-					t.Fatalf("extent %+v is %v but holds non-zero bytes", e, e.Kind)
-				}
-			}
-		}
-		pos = e.End()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pos != d.Size() {
-		t.Fatalf("extents end at %d, size %d", pos, d.Size())
-	}
-}
-
-func virtualSizeOf(t *testing.T, img, format string) int64 {
-	var info struct {
-		VirtualSize int64 `json:"virtual-size"`
-	}
-	if err := json.Unmarshal([]byte(qemuImg(t, "info", "--output=json", "-f", format, img)), &info); err != nil {
-		t.Fatal(err)
-	}
-	return info.VirtualSize
-}
-
-func gunzip(t testing.TB, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Skip(err)
-	}
-	defer in.Close()
-	z, err := gzip.NewReader(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	if _, err := io.Copy(out, z); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// testReader runs iotest.TestReader over the last 64 KiB of d (the whole
-// disk would take millions of tiny reads) and checks the EOF contract.
-func testReader(t *testing.T, d layouts.Disk, got []byte) {
-	t.Helper()
-	size := d.Size()
-	off := max(0, size-64<<10)
-	if err := iotest.TestReader(io.NewSectionReader(d, off, size-off), got[off:]); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1000)
-	if n, err := d.ReadAt(buf, size-100); n != 100 || err != io.EOF {
-		t.Fatalf("ReadAt across the end = %d, %v", n, err)
-	}
-	if n, err := d.ReadAt(buf, size); n != 0 || err != io.EOF {
-		t.Fatalf("ReadAt at the end = %d, %v", n, err)
-	}
-	if n, err := d.ReadAt(buf, size-1000); n != 1000 || err != nil {
-		t.Fatalf("ReadAt ending at the end = %d, %v", n, err)
-	}
-}

@@ -1,13 +1,8 @@
 package vhdx
 
 import (
-	"cmp"
 	"encoding/binary"
-	"errors"
-	"fmt"
-	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"unicode/utf16"
 
@@ -101,33 +96,9 @@ func (d *Disk) openParent(env *layouts.Env) (layouts.Disk, error) {
 	if len(refs) == 0 {
 		return nil, d.errf("parent locator names no path: %w", layouts.ErrFormat)
 	}
-	var tried []string
-	var firstErr error
-	for _, ref := range refs {
-		p := ref
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(d.name), p)
-		}
-		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-			tried = append(tried, ref)
-			continue
-		}
-		parent, err := env.OpenParent(d.name, ref)
-		if err != nil {
-			firstErr = cmp.Or(firstErr, fmt.Errorf("vhdx: %s: parent: %w", d.name, err))
-			continue
-		}
-		if err := d.checkParent(parent, ref, links); err != nil {
-			parent.Close()
-			firstErr = cmp.Or(firstErr, err)
-			continue
-		}
-		return parent, nil
-	}
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	return nil, d.errf("parent disk not found (tried %s)", strings.Join(tried, ", "))
+	return env.OpenParentOf(Type, d.name, refs, func(parent layouts.Disk, ref string) error {
+		return d.checkParent(parent, ref, links)
+	})
 }
 
 func refs0(refs []string) string {
@@ -138,15 +109,7 @@ func refs0(refs []string) string {
 }
 
 func (d *Disk) checkParent(parent layouts.Disk, ref string, links []guid) error {
-	top := parent
-	for {
-		t, ok := top.(interface{ Top() layouts.Disk })
-		if !ok {
-			break
-		}
-		top = t.Top()
-	}
-	pd, ok := top.(*Disk)
+	pd, ok := layouts.TopOf(parent).(*Disk)
 	if !ok {
 		return d.errf("parent %s is a %s image, not a vhdx: %w", ref, parent.Format(), layouts.ErrFormat)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"strings"
 	"unicode/utf16"
 
@@ -286,23 +285,10 @@ func synthMetadata(bs, vsize int64, page83 [16]byte) (table, items []byte) {
 // and first 64 KiB, which hold its partition table) so that GUIDs are the
 // same each time the same source is synthesized.
 func synthSeed(src layouts.Disk, m *blockmap.Map) ([32]byte, error) {
-	h := sha256.New()
-	fmt.Fprintf(h, "vmfs vhdx %d %s %d %d\n", src.Size(), src.Format(), m.BlockSize(), m.Count())
-	var rb [24]byte
-	_ = m.Runs(0, m.Blocks(), func(r blockmap.Run) error {
-		binary.LittleEndian.PutUint64(rb[0:], uint64(r.First))
-		binary.LittleEndian.PutUint64(rb[8:], uint64(r.Count))
-		binary.LittleEndian.PutUint64(rb[16:], uint64(r.Index))
-		h.Write(rb[:])
-		return nil
-	})
-	head := make([]byte, min(src.Size(), 64<<10))
-	if _, err := src.ReadAt(head, 0); err != nil && err != io.EOF {
-		return [32]byte{}, fmt.Errorf("vhdx: reading source: %w", err)
+	s, err := blockmap.Seed(fmt.Sprintf("vmfs vhdx %d %s %d %d\n", src.Size(), src.Format(), m.BlockSize(), m.Count()), src, m)
+	if err != nil {
+		return s, fmt.Errorf("vhdx: reading source: %w", err)
 	}
-	h.Write(head)
-	var s [32]byte
-	h.Sum(s[:0])
 	return s, nil
 }
 

@@ -347,7 +347,7 @@ func synthCID(src layouts.Disk, bm *blockmap.Map) (uint32, error) {
 // after another from sector gts.
 func synthGDGen(gts int64) func(p []byte, rel int64) error {
 	return func(p []byte, rel int64) error {
-		synthEntries(p, rel, 4, func(buf []byte, first int64) {
+		blockmap.Entries(p, rel, 4, func(buf []byte, first int64) {
 			sec := uint32(gts + first*synthGTSecs)
 			for j := 0; j+4 <= len(buf); j += 4 {
 				binary.LittleEndian.PutUint32(buf[j:], sec)
@@ -362,7 +362,7 @@ func synthGDGen(gts int64) func(p []byte, rel int64) error {
 // first entry maps grain first: entry e maps grain first+e.
 func (s *synthSparse) gtGen(first int64) func(p []byte, rel int64) error {
 	return func(p []byte, rel int64) error {
-		synthEntries(p, rel, 4, func(buf []byte, e int64) {
+		blockmap.Entries(p, rel, 4, func(buf []byte, e int64) {
 			clear(buf)
 			g0 := first + e
 			s.bm.Runs(g0, int64(len(buf)/4), func(r blockmap.Run) error {
@@ -376,29 +376,5 @@ func (s *synthSparse) gtGen(first int64) func(p []byte, rel int64) error {
 			})
 		})
 		return nil
-	}
-}
-
-// synthEntries fills p with the bytes found at offset rel of a table of
-// size-byte entries. fill writes whole entries: buf holds len(buf)/size
-// entries starting at entry first. Ragged edges go through a scratch entry,
-// so aligned reads are generated in place.
-func synthEntries(p []byte, rel int64, size int64, fill func(buf []byte, first int64)) {
-	if r := rel % size; r != 0 {
-		var tmp [8]byte
-		fill(tmp[:size], rel/size)
-		n := copy(p, tmp[r:size])
-		p = p[n:]
-		rel += int64(n)
-	}
-	if full := int64(len(p)) / size * size; full > 0 {
-		fill(p[:full], rel/size)
-		p = p[full:]
-		rel += full
-	}
-	if len(p) > 0 {
-		var tmp [8]byte
-		fill(tmp[:size], rel/size)
-		copy(p, tmp[:size])
 	}
 }

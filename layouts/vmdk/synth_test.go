@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -21,110 +20,17 @@ import (
 
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/blockmap"
+	"github.com/vmfs/vmfs/layouts/internal/synthtest"
 	"github.com/vmfs/vmfs/layouts/raw"
 )
 
-// synthQemuImg runs qemu-img and returns its stdout, with stderr in the
-// error.
-func synthQemuImg(t testing.TB, args ...string) (string, error) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("qemu-img", args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	defer func() { t.Logf("qemu-img %s: %v", args[0], time.Since(start).Round(time.Millisecond)) }()
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("qemu-img %s: %v: %s%s", strings.Join(args, " "), err, stderr.String(), stdout.String())
-	}
-	return stdout.String(), nil
-}
-
-func synthNeedQemuImg(t testing.TB) {
-	t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed")
-	}
-}
-
-// synthMakeRaw writes a raw image of size bytes in 4 KiB..200 KiB pieces
-// that are random data, written zeros or holes, from seed.
-func synthMakeRaw(t testing.TB, path string, size int64, seed int64, holes bool) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rng := rand.New(rand.NewSource(seed))
-	buf := make([]byte, 200<<10)
-	for pos := int64(0); pos < size; {
-		n := min(int64(4096*(1+rng.Intn(50))), size-pos)
-		switch k := rng.Intn(3); {
-		case k == 0 && holes:
-			// hole
-		case k == 1:
-			clear(buf[:n])
-			if _, err := f.WriteAt(buf[:n], pos); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			rng.Read(buf[:n])
-			if _, err := f.WriteAt(buf[:n], pos); err != nil {
-				t.Fatal(err)
-			}
-		}
-		pos += n
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// synthOpenRaw opens path as a raw source disk.
-func synthOpenRaw(t testing.TB, path string) layouts.Disk {
-	t.Helper()
-	f, err := layouts.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := raw.New(f)
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
-// synthWriteOut copies d to path sparsely: only its Data extents are
-// written.
-func synthWriteOut(t testing.TB, d layouts.Disk, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	err = layouts.Walk(d, 0, d.Size(), func(e layouts.Extent) error {
-		if e.Kind != layouts.Data {
-			return nil
-		}
-		for pos := e.Off; pos < e.End(); {
-			n := min(int64(len(buf)), e.End()-pos)
-			if _, err := d.ReadAt(buf[:n], pos); err != nil && err != io.EOF {
-				return err
-			}
-			if _, err := f.WriteAt(buf[:n], pos); err != nil {
-				return err
-			}
-			pos += n
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(d.Size()); err != nil {
-		t.Fatal(err)
-	}
-}
+var (
+	synthQemuImg     = synthtest.QemuImgErr
+	synthNeedQemuImg = synthtest.NeedQemuImg
+	synthMakeRaw     = synthtest.MakeRandomRaw
+	synthOpenRaw     = synthtest.OpenRaw
+	synthWriteOut    = synthtest.WriteSparse
+)
 
 // synthRaggedReads reads d at odd offsets and lengths, in parallel, and
 // compares with content.

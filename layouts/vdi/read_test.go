@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	corpusdir "github.com/vmfs/vmfs/internal/corpus"
 	"io"
 	"math/rand"
 	"os"
@@ -137,10 +138,10 @@ func zeroBlock(img []byte) {
 
 func gunzipped(name string) builder {
 	return func(t testing.TB, dir string) string {
-		src := filepath.Join("/work/shared/corpus/images", name+".gz")
+		src := corpusdir.Path("images", name+".gz")
 		f, err := os.Open(src)
 		if err != nil {
-			t.Skip("corpus file missing")
+			t.Fatal("corpus file missing")
 		}
 		defer f.Close()
 		zr, err := gzip.NewReader(f)

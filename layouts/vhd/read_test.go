@@ -17,7 +17,7 @@ import (
 	"github.com/vmfs/vmfs/layouts/internal/readtest"
 )
 
-const corpus = readtest.Corpus
+var corpus = readtest.Corpus
 
 // --- helpers ---------------------------------------------------------------
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	corpusdir "github.com/vmfs/vmfs/internal/corpus"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -268,10 +269,10 @@ ddb.adapterType = "lsilogic"
 // descriptor, with qemu-img as the oracle.
 func TestSESparse(t *testing.T) {
 	needQemu(t)
-	const gz = "/work/shared/corpus/images/fox-it__dissect.hypervisor__sesparse.vmdk.gz"
+	gz := corpusdir.Path("images", "fox-it__dissect.hypervisor__sesparse.vmdk.gz")
 	in, err := os.Open(gz)
 	if err != nil {
-		t.Skip("no corpus sample")
+		t.Fatal("no corpus sample")
 	}
 	defer in.Close()
 	zr, err := gzip.NewReader(in)

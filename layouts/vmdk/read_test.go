@@ -3,6 +3,7 @@ package vmdk
 import (
 	"archive/tar"
 	"errors"
+	corpusdir "github.com/vmfs/vmfs/internal/corpus"
 	"io"
 	"os"
 	"path/filepath"
@@ -115,9 +116,9 @@ func mustRead(t testing.TB, path string) []byte {
 // error.
 func TestCorpus(t *testing.T) {
 	needQemu(t)
-	const dir = "/work/shared/corpus/images"
+	dir := corpusdir.Path("images")
 	if _, err := os.Stat(dir); err != nil {
-		t.Skip("no corpus")
+		t.Fatal("no corpus")
 	}
 	cases := []struct {
 		file    string
@@ -202,10 +203,10 @@ func TestExtra(t *testing.T) {
 // layouts.SectionFile, and checks it against qemu-img on an extracted copy.
 func TestOVASection(t *testing.T) {
 	needQemu(t)
-	const ova = "/work/shared/corpus/ovf/kubevirt__containerized-data-importer__fake.ova"
+	ova := corpusdir.Path("ovf", "kubevirt__containerized-data-importer__fake.ova")
 	f, err := os.Open(ova)
 	if err != nil {
-		t.Skip("no corpus OVA")
+		t.Fatal("no corpus OVA")
 	}
 	defer f.Close()
 	tr := tar.NewReader(f)

@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"fmt"
+	corpusdir "github.com/vmfs/vmfs/internal/corpus"
 	"github.com/vmfs/vmfs/internal/testenv"
 	"os"
 	"os/exec"
@@ -15,13 +16,13 @@ import (
 	"github.com/vmfs/vmfs/translate/vmx"
 )
 
-const corpus = "/work/shared/corpus"
+var corpus = corpusdir.Dir()
 
 func globCorpus(t testing.TB, pattern string) []string {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(corpus, pattern))
 	if len(files) == 0 {
-		t.Skipf("corpus %s not found", pattern)
+		t.Fatalf("corpus %s not found", pattern)
 	}
 	return files
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	corpusdir "github.com/vmfs/vmfs/internal/corpus"
 	"io"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 	"github.com/vmfs/vmfs/translate"
 )
 
-const corpus = "/work/shared/corpus"
+var corpus = corpusdir.Dir()
 
 func corpusFiles(t testing.TB, pattern string) []string {
 	t.Helper()
@@ -28,7 +29,7 @@ func corpusFiles(t testing.TB, pattern string) []string {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		t.Skipf("corpus %s not found", pattern)
+		t.Fatalf("corpus %s not found", pattern)
 	}
 	return files
 }

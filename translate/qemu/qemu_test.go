@@ -3,6 +3,7 @@ package qemu
 import (
 	"bytes"
 	"fmt"
+	corpusdir "github.com/vmfs/vmfs/internal/corpus"
 	"io"
 	"net"
 	"os"
@@ -16,13 +17,13 @@ import (
 	"github.com/vmfs/vmfs/translate/vmx"
 )
 
-const corpus = "/work/shared/corpus/virt-v2v"
+var corpus = corpusdir.Path("virt-v2v")
 
 // machines parses the virt-v2v .vmx vectors.
 func machines(t *testing.T) map[string]*translate.Machine {
 	files, _ := filepath.Glob(filepath.Join(corpus, "test-i-vmx-*.vmx"))
 	if len(files) == 0 {
-		t.Skip("corpus not found")
+		t.Fatal("corpus not found")
 	}
 	out := map[string]*translate.Machine{}
 	for _, f := range files {
@@ -157,7 +158,7 @@ func TestRun(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			m0 := ms[c.vector]
 			if m0 == nil {
-				t.Skipf("%s not in corpus", c.vector)
+				t.Fatalf("%s not in corpus", c.vector)
 			}
 			m := *m0
 			m.Disks = append([]translate.Disk(nil), m0.Disks...)

@@ -3,6 +3,7 @@ package vbox
 import (
 	"errors"
 	"fmt"
+	corpusdir "github.com/vmfs/vmfs/internal/corpus"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ import (
 	"github.com/vmfs/vmfs/translate/vmx"
 )
 
-const corpus = "/work/shared/corpus"
+var corpus = corpusdir.Dir()
 
 func corpusFiles(t testing.TB, pattern string) []string {
 	t.Helper()
@@ -23,7 +24,7 @@ func corpusFiles(t testing.TB, pattern string) []string {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		t.Skipf("corpus %s not found", pattern)
+		t.Fatalf("corpus %s not found", pattern)
 	}
 	return files
 }

@@ -2,6 +2,7 @@ package vmx
 
 import (
 	"bufio"
+	corpusdir "github.com/vmfs/vmfs/internal/corpus"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,7 +18,7 @@ import (
 	"github.com/vmfs/vmfs/translate"
 )
 
-const corpus = "/work/shared/corpus"
+var corpus = corpusdir.Dir()
 
 func corpusFiles(t testing.TB, pattern string) []string {
 	t.Helper()
@@ -26,7 +27,7 @@ func corpusFiles(t testing.TB, pattern string) []string {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		t.Skipf("corpus %s not found", pattern)
+		t.Fatalf("corpus %s not found", pattern)
 	}
 	return files
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	corpusdir "github.com/vmfs/vmfs/internal/corpus"
 	"io"
 	"math/rand"
 	"os"
@@ -20,7 +21,7 @@ import (
 )
 
 // Corpus is where the shared corpus keeps its images.
-const Corpus = "/work/shared/corpus/images"
+var Corpus = corpusdir.Path("images")
 
 // NeedQemu skips t when qemu-img is not installed.
 func NeedQemu(t testing.TB) {

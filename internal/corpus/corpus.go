@@ -1,0 +1,33 @@
+// Package corpus locates the shared corpus of real VM descriptors and disk
+// images that tests run against: $VMFS_CORPUS when set, else the
+// shared/corpus folder beside the repository (as it lies on developers'
+// machines and in CI).
+package corpus
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// Dir is the corpus folder; it may not exist (tests then say so).
+func Dir() string {
+	if d := os.Getenv("VMFS_CORPUS"); d != "" {
+		return d
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				return filepath.Join(filepath.Dir(d), "shared", "corpus")
+			}
+			if d == filepath.Dir(d) {
+				break
+			}
+		}
+	}
+	return "/work/shared/corpus"
+}
+
+// Path joins elements below the corpus folder.
+func Path(elem ...string) string {
+	return filepath.Join(append([]string{Dir()}, elem...)...)
+}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -91,13 +92,16 @@ func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, 
 			ordered = append(ordered, f)
 		}
 	}
+	// Files an interrupted run was renaming into place are complete, but
+	// their set is not: this run may replace them without --force.
+	renaming := readJournal(dir)
 	var total, alloc int64
 	for _, f := range ordered {
 		if err := checkName(f.Name); err != nil {
 			return Summary{}, err
 		}
 		final := filepath.Join(dir, f.Name)
-		if _, err := os.Lstat(final); err == nil && !opts.Force {
+		if _, err := os.Lstat(final); err == nil && !opts.Force && !renaming[f.Name] {
 			return Summary{}, fmt.Errorf("%s: exists (use --force to replace it)", final)
 		}
 		total += f.Content.Size()
@@ -145,17 +149,21 @@ func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, 
 			}
 		}
 	}
-	// Everything is complete and flushed: rename into place, disks first.
+	// Everything is complete and flushed: rename into place, disks first,
+	// under a journal that names the set being renamed.
+	if err := writeJournal(dir, ordered); err != nil {
+		cleanup()
+		return sum, err
+	}
 	for i, f := range ordered {
 		if err := os.Rename(tmps[i], filepath.Join(dir, f.Name)); err != nil {
 			cleanup()
 			return sum, fmt.Errorf("%s: %w", f.Name, err)
 		}
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	syncDir(dir)
+	os.Remove(filepath.Join(dir, journalName))
+	syncDir(dir)
 	sum.HolesSkipped = total - sum.Written
 	sum.Duration = time.Since(start)
 	sum.Verified = opts.Verify
@@ -364,4 +372,54 @@ func human(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// journalName lists the files being renamed into place while that lasts.
+const journalName = ".vmfs-materialize-renaming"
+
+func writeJournal(dir string, files []File) error {
+	var b strings.Builder
+	for _, f := range files {
+		b.WriteString(f.Name)
+		b.WriteByte('\n')
+	}
+	p := filepath.Join(dir, journalName)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	syncDir(dir)
+	return nil
+}
+
+func readJournal(dir string) map[string]bool {
+	b, err := os.ReadFile(filepath.Join(dir, journalName))
+	if err != nil {
+		return nil
+	}
+	names := map[string]bool{}
+	for _, n := range strings.Split(string(b), "\n") {
+		if n != "" {
+			names[n] = true
+		}
+	}
+	return names
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }

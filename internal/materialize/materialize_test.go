@@ -99,3 +99,23 @@ func TestRunCancelled(t *testing.T) {
 		t.Fatalf("left behind: %v", ents)
 	}
 }
+
+// TestRunAfterInterruptedRename: a run killed while renaming its files into
+// place leaves a journal; the next run replaces those files without Force,
+// and removes the journal.
+func TestRunAfterInterruptedRename(t *testing.T) {
+	files, want := testFiles(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vm-disk0.raw"), want, 0o644)
+	os.WriteFile(filepath.Join(dir, journalName), []byte("vm-disk0.raw\nvm.xml\n"), 0o644)
+	if _, err := Run(context.Background(), dir, files, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, journalName)); err == nil {
+		t.Error("journal left behind")
+	}
+	// Without a journal, an existing file is not replaced.
+	if _, err := Run(context.Background(), dir, files, Options{}); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("got %v, want an 'exists' error", err)
+	}
+}

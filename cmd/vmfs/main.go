@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,12 +73,10 @@ func logger(c *cli.Context) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
-// ctxWithArgs checks the number of positional arguments.
+// needArgs checks the number of positional arguments.
 func needArgs(c *cli.Context, n int, names string) error {
 	if c.NArg() != n {
 		return usagef("%s: expects %s (got %d argument(s))", c.Command.Name, names, c.NArg())
 	}
 	return nil
 }
-
-var _ = context.Background

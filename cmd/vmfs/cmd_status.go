@@ -39,7 +39,7 @@ func statusCommand() *cli.Command {
 				return enc.Encode(all)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "MOUNTPOINT\tSTATE\tTARGET\tFORMAT\tSOURCE\tOVERLAY")
+			fmt.Fprintln(tw, "MOUNTPOINT\tSTATE\tTARGET\tFORMAT\tSOURCE\tOVERLAY\tHOLDS")
 			for _, s := range all {
 				state := "serving"
 				switch {
@@ -50,11 +50,13 @@ func statusCommand() *cli.Command {
 				case s.ReadOnly:
 					state = "serving, read-only"
 				}
-				ov := s.Overlay
+				ov, holds := s.Overlay, "-"
 				if ov == "" {
 					ov = "-"
+				} else {
+					holds = human(s.OverlayBytes)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Mountpoint, state, s.Target, s.Format, s.Source, ov)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Mountpoint, state, s.Target, s.Format, s.Source, ov, holds)
 			}
 			return tw.Flush()
 		},

@@ -302,6 +302,24 @@ type Status struct {
 	Record
 	Alive   bool `json:"alive"`
 	Mounted bool `json:"mounted"`
+	// OverlayBytes is the space the overlay's files take on disk.
+	OverlayBytes int64 `json:"overlay_bytes"`
+}
+
+// diskUsage sums the allocated bytes of the regular files in dir.
+func diskUsage(dir string) int64 {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var sum int64
+	for _, e := range ents {
+		var st syscall.Stat_t
+		if syscall.Lstat(filepath.Join(dir, e.Name()), &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFREG {
+			sum += st.Blocks * 512
+		}
+	}
+	return sum
 }
 
 // List returns the registered mounts.
@@ -328,6 +346,9 @@ func List() ([]Status, error) {
 		}
 		s.Alive = syscall.Kill(s.PID, 0) == nil
 		s.Mounted, _ = IsMounted(s.Mountpoint)
+		if s.Overlay != "" {
+			s.OverlayBytes = diskUsage(s.Overlay)
+		}
 		out = append(out, s)
 	}
 	return out, nil

@@ -63,3 +63,16 @@ func TestRegistry(t *testing.T) {
 		t.Fatal("still listed after Forget")
 	}
 }
+
+func TestStatusOverlayUsage(t *testing.T) {
+	t.Setenv("VMFS_RUN_DIR", t.TempDir())
+	ov := t.TempDir()
+	os.WriteFile(filepath.Join(ov, "f-disk.data"), make([]byte, 256<<10), 0o600)
+	if err := Remember(Record{Mountpoint: "/nowhere/y", Overlay: ov, PID: os.Getpid()}); err != nil {
+		t.Fatal(err)
+	}
+	s, ok := Lookup("/nowhere/y")
+	if !ok || s.OverlayBytes < 256<<10 {
+		t.Fatalf("overlay usage %d (%v), want at least 256 KiB", s.OverlayBytes, ok)
+	}
+}

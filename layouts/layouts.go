@@ -189,9 +189,6 @@ func (b *Builder) Add(off, n int64, k Kind) {
 // Extents returns what was added.
 func (b *Builder) Extents() []Extent { return b.exts }
 
-// ReadZero fills p with zeros.
-func ReadZero(p []byte) { clear(p) }
-
 // CheckRead validates a ReadAt request against size and returns how many
 // bytes of p lie inside the disk and the error to return after reading them
 // (io.EOF when the read reaches past the end).

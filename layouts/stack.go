@@ -24,9 +24,6 @@ func (s *stacked) Format() string { return s.top.Format() }
 // Top is the newest layer.
 func (s *stacked) Top() Disk { return s.top }
 
-// Parent is the rest of the chain.
-func (s *stacked) Parent() Disk { return s.parent }
-
 func (s *stacked) Close() error {
 	err := s.top.Close()
 	if perr := s.parent.Close(); err == nil {

@@ -7,6 +7,7 @@ package corpus
 import (
 	"os"
 	"path/filepath"
+	"testing"
 )
 
 // Dir is the corpus folder; it may not exist (tests then say so).
@@ -30,4 +31,19 @@ func Dir() string {
 // Path joins elements below the corpus folder.
 func Path(elem ...string) string {
 	return filepath.Join(append([]string{Dir()}, elem...)...)
+}
+
+// Glob returns the corpus files matching pattern (relative to the corpus
+// folder) and fails t when there are none: the corpus is part of every
+// checkout's surroundings, so its absence is an error, not a skip.
+func Glob(t testing.TB, pattern string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(Dir(), pattern))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("corpus %s not found", filepath.Join(Dir(), pattern))
+	}
+	return files
 }

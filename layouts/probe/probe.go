@@ -71,30 +71,6 @@ func OpenFile(f layouts.File, env *layouts.Env) (layouts.Disk, error) {
 	return nil, fmt.Errorf("%s: unknown disk format", f.Name())
 }
 
-// OpenAs opens path as the named format, without probing.
-func OpenAs(path, format string, env *layouts.Env) (layouts.Disk, error) {
-	for _, ft := range Formats {
-		if ft.Name != format {
-			continue
-		}
-		env = withOpener(env)
-		f, err := layouts.OpenFile(path)
-		if err != nil {
-			return nil, err
-		}
-		d, err := ft.Open(f, env)
-		if err != nil {
-			f.Close()
-			if errors.Is(err, layouts.ErrWrongType) {
-				return nil, fmt.Errorf("%s: not a %s image", path, format)
-			}
-			return nil, err
-		}
-		return d, nil
-	}
-	return nil, fmt.Errorf("%s: format %q is not supported", path, format)
-}
-
 func withOpener(env *layouts.Env) *layouts.Env {
 	if env == nil {
 		env = &layouts.Env{}

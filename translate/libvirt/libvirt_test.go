@@ -18,14 +18,7 @@ import (
 
 var corpus = corpusdir.Dir()
 
-func globCorpus(t testing.TB, pattern string) []string {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(corpus, pattern))
-	if len(files) == 0 {
-		t.Fatalf("corpus %s not found", pattern)
-	}
-	return files
-}
+func globCorpus(t testing.TB, pattern string) []string { return corpusdir.Glob(t, pattern) }
 
 // vmxMachines parses the corpus .vmx files that describe a machine.
 func vmxMachines(t *testing.T, pattern string) map[string]*translate.Machine {

@@ -22,17 +22,7 @@ import (
 
 var corpus = corpusdir.Dir()
 
-func corpusFiles(t testing.TB, pattern string) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(corpus, pattern))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatalf("corpus %s not found", pattern)
-	}
-	return files
-}
+func corpusFiles(t testing.TB, pattern string) []string { return corpusdir.Glob(t, pattern) }
 
 func parseFile(t *testing.T, p string) (*translate.Machine, error) {
 	t.Helper()

@@ -45,17 +45,17 @@ func ReviveLibvirt(t testing.TB) {
 	for i := 0; i < 20 && !libvirtAnswers(); i++ {
 		time.Sleep(250 * time.Millisecond)
 	}
-	if libvirtAnswers() && fileExists("/run/libvirt/virtlogd-sock") {
+	if libvirtAnswers() && virtlogdAnswers() {
 		return
 	}
 	if os.Geteuid() != 0 {
 		Need(t, "libvirtd stopped answering and only root can start it")
 	}
-	if !fileExists("/run/libvirt/virtlogd-sock") {
+	if !virtlogdAnswers() {
 		if err := startDaemon("virtlogd", "/run/vmfs-test-virtlogd.pid"); err != nil {
 			t.Logf("testenv: restarting virtlogd: %v", err)
 		}
-		waitFile("/run/libvirt/virtlogd-sock", 20*time.Second)
+		waitVirtlogd(20 * time.Second)
 	}
 	if !libvirtAnswers() {
 		if err := startDaemon("libvirtd", "/run/vmfs-test-libvirtd.pid"); err != nil {

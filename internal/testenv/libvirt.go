@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -41,6 +42,32 @@ func StartLibvirt(t testing.TB) {
 	}
 }
 
+const virtlogdSock = "/run/libvirt/virtlogd-sock"
+
+// virtlogdAnswers reports whether virtlogd accepts connections. The socket
+// file alone says nothing: /run may outlive the daemon (it is not a tmpfs on
+// every machine), and a file left by a virtlogd that died refuses
+// connections, which libvirt reports only when a domain starts.
+func virtlogdAnswers() bool {
+	c, err := net.DialTimeout("unix", virtlogdSock, 2*time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func waitVirtlogd(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !virtlogdAnswers() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true
+}
+
 func libvirtAnswers() bool {
 	cmd := exec.Command("virsh", "-c", libvirtURI, "uri")
 	return cmd.Run() == nil
@@ -66,7 +93,10 @@ func startLibvirt() {
 	if os.Geteuid() == 0 {
 		kvmForGroup()
 	}
-	if libvirtAnswers() {
+	// Only root can reach virtlogd's socket; libvirtd answering is all a
+	// user can check.
+	up := libvirtAnswers()
+	if up && (os.Geteuid() != 0 || virtlogdAnswers()) {
 		return
 	}
 	if os.Geteuid() != 0 {
@@ -81,16 +111,19 @@ func startLibvirt() {
 			return
 		}
 	}
-	if !fileExists("/run/libvirt/virtlogd-sock") {
+	if !virtlogdAnswers() {
 		pid := "/run/vmfs-test-virtlogd.pid"
 		if err := startDaemon("virtlogd", pid); err != nil {
 			lv.err = err
 			return
 		}
-		if !waitFile("/run/libvirt/virtlogd-sock", 20*time.Second) {
-			lv.err = fmt.Errorf("virtlogd started but /run/libvirt/virtlogd-sock did not appear")
+		if !waitVirtlogd(20 * time.Second) {
+			lv.err = fmt.Errorf("virtlogd started but does not answer on %s", virtlogdSock)
 			return
 		}
+	}
+	if up {
+		return
 	}
 	pid := "/run/vmfs-test-libvirtd.pid"
 	if err := startDaemon("libvirtd", pid); err != nil {
@@ -185,17 +218,6 @@ func startDaemon(name, pidFile string) error {
 		}
 	})
 	return nil
-}
-
-func waitFile(p string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for !fileExists(p) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return true
 }
 
 // LibvirtAccelTiny is AccelTiny for guests under libvirt, whose QEMU runs

@@ -183,6 +183,10 @@ type OutFile struct {
 	Name string
 	Data []byte
 	Mode fs.FileMode
+	// DiskDigests marks a manifest: after Data come "SHA256(FILE)= HEX"
+	// lines, one per disk image file of the machine, which the view
+	// computes when the file is first read (hashing reads whole disks).
+	DiskDigests bool
 }
 
 // Target generates the descriptor of a target hypervisor.

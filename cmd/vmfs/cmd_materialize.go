@@ -18,6 +18,7 @@ import (
 	"github.com/vmfs/vmfs/internal/materialize"
 	"github.com/vmfs/vmfs/internal/overlay"
 	"github.com/vmfs/vmfs/internal/view"
+	"github.com/vmfs/vmfs/layouts"
 )
 
 func materializeCommand() *cli.Command {
@@ -103,6 +104,11 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 				}
 				files[i].Content = of
 			}
+			contents := make([]layouts.Disk, len(files))
+			for i := range files {
+				contents[i] = files[i].Content
+			}
+			v.Bind(contents)
 			fmt.Fprintf(os.Stderr, "vmfs: including the writes in overlay %s\n", dir)
 		} else if c.IsSet("overlay") {
 			return fmt.Errorf("%s: overlay not found", dir)

@@ -138,6 +138,7 @@ func serve(c *cli.Context, o mountOptions, mnt string) error {
 		for i := range entries {
 			entries[i].Content = files[i]
 		}
+		v.Bind(files)
 		mount.Inform(fmt.Sprintf("writes go to the overlay %s", ovDir))
 	}
 	fo := fusefs.Options{

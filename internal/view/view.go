@@ -55,6 +55,21 @@ type View struct {
 	Warnings []translate.Warning
 	// Disks are the opened source disks, in the machine's disk order.
 	Disks []layouts.Disk
+
+	manifests []*Manifest
+}
+
+// Bind tells the view what is finally served for each of its files
+// (contents[i] for Files[i]: the overlay's view of it, say), so that
+// manifests hash the disks as they are served.
+func (v *View) Bind(contents []layouts.Disk) {
+	for _, m := range v.manifests {
+		for i, f := range v.Files {
+			if f.Disk && i < len(contents) {
+				m.bind(f.Name, contents[i])
+			}
+		}
+	}
 }
 
 // New opens the disks of m and builds the view of m for t.
@@ -123,7 +138,21 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		if mode == 0 {
 			mode = 0o600
 		}
-		descs = append(descs, File{Name: o.Name, Content: layouts.Bytes("text", o.Data), Mode: mode})
+		var content layouts.Disk = layouts.Bytes("text", o.Data)
+		if o.DiskDigests {
+			var names []string
+			var disks []layouts.Disk
+			for _, f := range v.Files {
+				if f.Disk {
+					names = append(names, f.Name)
+					disks = append(disks, f.Content)
+				}
+			}
+			m := newManifest(o.Data, names, disks)
+			v.manifests = append(v.manifests, m)
+			content = m
+		}
+		descs = append(descs, File{Name: o.Name, Content: content, Mode: mode})
 	}
 	if len(v.Warnings) > 0 {
 		descs = append(descs, File{Name: v.Name + ".warnings.txt", Content: layouts.Bytes("text", []byte(Report(v.Warnings))), Mode: 0o600})

@@ -122,7 +122,8 @@ func TestOVAMount(t *testing.T) {
 	}
 }
 
-// TestEmitManifest: the .mf holds the SHA256 of the .ovf.
+// TestEmitManifest: the .mf holds the SHA256 of the .ovf and asks the view
+// for the disks' digests.
 func TestEmitManifest(t *testing.T) {
 	m := &translate.Machine{Name: "a b", CPUs: 1, MemoryMiB: 64, Disks: []translate.Disk{{Bus: translate.BusSATA}}}
 	outs, _, err := ovf.Target{}.Emit(m, []translate.TargetDisk{{Path: "/m/a_b-disk0.vmdk", Format: "vmdk", Size: 1 << 20}}, translate.Options{})
@@ -135,6 +136,25 @@ func TestEmitManifest(t *testing.T) {
 	s := sha256.Sum256(outs[0].Data)
 	if want := "SHA256(a_b.ovf)= " + hex.EncodeToString(s[:]) + "\n"; string(outs[1].Data) != want {
 		t.Fatalf("manifest %q, want %q", outs[1].Data, want)
+	}
+	if !outs[1].DiskDigests || outs[0].DiskDigests {
+		t.Fatalf("DiskDigests: .ovf %v, .mf %v", outs[0].DiskDigests, outs[1].DiskDigests)
+	}
+}
+
+// checkManifest runs sha256sum -c on the manifest in dir: every file it
+// lists (the .ovf and each disk file) must match, and the disks must be in
+// it.
+func checkManifest(t *testing.T, dir, mf string, want int) {
+	t.Helper()
+	cmd := exec.Command("sha256sum", "--strict", "-c", mf)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sha256sum -c %s: %v\n%s", mf, err, out)
+	}
+	if n := strings.Count(string(out), ": OK"); n != want {
+		t.Fatalf("sha256sum -c %s: %d files checked, want %d:\n%s", mf, n, want, out)
 	}
 }
 
@@ -188,5 +208,39 @@ func checkTargets(t *testing.T, ova, raw string) {
 			t.Fatalf("machine %+v disks %+v", m, m.Disks)
 		}
 		run(t, mnt, "qemu-img", "compare", "-f", "raw", "-F", "vmdk", raw, m.Disks[0].Path)
+		checkManifest(t, mnt, "ovatest.mf", 2)
+	})
+	t.Run("ovf-materialize-overlay", func(t *testing.T) {
+		// A write through a mount changes the disk; the manifest of the
+		// materialized package hashes the disk with that write.
+		ovl := t.TempDir()
+		mnt := testenv.MountDir(t)
+		testenv.Mount(t, "--to", "ovf", "--format", "raw", "--overlay", ovl, ova, mnt)
+		f, err := os.OpenFile(filepath.Join(mnt, "ovatest-disk0.raw"), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt([]byte("written through the mount"), 4096); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkManifest(t, mnt, "ovatest.mf", 2)
+		if err := testenv.Unmount(t, mnt); err != nil {
+			t.Fatal(err)
+		}
+		dest := filepath.Join(t.TempDir(), "out")
+		if out, err := testenv.VMFS(t, "materialize", "--progress", "none", "--to", "ovf", "--format", "raw", "--overlay", ovl, ova, dest); err != nil {
+			t.Fatalf("materialize: %v\n%s", err, out)
+		}
+		checkManifest(t, dest, "ovatest.mf", 2)
+		if _, err := ovf.Parse(filepath.Join(dest, "ovatest.ovf")); err != nil {
+			t.Fatal(err)
+		}
+		cmp := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "raw", raw, filepath.Join(dest, "ovatest-disk0.raw"))
+		if out, err := cmp.CombinedOutput(); err == nil {
+			t.Fatalf("the materialized disk equals the source: the write through the mount is missing\n%s", out)
+		}
 	})
 }

@@ -29,11 +29,10 @@ const VirtualSystemType = "vmx-14"
 // Target is the "ovf" target: an OVF 1.0 envelope, VMware flavour, whose
 // References name the disk files next to it, plus a manifest.
 //
-// The manifest (.mf) holds the SHA256 of the .ovf only: digests of the
-// disks would make every mount read every disk in full before the first
-// byte is served, which is what vmfs exists to avoid. Tools that import
-// the package verify the members the manifest lists, so the result is
-// accepted, and the disks are checked by their own formats.
+// The manifest (.mf) holds the SHA256 of the .ovf and of every disk file.
+// The disk lines are marked for the view, which computes them when the
+// manifest is first read: a digest reads a whole disk, and a mount must
+// not do that before it serves its first byte.
 type Target struct{}
 
 var _ translate.Target = Target{}
@@ -165,7 +164,7 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 	mf := fmt.Sprintf("SHA256(%s.ovf)= %s\n", base, hex.EncodeToString(sum[:]))
 	return []translate.OutFile{
 		{Name: base + ".ovf", Data: b, Mode: 0o644},
-		{Name: base + ".mf", Data: []byte(mf), Mode: 0o644},
+		{Name: base + ".mf", Data: []byte(mf), Mode: 0o644, DiskDigests: true},
 	}, warns, nil
 }
 

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"crypto/rand"
 	"os"
 	"testing"
 	"time"
@@ -70,4 +71,31 @@ func ReviveLibvirt(t testing.TB) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("testenv: libvirtd had stopped answering (another test process stopped it?); restarted")
+}
+
+// SmallRaw writes a raw image at p of partly random content with a zero
+// run and a hole, 3 MiB + 2560 bytes: a size that is a multiple of no
+// block or cluster size of the formats.
+func SmallRaw(t testing.TB, p string) {
+	t.Helper()
+	const size = 3<<20 + 5*512
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 256<<10)
+	rand.Read(buf)
+	write := func(b []byte, off int64) {
+		if _, err := f.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(buf, 0)
+	write(make([]byte, 128<<10), 256<<10) // zero run
+	rand.Read(buf[:100<<10])
+	write(buf[:100<<10], 2<<20+12345) // past a hole
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,7 +1,6 @@
 package ovf_test
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -29,25 +28,6 @@ func run(t *testing.T, dir, name string, args ...string) {
 	}
 }
 
-// makeRaw writes a raw image of partly random content with zero runs and
-// a hole, of a size that is not a multiple of 64 KiB.
-func makeRaw(t *testing.T, p string) {
-	t.Helper()
-	const size = 3<<20 + 5*512
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 256<<10)
-	rand.Read(buf)
-	f.WriteAt(buf, 0)
-	f.WriteAt(make([]byte, 128<<10), 256<<10) // zero run
-	rand.Read(buf[:100<<10])
-	f.WriteAt(buf[:100<<10], 2<<20+12345) // past a hole
-	f.Truncate(size)
-}
-
 // TestOVAMount builds an OVA with tar from an .ovf, a VMDK made by
 // qemu-img and a manifest by sha256sum, mounts it with the CLI and
 // compares the mounted disk with the source raw image.
@@ -55,7 +35,7 @@ func TestOVAMount(t *testing.T) {
 	testenv.NeedCommands(t, "qemu-img", "tar", "sha256sum")
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "src.raw")
-	makeRaw(t, raw)
+	testenv.SmallRaw(t, raw)
 	for _, sub := range []string{"streamOptimized", "monolithicSparse"} {
 		t.Run(sub, func(t *testing.T) {
 			w := filepath.Join(dir, sub)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vmfs/vmfs/translate"
+	"github.com/vmfs/vmfs/translate/hyperv"
 	"github.com/vmfs/vmfs/translate/libvirt"
 	"github.com/vmfs/vmfs/translate/ovf"
 	"github.com/vmfs/vmfs/translate/qemu"
@@ -17,6 +18,7 @@ import (
 // all holds one entry per target. Other targets (ovf, vbox ...) add their
 // line here.
 var all = []translate.Target{
+	hyperv.Target{},
 	libvirt.Target{},
 	ovf.Target{},
 	qemu.Target{},

@@ -28,8 +28,8 @@ func TestGet(t *testing.T) {
 		}
 	})
 	t.Run("unknown", func(t *testing.T) {
-		_, err := Get("hyperv")
-		if err == nil || !strings.Contains(err.Error(), `unknown target "hyperv"`) || !strings.Contains(err.Error(), "libvirt") {
+		_, err := Get("no-such-target")
+		if err == nil || !strings.Contains(err.Error(), `unknown target "no-such-target"`) || !strings.Contains(err.Error(), "libvirt") {
 			t.Fatalf("err = %v", err)
 		}
 	})

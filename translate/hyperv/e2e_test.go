@@ -1,0 +1,99 @@
+package hyperv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmfs/vmfs/internal/testenv"
+	"github.com/vmfs/vmfs/translate"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// checkOutput checks a materialized or mounted hyperv directory: the
+// script names the disk image next to it, and the image is a VHDX that
+// qemu-img finds consistent and equal to the source.
+func checkOutput(t *testing.T, dir, name, raw string) {
+	t.Helper()
+	base := translate.FileName(name)
+	script, err := os.ReadFile(filepath.Join(dir, base+".ps1"))
+	if err != nil {
+		ents, _ := os.ReadDir(dir)
+		t.Fatalf("%v (directory holds %v)", err, ents)
+	}
+	lits := checkScript(t, script)
+	disk := base + "-disk0.vhdx"
+	for _, want := range []string{name, disk} {
+		if !contains(lits, want) {
+			t.Errorf("script lacks literal %q: %q", want, lits)
+		}
+	}
+	if !strings.Contains(string(script), "-Generation 2 ") || !strings.Contains(string(script), "-StaticMacAddress '005056010203'") {
+		t.Errorf("script:\n%s", script)
+	}
+	img := filepath.Join(dir, disk)
+	run(t, "qemu-img", "check", "-f", "vhdx", img)
+	run(t, "qemu-img", "compare", "-f", "vhdx", "-F", "raw", img, raw)
+}
+
+// TestEndToEnd materializes and mounts a VMware VM as a Hyper-V machine.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs vmfs")
+	}
+	testenv.NeedCommands(t, "qemu-img")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "src.raw")
+	testenv.SmallRaw(t, raw)
+	run(t, "qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse", raw, filepath.Join(dir, "disk.vmdk"))
+	const name = "e2e vm's"
+	vmx := filepath.Join(dir, "vm.vmx")
+	err := os.WriteFile(vmx, []byte(`.encoding = "UTF-8"
+config.version = "8"
+virtualHW.version = "19"
+displayName = "`+name+`"
+guestOS = "windows9-64"
+firmware = "efi"
+memsize = "256"
+numvcpus = "1"
+scsi0.present = "TRUE"
+scsi0.virtualDev = "lsisas1068"
+scsi0:0.present = "TRUE"
+scsi0:0.fileName = "disk.vmdk"
+ethernet0.present = "TRUE"
+ethernet0.virtualDev = "e1000e"
+ethernet0.addressType = "static"
+ethernet0.address = "00:50:56:01:02:03"
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"", "vhdx"} {
+		t.Run("materialize/"+format, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			args := []string{"materialize", "--progress", "none", "--discard-overlay", "--to", "hyperv"}
+			if format != "" {
+				args = append(args, "--format", format)
+			}
+			if _, err := testenv.VMFS(t, append(args, vmx, out)...); err != nil {
+				t.Fatal(err)
+			}
+			checkOutput(t, out, name, raw)
+		})
+	}
+	t.Run("mount", func(t *testing.T) {
+		mnt := testenv.MountDir(t)
+		testenv.Mount(t, "--to", "hyperv", "--format", "vhdx", "--read-only", vmx, mnt)
+		checkOutput(t, mnt, name, raw)
+	})
+}

@@ -304,3 +304,19 @@ func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
 	}
 	return b.Extents(), nil
 }
+
+// MapFile says where the image's own bytes from off lie in a plain file:
+// a run of stored, uncompressed clusters that are contiguous in the data
+// file. Bytes of a cluster past the end of the data file read as zeros, so
+// the range stops at the end of the file.
+func (d *Disk) MapFile(off, n int64) (layouts.FileRange, bool) {
+	f, ok := layouts.OSFile(d.data)
+	if !ok || off < 0 || n <= 0 || off >= d.size {
+		return layouts.FileRange{}, false
+	}
+	r, err := d.lookup(off, min(n, d.size-off))
+	if err != nil || r.kind != layouts.Data || r.compressed || r.host >= d.dataSize {
+		return layouts.FileRange{}, false
+	}
+	return layouts.FileRange{File: f, Off: r.host, Len: min(r.n, d.dataSize-r.host)}, true
+}

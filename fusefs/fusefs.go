@@ -362,6 +362,11 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 		if r, ok := layouts.MapFile(f.content, off, want); ok && r.Len == want && spliceable(r) {
 			return fuse.ReadResultFd(r.File.Fd(), r.Off, int(r.Len)), 0
 		}
+		if want >= minZeroSplice && want <= maxRequest && zeroRange(f.content, off, want) {
+			if z := zeros(); z != nil {
+				return fuse.ReadResultFd(z.Fd(), 0, int(want)), 0
+			}
+		}
 	}
 	n, err := f.content.ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {

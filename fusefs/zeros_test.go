@@ -1,0 +1,116 @@
+package fusefs
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmfs/vmfs/internal/overlay"
+	"github.com/vmfs/vmfs/layouts"
+)
+
+// TestZeroSplice reads a sparse image with large requests, which splice
+// its holes from the zero file, before and after writes land in a hole
+// and in a zero run: the bytes must follow the writes, not the map the
+// source had.
+func TestZeroSplice(t *testing.T) {
+	// Data at [1 MiB, 4 MiB), which holds whole read requests, and at
+	// [10 MiB, +4 KiB); holes elsewhere.
+	a, b := make([]byte, 3<<20), make([]byte, 4096)
+	rand.Read(a)
+	rand.Read(b)
+	img, err := layouts.NewImage("test", 16<<20, []layouts.Segment{
+		{Off: 1 << 20, Len: int64(len(a)), Kind: layouts.SegBytes, Bytes: a},
+		{Off: 10 << 20, Len: int64(len(b)), Kind: layouts.SegBytes, Bytes: b},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 16<<20)
+	copy(want[1<<20:], a)
+	copy(want[10<<20:], b)
+	ov, err := overlay.Open(t.TempDir(), overlay.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ov.Close()
+	of, err := ov.File("d.raw", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := mountTest(t, []Entry{{Name: "d.raw", Content: of, Mode: 0o600}}, Options{})
+	path := filepath.Join(dir, "d.raw")
+	check := func(step string) {
+		t.Helper()
+		for _, size := range []int{maxRequest, 64 << 10} {
+			checkReads(t, path, want, size, step)
+		}
+	}
+	check("before writes")
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int{5 << 20, 12<<20 + 777} {
+		b := make([]byte, 3000)
+		rand.Read(b)
+		if _, err := f.WriteAt(b, int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		copy(want[off:], b)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("after writes")
+}
+
+// checkReads reads path with requests of size bytes, the mount's page
+// cache dropped first, and compares with want.
+func checkReads(t *testing.T, path string, want []byte, size int, step string) {
+	t.Helper()
+	{
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		// Drop the mount's cached pages, so the reads reach vmfs.
+		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(want))
+		buf := make([]byte, size)
+		for off := 0; off < len(want); {
+			n, err := f.ReadAt(buf, int64(off))
+			copy(got[off:], buf[:n])
+			off += n
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s, %d-byte reads: read at %d: %v", step, size, off, err)
+			}
+		}
+		if i := firstDiffAt(got, want); i >= 0 {
+			t.Fatalf("%s, %d-byte reads: byte %d is %#x, want %#x", step, size, i, got[i], want[i])
+		}
+	}
+}
+
+func firstDiffAt(a, b []byte) int {
+	if bytes.Equal(a, b) {
+		return -1
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return len(a)
+}

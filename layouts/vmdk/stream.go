@@ -57,16 +57,28 @@ func (m *grainMap) inflateGrain(gi, e int64, out []byte) error {
 	}
 	defer m.bufs.Put(bp)
 	buf := (*bp)[:min(limit, m.fileSize-e)]
-	if err := readFull(m.f, buf, e); err != nil {
+	// Most grains compress to less than a grain plus a page: read that
+	// much first, the rest only when the marker says the grain is longer
+	// (data that does not compress).
+	first := buf
+	if m.markers {
+		first = buf[:min(int64(len(buf)), m.grain+4096)]
+	}
+	if err := readFull(m.f, first, e); err != nil {
 		return errf(m.name, errFormat, "reading compressed grain %d: %v", gi, err)
 	}
 	data := buf
 	if m.markers {
-		if len(buf) < 12 {
+		if len(first) < 12 {
 			return errf(m.name, errFormat, "compressed grain %d at byte %d is truncated", gi, e)
 		}
 		lba := binary.LittleEndian.Uint64(buf)
 		n := int64(binary.LittleEndian.Uint32(buf[8:]))
+		if n > 0 && 12+n > int64(len(first)) && 12+n <= int64(len(buf)) {
+			if err := readFull(m.f, buf[len(first):12+n], e+int64(len(first))); err != nil {
+				return errf(m.name, errFormat, "reading compressed grain %d: %v", gi, err)
+			}
+		}
 		if n == 0 || n > int64(len(buf))-12 {
 			return errf(m.name, errFormat, "compressed grain %d at byte %d: size %d runs past end of file or grain limit", gi, e, n)
 		}

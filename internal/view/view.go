@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vmfs/vmfs/layouts"
@@ -207,9 +208,27 @@ func openMachineDisk(m *translate.Machine, d translate.Disk, env *layouts.Env) (
 			if _, err := env.Resolve(m.Source, p); err != nil {
 				return nil, err
 			}
+			env = vmDirEnv(m, env)
 		}
 	}
 	return openDisk(d, env)
+}
+
+// vmDirEnv lets the disks of a machine reach the descriptor's directory:
+// a snapshot layer in VM/Snapshots names its parent in VM/, which the
+// descriptor could name itself. The policy is otherwise unchanged.
+func vmDirEnv(m *translate.Machine, env *layouts.Env) *layouts.Env {
+	if env == nil || env.AllowAny {
+		return env
+	}
+	dir, err := filepath.Abs(filepath.Dir(m.Source))
+	if err != nil {
+		return env
+	}
+	return &layouts.Env{
+		AllowDirs: append(slices.Clone(env.AllowDirs), dir),
+		OpenDisk:  env.OpenDisk,
+	}
 }
 
 func openDisk(d translate.Disk, env *layouts.Env) (layouts.Disk, error) {

@@ -45,6 +45,8 @@ type Disk struct {
 	imageType uint32
 	bmap      []uint32
 	fileSize  int64
+	// The header's UUIDs, as stored (see uuidString).
+	uuidCreate, uuidModify, uuidLinkage, uuidParentModify [16]byte
 }
 
 func errf(name, format string, args ...any) error {
@@ -52,14 +54,22 @@ func errf(name, format string, args ...any) error {
 }
 
 // Open opens f as a VDI image. It returns an error wrapping
-// layouts.ErrWrongType when f has no VDI signature. On success the disk
-// owns f.
-func Open(f layouts.File, _ *layouts.Env) (layouts.Disk, error) {
+// layouts.ErrWrongType when f has no VDI signature. A differencing image
+// is returned stacked over its parent, found by UUID next to it and opened
+// through env (see openParent). On success the disk owns f.
+func Open(f layouts.File, env *layouts.Env) (layouts.Disk, error) {
 	d, err := open(f)
 	if err != nil {
 		return nil, err
 	}
-	return d, nil
+	if d.imageType != typeDiff {
+		return d, nil
+	}
+	parent, err := d.openParent(env)
+	if err != nil {
+		return nil, err
+	}
+	return layouts.Stack(d, parent), nil
 }
 
 func open(f layouts.File) (*Disk, error) {
@@ -88,14 +98,16 @@ func open(f layouts.File) (*Disk, error) {
 	cbBlock := le.Uint32(b[0x178:])
 	d.extra = int64(le.Uint32(b[0x17c:]))
 	cBlocks := int64(le.Uint32(b[0x180:]))
+	copy(d.uuidCreate[:], b[0x188:])
+	copy(d.uuidModify[:], b[0x198:])
+	copy(d.uuidLinkage[:], b[0x1a8:])
+	copy(d.uuidParentModify[:], b[0x1b8:])
 
 	if cbHeader < 0x180 {
 		return nil, errf(name, "header size %d too small for version 1.1: %w", cbHeader, layouts.ErrFormat)
 	}
 	switch d.imageType {
-	case typeNormal, typeFixed:
-	case typeDiff:
-		return nil, errf(name, "differencing image (parent found by UUID in a VirtualBox registry): %w", layouts.ErrUnsupported)
+	case typeNormal, typeFixed, typeDiff:
 	case typeUndo:
 		return nil, errf(name, "undo image: %w", layouts.ErrUnsupported)
 	default:

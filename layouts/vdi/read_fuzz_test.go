@@ -3,6 +3,7 @@ package vdi
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,13 +11,21 @@ import (
 	"github.com/vmfs/vmfs/layouts"
 )
 
-type memFile struct{ b []byte }
+type memFile struct {
+	b    []byte
+	name string // "fuzz.vdi" when empty
+}
 
 func (m *memFile) ReadAt(p []byte, off int64) (int, error) {
 	return bytes.NewReader(m.b).ReadAt(p, off)
 }
-func (m *memFile) Size() int64  { return int64(len(m.b)) }
-func (m *memFile) Name() string { return "fuzz.vdi" }
+func (m *memFile) Size() int64 { return int64(len(m.b)) }
+func (m *memFile) Name() string {
+	if m.name == "" {
+		return "fuzz.vdi"
+	}
+	return m.name
+}
 func (m *memFile) Close() error { return nil }
 
 // handMade builds a VDI by hand: 4 KiB blocks with 512 bytes of extra
@@ -112,8 +121,25 @@ func FuzzVDIOpen(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// A differencing header: the hand-made image over a parent UUID.
+	diff := append([]byte(nil), img...)
+	binary.LittleEndian.PutUint32(diff[0x4c:], typeDiff)
+	copy(diff[0x1a8:], "parent-uuid-0001")
+	f.Add(diff)
+	// Differencing images look for their parent next to the file: an
+	// empty directory (and the seeds' directory above it, which holds no
+	// VDI file itself), with an opener that fails.
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o755)
+	env := &layouts.Env{OpenDisk: func(string, *layouts.Env) (layouts.Disk, error) {
+		return nil, errors.New("no parent in fuzzing")
+	}}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, err := Open(&memFile{b: data}, nil)
+		if d, err := Open(&memFile{b: data, name: filepath.Join(empty, "fuzz.vdi")}, env); err == nil {
+			d.Close()
+		}
+		// The layer alone (a differencing image without its parent).
+		d, err := open(&memFile{b: data})
 		if err != nil {
 			return
 		}

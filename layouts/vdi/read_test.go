@@ -302,7 +302,7 @@ func TestHostile(t *testing.T) {
 		{"tiny", func(b []byte) []byte { return b[:10] }, layouts.ErrWrongType, "no vdi signature", false},
 		{"truncated-header", func(b []byte) []byte { return b[:0x100] }, layouts.ErrFormat, "header truncated", false},
 		{"version-1.0", put32(0x44, 0x00010000), layouts.ErrUnsupported, "version 1.0", false},
-		{"differencing", put32(0x4c, typeDiff), layouts.ErrUnsupported, "differencing image", false},
+		{"differencing-no-parent", put32(0x4c, typeDiff), layouts.ErrFormat, "names no parent", false},
 		{"undo", put32(0x4c, typeUndo), layouts.ErrUnsupported, "undo image", false},
 		{"bad-type", put32(0x4c, 9), layouts.ErrFormat, "image type 9", false},
 		{"block-size-zero", put32(0x178, 0), layouts.ErrFormat, "block size 0", false},

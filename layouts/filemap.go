@@ -1,6 +1,10 @@
 package layouts
 
-import "os"
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
 
 // FileRange is a range of a plain file that holds a range of a disk byte
 // for byte: what splice and copy_file_range can move without a copy
@@ -68,4 +72,25 @@ func (s *stacked) MapFile(off, n int64) (FileRange, bool) {
 		return MapFile(s.parent, off, n)
 	}
 	return FileRange{}, false
+}
+
+// PastEOF reports [pos, end) of a file in which SEEK_DATA found no data
+// after pos: a hole up to the file's end, and data beyond it. A file that
+// shrank under a mount no longer holds what lies past its end, and
+// reporting that range as a hole would serve zeros where a read must fail.
+// shift turns file offsets into the disk offsets b holds; hole is the kind
+// of the file's holes. It returns the new position, end.
+func PastEOF(b *Builder, fd int, pos, end, shift int64, hole Kind) int64 {
+	size := end
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		size = max(pos, min(end, st.Size))
+	}
+	if size > pos {
+		b.Add(pos+shift, size-pos, hole)
+	}
+	if end > size {
+		b.Add(size+shift, end-size, Data)
+	}
+	return end
 }

@@ -80,6 +80,7 @@ func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
 		data, err := unix.Seek(fd, pos, unix.SEEK_DATA)
 		if err != nil {
 			if errors.Is(err, syscall.ENXIO) { // no data after pos
+				pos = layouts.PastEOF(&b, fd, pos, end, 0, layouts.Hole)
 				break
 			}
 			if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP) {

@@ -59,6 +59,10 @@ func (x *flatExtent) extentsKind(b *layouts.Builder, base, off, n int64, zero bo
 		data, err := unix.Seek(x.fd, pos, unix.SEEK_DATA)
 		if err != nil {
 			if errors.Is(err, syscall.ENXIO) {
+				// No data after pos. Past the end of a file that
+				// shrank under us the bytes are missing, not a hole:
+				// that range is data, whose reads fail.
+				pos = layouts.PastEOF(b, x.fd, pos, end, shift, hole)
 				break
 			}
 			b.Add(pos+shift, end-pos, layouts.Data)

@@ -73,6 +73,15 @@ func TestDeltaChains(t *testing.T) {
 			}
 			if got, want := len(vd.Files()), c.depth+1; got < want {
 				t.Errorf("Files lists %d files, want at least %d: %v", got, want, vd.Files())
+				// Say why the base did not open as a VMDK.
+				base := join(dir, "base.vmdk")
+				if f, err := layouts.OpenFile(base); err != nil {
+					t.Logf("base: %v", err)
+				} else {
+					_, err := Open(f, testEnv())
+					head, _ := os.ReadFile(base)
+					t.Logf("base reopened: %v; %d bytes: %q", err, len(head), head[:min(len(head), 300)])
+				}
 			}
 			ours := join(dir, "ours.raw")
 			dumpRaw(t, d, ours)

@@ -21,8 +21,13 @@ import (
 // sparseImage is a 16 MiB image with data at [1 MiB, 2 MiB) and
 // [10 MiB, 10 MiB + 4 KiB) and holes elsewhere.
 func sparseImage(t *testing.T) (*layouts.Image, []byte) {
+	return sparseImageWith(t, 1<<20)
+}
+
+// sparseImageWith is sparseImage with first bytes of data at 1 MiB.
+func sparseImageWith(t *testing.T, first int) (*layouts.Image, []byte) {
 	t.Helper()
-	a := make([]byte, 1<<20)
+	a := make([]byte, first)
 	b := make([]byte, 4096)
 	rand.Read(a)
 	rand.Read(b)

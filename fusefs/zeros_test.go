@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmfs/vmfs/internal/overlay"
-	"github.com/vmfs/vmfs/layouts"
 )
 
 // TestZeroSplice reads a sparse image with large requests, which splice
@@ -21,19 +20,7 @@ import (
 func TestZeroSplice(t *testing.T) {
 	// Data at [1 MiB, 4 MiB), which holds whole read requests, and at
 	// [10 MiB, +4 KiB); holes elsewhere.
-	a, b := make([]byte, 3<<20), make([]byte, 4096)
-	rand.Read(a)
-	rand.Read(b)
-	img, err := layouts.NewImage("test", 16<<20, []layouts.Segment{
-		{Off: 1 << 20, Len: int64(len(a)), Kind: layouts.SegBytes, Bytes: a},
-		{Off: 10 << 20, Len: int64(len(b)), Kind: layouts.SegBytes, Bytes: b},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := make([]byte, 16<<20)
-	copy(want[1<<20:], a)
-	copy(want[10<<20:], b)
+	img, want := sparseImageWith(t, 3<<20)
 	ov, err := overlay.Open(t.TempDir(), overlay.Options{})
 	if err != nil {
 		t.Fatal(err)

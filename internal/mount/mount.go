@@ -5,6 +5,7 @@ package mount
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -344,7 +345,7 @@ func List() ([]Status, error) {
 		if json.Unmarshal(b, &s.Record) != nil {
 			continue
 		}
-		s.Alive = syscall.Kill(s.PID, 0) == nil
+		s.Alive = processAlive(s.PID)
 		s.Mounted, _ = IsMounted(s.Mountpoint)
 		if s.Overlay != "" {
 			s.OverlayBytes = diskUsage(s.Overlay)
@@ -366,6 +367,28 @@ func Lookup(mountpoint string) (Status, bool) {
 	return Status{}, false
 }
 
+// processAlive says whether pid runs. A process that exited but was not
+// reaped yet (a zombie: a daemon's parent is init, or whatever subreaper
+// the machine has, which may reap late) has stopped serving: it counts as
+// gone.
+func processAlive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no /proc: the signal test is all there is
+	}
+	// The state follows the parenthesised command name, which may itself
+	// hold parentheses: take the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return true
+	}
+	st := b[i+2]
+	return st != 'Z' && st != 'X'
+}
+
 // Stop unmounts a mount served by a live vmfs process by asking the process
 // (SIGTERM), so that it flushes its overlay before it exits, and waits for
 // it. A mount with no live process is unmounted directly.
@@ -383,7 +406,7 @@ func Stop(mountpoint string, timeout time.Duration) error {
 	}
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if syscall.Kill(s.PID, 0) != nil {
+		if !processAlive(s.PID) {
 			if m, _ := IsMounted(abs); m {
 				return Unmount(abs)
 			}

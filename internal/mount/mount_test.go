@@ -2,9 +2,12 @@ package mount
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestUnescape(t *testing.T) {
@@ -74,5 +77,38 @@ func TestStatusOverlayUsage(t *testing.T) {
 	s, ok := Lookup("/nowhere/y")
 	if !ok || s.OverlayBytes < 256<<10 {
 		t.Fatalf("overlay usage %d (%v), want at least 256 KiB", s.OverlayBytes, ok)
+	}
+}
+
+// TestProcessAlive: a running process is alive; one that exited is not,
+// reaped or not (a zombie no longer serves its mount).
+func TestProcessAlive(t *testing.T) {
+	run := exec.Command("sleep", "30")
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer run.Wait()
+	defer run.Process.Kill()
+	if !processAlive(run.Process.Pid) {
+		t.Fatalf("running process %d reported gone", run.Process.Pid)
+	}
+	z := exec.Command("true")
+	if err := z.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Not waited for: it stays a zombie until Wait below.
+	deadline := time.Now().Add(10 * time.Second)
+	for processAlive(z.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("exited process %d (a zombie) still reported alive", z.Process.Pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := syscall.Kill(z.Process.Pid, 0); err != nil {
+		t.Fatalf("the zombie was reaped early (%v): the test proves nothing", err)
+	}
+	z.Wait()
+	if processAlive(z.Process.Pid) {
+		t.Fatal("reaped process reported alive")
 	}
 }

@@ -25,7 +25,7 @@ func TestZeroSplice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ov.Close()
+	t.Cleanup(func() { ov.Close() }) // after the unmount
 	of, err := ov.File("d.raw", img)
 	if err != nil {
 		t.Fatal(err)

@@ -178,7 +178,7 @@ func open(f layouts.File, env *layouts.Env) (*Disk, error) {
 		return finish(f, name, desc, l, env)
 	case f.Size() <= maxDescriptor && looksLikeDescriptor(head):
 	default:
-		return nil, errf(name, errWrongType, "not a VMDK file")
+		return nil, errf(name, errWrongType, "not a VMDK file (%d bytes, starting %q)", f.Size(), head[:min(len(head), 24)])
 	}
 	text := make([]byte, f.Size())
 	if err := readFull(f, text, 0); err != nil {

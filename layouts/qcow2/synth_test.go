@@ -377,98 +377,6 @@ func TestSynthSparse1TiB(t *testing.T) {
 	}
 }
 
-// synthFakeDisk is an in-memory disk of extents whose Data reads as a
-// pattern of the offset; Zero and Hole read as zeros.
-type synthFakeDisk struct {
-	size int64
-	exts []layouts.Extent
-}
-
-// synthPatternTab repeats with a prime period, so data moved by any
-// multiple of a sector or cluster reads wrong; it holds no zero byte, so
-// lost data shows.
-var synthPatternTab = func() []byte {
-	const period = 4099
-	b := make([]byte, 2*period)
-	for i := range b {
-		b[i] = byte(uint64(i%period)*0x9e3779b97f4a7c15>>56) | 1
-	}
-	return b
-}()
-
-// synthFillPattern fills p with the pattern from offset o.
-func synthFillPattern(p []byte, o int64) {
-	for len(p) > 0 {
-		n := copy(p, synthPatternTab[o%4099:])
-		p = p[n:]
-		o += int64(n)
-	}
-}
-
-func (d *synthFakeDisk) Size() int64    { return d.size }
-func (d *synthFakeDisk) Format() string { return "fake" }
-func (d *synthFakeDisk) Close() error   { return nil }
-func (d *synthFakeDisk) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := layouts.CheckRead(d.size, p, off)
-	clear(p[:n])
-	for _, e := range d.exts {
-		if e.Kind != layouts.Data || e.End() <= off || e.Off >= off+int64(n) {
-			continue
-		}
-		s, t := max(e.Off, off), min(e.End(), off+int64(n))
-		synthFillPattern(p[s-off:t-off], s)
-	}
-	return n, eof
-}
-func (d *synthFakeDisk) Extents(off, n int64) ([]layouts.Extent, error) {
-	off, n, ok := layouts.Clip(d.size, off, n)
-	if !ok {
-		return nil, nil
-	}
-	var b layouts.Builder
-	pos := off
-	for _, e := range d.exts {
-		s, t := max(e.Off, off), min(e.End(), off+n)
-		if s >= t {
-			continue
-		}
-		b.Add(pos, s-pos, layouts.Hole)
-		b.Add(s, t-s, e.Kind)
-		pos = t
-	}
-	b.Add(pos, off+n-pos, layouts.Hole)
-	return b.Extents(), nil
-}
-
-// synthFakeFrom decodes fuzz input into a disk: 4 bytes of size, then
-// triples (kind, gap, length) in 512-byte units, data capped.
-func synthFakeFrom(b []byte) *synthFakeDisk {
-	if len(b) < 4 {
-		return &synthFakeDisk{}
-	}
-	d := &synthFakeDisk{size: int64(binary.LittleEndian.Uint32(b)) % (3 << 30)}
-	b = b[4:]
-	pos, data := int64(0), int64(0)
-	for len(b) >= 3 && pos < d.size {
-		kind := layouts.Kind(b[0] % 3)
-		gap := int64(b[1]) * int64(b[0]>>2) * 4096
-		n := int64(b[2])*512 + int64(b[0]>>2)
-		b = b[3:]
-		pos += gap
-		if kind == layouts.Data {
-			n = min(n, 8<<20-data)
-			data += n
-		}
-		n = min(n, d.size-pos)
-		if n <= 0 || pos >= d.size {
-			break
-		}
-		d.exts = append(d.exts, layouts.Extent{Off: pos, Len: n, Kind: kind})
-		pos += n
-	}
-	return d
-}
-
 // synthDecode reads guest range [off, off+len(p)) of a qcow2 image the way
 // the specification says, independently of the generator.
 func synthDecode(img layouts.Disk, p []byte, off int64) error {
@@ -577,7 +485,7 @@ func FuzzSynthesize(f *testing.F) {
 // an independent decoder.
 func synthFuzzBody(t *testing.T, b []byte) {
 	{
-		src := synthFakeFrom(b)
+		src := synthtest.PatternFromBytes(b)
 		img, err := Synthesize(src)
 		if err != nil {
 			t.Fatal(err)
@@ -589,9 +497,9 @@ func synthFuzzBody(t *testing.T, b []byte) {
 		// read back through the tables; the rest must be zero.
 		buf := make([]byte, 0, 1<<20)
 		want := make([]byte, 0, 1<<20)
-		for _, e := range src.exts {
+		for _, e := range src.Exts {
 			lo := max(0, e.Off-4096)
-			hi := min(src.size, e.End()+4096)
+			hi := min(src.Length, e.End()+4096)
 			for pos := lo; pos < hi; pos += int64(cap(buf)) {
 				n := min(int64(cap(buf)), hi-pos)
 				if err := synthDecode(img, buf[:n], pos); err != nil {
@@ -627,13 +535,13 @@ func TestSynthDecodeFake(t *testing.T) {
 	const c = synthClusterSize
 	tests := []struct {
 		name string
-		d    *synthFakeDisk
+		d    *synthtest.Pattern
 	}{
-		{"l2-boundary", &synthFakeDisk{size: 3 << 30, exts: []layouts.Extent{{Off: 512<<20 - c - 100, Len: 2*c + 200, Kind: layouts.Data}, {Off: 1 << 30, Len: 5000, Kind: layouts.Zero}, {Off: 3<<30 - 700, Len: 700, Kind: layouts.Data}}}},
-		{"many-runs", func() *synthFakeDisk {
-			d := &synthFakeDisk{size: 2<<30 + 4096}
+		{"l2-boundary", &synthtest.Pattern{Length: 3 << 30, Exts: []layouts.Extent{{Off: 512<<20 - c - 100, Len: 2*c + 200, Kind: layouts.Data}, {Off: 1 << 30, Len: 5000, Kind: layouts.Zero}, {Off: 3<<30 - 700, Len: 700, Kind: layouts.Data}}}},
+		{"many-runs", func() *synthtest.Pattern {
+			d := &synthtest.Pattern{Length: 2<<30 + 4096}
 			for i := int64(0); i < 40000; i++ {
-				d.exts = append(d.exts, layouts.Extent{Off: i * 2 * c, Len: 512, Kind: layouts.Data})
+				d.Exts = append(d.Exts, layouts.Extent{Off: i * 2 * c, Len: 512, Kind: layouts.Data})
 			}
 			return d
 		}()},
@@ -649,9 +557,9 @@ func TestSynthDecodeFake(t *testing.T) {
 			}
 			buf := make([]byte, 4*c)
 			want := make([]byte, 4*c)
-			for _, e := range tc.d.exts[:min(len(tc.d.exts), 300)] {
+			for _, e := range tc.d.Exts[:min(len(tc.d.Exts), 300)] {
 				pos := max(0, e.Off-c)
-				n := min(int64(len(buf)), tc.d.size-pos)
+				n := min(int64(len(buf)), tc.d.Length-pos)
 				if err := synthDecode(img, buf[:n], pos); err != nil {
 					t.Fatal(err)
 				}
@@ -689,7 +597,7 @@ func TestSynthReadCalls(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := &synthFakeDisk{size: 64<<20 + 512, exts: tc.exts}
+			fake := &synthtest.Pattern{Length: 64<<20 + 512, Exts: tc.exts}
 			src := &synthCountingDisk{Disk: fake}
 			img, err := Synthesize(src)
 			if err != nil {
@@ -730,9 +638,9 @@ func TestSynthSizes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := &synthFakeDisk{size: tc.size}
+			d := &synthtest.Pattern{Length: tc.size}
 			if tc.size > 0 {
-				d.exts = []layouts.Extent{{Off: tc.size - 1, Len: 1, Kind: layouts.Data}}
+				d.Exts = []layouts.Extent{{Off: tc.size - 1, Len: 1, Kind: layouts.Data}}
 			}
 			img, err := Synthesize(d)
 			if (err == nil) != tc.ok {
@@ -748,7 +656,7 @@ func TestSynthSizes(t *testing.T) {
 				t.Error(err)
 			}
 			var b [1]byte
-			if err := synthDecode(img, b[:], tc.size-1); err != nil || b[0] != synthPatternTab[(tc.size-1)%4099] {
+			if err := synthDecode(img, b[:], tc.size-1); err != nil || b[0] != synthtest.PatternByte(tc.size-1) {
 				t.Errorf("last byte: %v, %#x", err, b[0])
 			}
 		})
@@ -756,11 +664,11 @@ func TestSynthSizes(t *testing.T) {
 }
 
 func BenchmarkSynthesize1TiB(b *testing.B) {
-	d := &synthFakeDisk{size: 1 << 40}
+	d := &synthtest.Pattern{Length: 1 << 40}
 	rng := rand.New(rand.NewSource(1))
 	for i := int64(0); i < 50; i++ {
 		// 50 chunks of 2 MiB, one per 20 GiB.
-		d.exts = append(d.exts, layouts.Extent{Off: i*(20<<30) + rng.Int63n(1<<30), Len: 2 << 20, Kind: layouts.Data})
+		d.Exts = append(d.Exts, layouts.Extent{Off: i*(20<<30) + rng.Int63n(1<<30), Len: 2 << 20, Kind: layouts.Data})
 	}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -771,9 +679,9 @@ func BenchmarkSynthesize1TiB(b *testing.B) {
 }
 
 func BenchmarkSynthGenL2(b *testing.B) {
-	d := &synthFakeDisk{size: 4 << 30}
+	d := &synthtest.Pattern{Length: 4 << 30}
 	for i := int64(0); i < 4<<30; i += 3 * synthClusterSize {
-		d.exts = append(d.exts, layouts.Extent{Off: i, Len: synthClusterSize, Kind: layouts.Data})
+		d.Exts = append(d.Exts, layouts.Extent{Off: i, Len: synthClusterSize, Kind: layouts.Data})
 	}
 	img, err := Synthesize(d)
 	if err != nil {

@@ -95,98 +95,6 @@ func synthSparseFile(t testing.TB, path string, size, data int64) {
 	}
 }
 
-// synthFakeDisk is an in-memory disk of extents whose Data reads as a
-// pattern of the offset; Zero and Hole read as zeros.
-type synthFakeDisk struct {
-	size int64
-	exts []layouts.Extent
-}
-
-// synthPatternTab repeats with a prime period, so data moved by any
-// multiple of a sector or cluster reads wrong; it holds no zero byte, so
-// lost data shows.
-var synthPatternTab = func() []byte {
-	const period = 4099
-	b := make([]byte, 2*period)
-	for i := range b {
-		b[i] = byte(uint64(i%period)*0x9e3779b97f4a7c15>>56) | 1
-	}
-	return b
-}()
-
-// synthFillPattern fills p with the pattern from offset o.
-func synthFillPattern(p []byte, o int64) {
-	for len(p) > 0 {
-		n := copy(p, synthPatternTab[o%4099:])
-		p = p[n:]
-		o += int64(n)
-	}
-}
-
-func (d *synthFakeDisk) Size() int64    { return d.size }
-func (d *synthFakeDisk) Format() string { return "fake" }
-func (d *synthFakeDisk) Close() error   { return nil }
-func (d *synthFakeDisk) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := layouts.CheckRead(d.size, p, off)
-	clear(p[:n])
-	for _, e := range d.exts {
-		if e.Kind != layouts.Data || e.End() <= off || e.Off >= off+int64(n) {
-			continue
-		}
-		s, t := max(e.Off, off), min(e.End(), off+int64(n))
-		synthFillPattern(p[s-off:t-off], s)
-	}
-	return n, eof
-}
-func (d *synthFakeDisk) Extents(off, n int64) ([]layouts.Extent, error) {
-	off, n, ok := layouts.Clip(d.size, off, n)
-	if !ok {
-		return nil, nil
-	}
-	var b layouts.Builder
-	pos := off
-	for _, e := range d.exts {
-		s, t := max(e.Off, off), min(e.End(), off+n)
-		if s >= t {
-			continue
-		}
-		b.Add(pos, s-pos, layouts.Hole)
-		b.Add(s, t-s, e.Kind)
-		pos = t
-	}
-	b.Add(pos, off+n-pos, layouts.Hole)
-	return b.Extents(), nil
-}
-
-// synthFakeFrom decodes fuzz input into a disk: 4 bytes of size, then
-// triples (kind, gap, length) in 512-byte units, data capped.
-func synthFakeFrom(b []byte) *synthFakeDisk {
-	if len(b) < 4 {
-		return &synthFakeDisk{}
-	}
-	d := &synthFakeDisk{size: int64(binary.LittleEndian.Uint32(b)) % (3 << 30)}
-	b = b[4:]
-	pos, data := int64(0), int64(0)
-	for len(b) >= 3 && pos < d.size {
-		kind := layouts.Kind(b[0] % 3)
-		gap := int64(b[1]) * int64(b[0]>>2) * 4096
-		n := int64(b[2])*512 + int64(b[0]>>2)
-		b = b[3:]
-		pos += gap
-		if kind == layouts.Data {
-			n = min(n, 8<<20-data)
-			data += n
-		}
-		n = min(n, d.size-pos)
-		if n <= 0 || pos >= d.size {
-			break
-		}
-		d.exts = append(d.exts, layouts.Extent{Off: pos, Len: n, Kind: kind})
-		pos += n
-	}
-	return d
-}
-
 func synthReadAll(t testing.TB, d layouts.Disk) []byte {
 	t.Helper()
 	b := make([]byte, d.Size())
@@ -667,9 +575,9 @@ func FuzzSynthesizeSparse(f *testing.F) {
 	}
 	f.Add(seed)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		src := synthFakeFrom(b)
+		src := synthtest.PatternFromBytes(b)
 		img, err := SynthesizeSparse(src, "lsilogic")
-		if src.size == 0 && errors.Is(err, layouts.ErrUnsupported) {
+		if src.Length == 0 && errors.Is(err, layouts.ErrUnsupported) {
 			return
 		}
 		if err != nil {
@@ -677,9 +585,9 @@ func FuzzSynthesizeSparse(f *testing.F) {
 		}
 		buf := make([]byte, 0, 1<<20)
 		want := make([]byte, 0, 1<<20)
-		for _, e := range src.exts {
+		for _, e := range src.Exts {
 			lo := max(0, e.Off-4096)
-			hi := min(src.size, e.End()+4096)
+			hi := min(src.Length, e.End()+4096)
 			for pos := lo; pos < hi; pos += int64(cap(buf)) {
 				n := min(int64(cap(buf)), hi-pos)
 				src.ReadAt(want[:n], pos)
@@ -736,7 +644,7 @@ func TestSynthReadCalls(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := &synthFakeDisk{size: 64<<20 + 512, exts: tc.exts}
+			fake := &synthtest.Pattern{Length: 64<<20 + 512, Exts: tc.exts}
 			src := &synthCountingDisk{Disk: fake}
 			img, err := SynthesizeSparse(src, "ide")
 			if err != nil {
@@ -778,9 +686,9 @@ func TestSynthSizes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := &synthFakeDisk{size: tc.size}
+			d := &synthtest.Pattern{Length: tc.size}
 			if tc.size > 0 {
-				d.exts = []layouts.Extent{{Off: tc.size - 1, Len: 1, Kind: layouts.Data}}
+				d.Exts = []layouts.Extent{{Off: tc.size - 1, Len: 1, Kind: layouts.Data}}
 			}
 			img, err := SynthesizeSparse(d, "")
 			if (err == nil) != tc.ok {
@@ -798,7 +706,7 @@ func TestSynthSizes(t *testing.T) {
 			}
 			for _, rgd := range []bool{false, true} {
 				var b [1]byte
-				if err := synthDecode(img, b[:], tc.size-1, rgd); err != nil || b[0] != synthPatternTab[(tc.size-1)%4099] {
+				if err := synthDecode(img, b[:], tc.size-1, rgd); err != nil || b[0] != synthtest.PatternByte(tc.size-1) {
 					t.Errorf("last byte: %v, %#x", err, b[0])
 				}
 			}
@@ -807,10 +715,10 @@ func TestSynthSizes(t *testing.T) {
 }
 
 func BenchmarkSynthesizeSparse1TiB(b *testing.B) {
-	d := &synthFakeDisk{size: 1 << 40}
+	d := &synthtest.Pattern{Length: 1 << 40}
 	rng := rand.New(rand.NewSource(1))
 	for i := int64(0); i < 50; i++ {
-		d.exts = append(d.exts, layouts.Extent{Off: i*(20<<30) + rng.Int63n(1<<30), Len: 2 << 20, Kind: layouts.Data})
+		d.Exts = append(d.Exts, layouts.Extent{Off: i*(20<<30) + rng.Int63n(1<<30), Len: 2 << 20, Kind: layouts.Data})
 	}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -821,9 +729,9 @@ func BenchmarkSynthesizeSparse1TiB(b *testing.B) {
 }
 
 func BenchmarkSynthGenGT(b *testing.B) {
-	d := &synthFakeDisk{size: 1 << 30}
+	d := &synthtest.Pattern{Length: 1 << 30}
 	for i := int64(0); i < 1<<30; i += 3 * synthGrainSize {
-		d.exts = append(d.exts, layouts.Extent{Off: i, Len: synthGrainSize, Kind: layouts.Data})
+		d.Exts = append(d.Exts, layouts.Extent{Off: i, Len: synthGrainSize, Kind: layouts.Data})
 	}
 	img, err := SynthesizeSparse(d, "ide")
 	if err != nil {

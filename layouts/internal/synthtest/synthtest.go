@@ -313,3 +313,98 @@ func MakeRandomRaw(t testing.TB, path string, size int64, seed int64, holes bool
 		t.Fatal(err)
 	}
 }
+
+// Pattern is an in-memory disk of extents whose Data reads as a
+// pattern of the offset; Zero and Hole read as zeros.
+type Pattern struct {
+	Length int64
+	Exts   []layouts.Extent
+}
+
+// patternTab repeats with a prime period, so data moved by any
+// multiple of a sector or cluster reads wrong; it holds no zero byte, so
+// lost data shows.
+var patternTab = func() []byte {
+	const period = 4099
+	b := make([]byte, 2*period)
+	for i := range b {
+		b[i] = byte(uint64(i%period)*0x9e3779b97f4a7c15>>56) | 1
+	}
+	return b
+}()
+
+// fillPattern fills p with the pattern from offset o.
+func fillPattern(p []byte, o int64) {
+	for len(p) > 0 {
+		n := copy(p, patternTab[o%4099:])
+		p = p[n:]
+		o += int64(n)
+	}
+}
+
+func (d *Pattern) Size() int64    { return d.Length }
+func (d *Pattern) Format() string { return "fake" }
+func (d *Pattern) Close() error   { return nil }
+func (d *Pattern) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := layouts.CheckRead(d.Length, p, off)
+	clear(p[:n])
+	for _, e := range d.Exts {
+		if e.Kind != layouts.Data || e.End() <= off || e.Off >= off+int64(n) {
+			continue
+		}
+		s, t := max(e.Off, off), min(e.End(), off+int64(n))
+		fillPattern(p[s-off:t-off], s)
+	}
+	return n, eof
+}
+func (d *Pattern) Extents(off, n int64) ([]layouts.Extent, error) {
+	off, n, ok := layouts.Clip(d.Length, off, n)
+	if !ok {
+		return nil, nil
+	}
+	var b layouts.Builder
+	pos := off
+	for _, e := range d.Exts {
+		s, t := max(e.Off, off), min(e.End(), off+n)
+		if s >= t {
+			continue
+		}
+		b.Add(pos, s-pos, layouts.Hole)
+		b.Add(s, t-s, e.Kind)
+		pos = t
+	}
+	b.Add(pos, off+n-pos, layouts.Hole)
+	return b.Extents(), nil
+}
+
+// PatternFromBytes decodes fuzz input into a disk: 4 bytes of size, then
+// triples (kind, gap, length) in 512-byte units, data capped.
+func PatternFromBytes(b []byte) *Pattern {
+	if len(b) < 4 {
+		return &Pattern{}
+	}
+	d := &Pattern{Length: int64(binary.LittleEndian.Uint32(b)) % (3 << 30)}
+	b = b[4:]
+	pos, data := int64(0), int64(0)
+	for len(b) >= 3 && pos < d.Length {
+		kind := layouts.Kind(b[0] % 3)
+		gap := int64(b[1]) * int64(b[0]>>2) * 4096
+		n := int64(b[2])*512 + int64(b[0]>>2)
+		b = b[3:]
+		pos += gap
+		if kind == layouts.Data {
+			n = min(n, 8<<20-data)
+			data += n
+		}
+		n = min(n, d.Length-pos)
+		if n <= 0 || pos >= d.Length {
+			break
+		}
+		d.Exts = append(d.Exts, layouts.Extent{Off: pos, Len: n, Kind: kind})
+		pos += n
+	}
+	return d
+}
+
+// PatternByte is the byte a Pattern disk's Data holds at off.
+func PatternByte(off int64) byte { return patternTab[off%4099] }

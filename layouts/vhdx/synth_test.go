@@ -465,38 +465,10 @@ func BenchmarkSynthesize1TiB(b *testing.B) {
 	}
 }
 
-// BenchmarkSynthReadAt reads a fully allocated 64 MiB source sequentially in
-// 1 MiB pieces through the VHDX image and through the raw view.
+// BenchmarkSynthReadAt reads a fully allocated 64 MiB source sequentially
+// in 1 MiB pieces through the image and through the raw view.
 func BenchmarkSynthReadAt(b *testing.B) {
-	const size = 64 << 20
-	path := filepath.Join(b.TempDir(), "src.raw")
-	synthMakeRaw(b, path, size, 1, []synthPiece{{Off: 0, N: size}})
-	src := synthOpenRaw(b, path)
-	img, err := Synthesize(src)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, bc := range []struct {
-		name string
-		d    layouts.Disk
-		off  int64
-	}{
-		{"vhdx", img, img.Size() - size},
-		{"raw", layouts.Section("raw", src), 0},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			buf := make([]byte, 1<<20)
-			b.SetBytes(size)
-			b.ReportAllocs()
-			for b.Loop() {
-				for off := int64(0); off < size; off += int64(len(buf)) {
-					if _, err := bc.d.ReadAt(buf, bc.off+off); err != nil && err != io.EOF {
-						b.Fatal(err)
-					}
-				}
-			}
-		})
-	}
+	synthtest.BenchReadAt(b, "vhdx", Synthesize)
 }
 
 // TestSynthGenChunks reads the generated tables in pieces of odd sizes at
@@ -506,28 +478,7 @@ func TestSynthGenChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, s := range img.Segments() {
-		if s.Kind != layouts.SegGen {
-			continue
-		}
-		whole := make([]byte, s.Len)
-		if err := s.Gen(whole, 0); err != nil {
-			t.Fatal(err)
-		}
-		for _, chunk := range []int64{1, 3, 7, 8, 13, 4096, 5000} {
-			t.Run(fmt.Sprintf("seg%d/chunk%d", i, chunk), func(t *testing.T) {
-				got := make([]byte, s.Len)
-				for off := int64(0); off < s.Len; off += chunk {
-					if err := s.Gen(got[off:min(off+chunk, s.Len)], off); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if !bytes.Equal(got, whole) {
-					t.Error("chunked reads differ from the whole read")
-				}
-			})
-		}
-	}
+	synthtest.GenChunks(t, img)
 }
 
 // TestSynthParallel reads the image from several goroutines at once and
@@ -537,33 +488,5 @@ func TestSynthParallel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	whole := make([]byte, img.Size())
-	if _, err := img.ReadAt(whole, 0); err != nil {
-		t.Fatal(err)
-	}
-	errs := make(chan error, 4)
-	for g := range 4 {
-		go func() {
-			r := rand.New(rand.NewPCG(uint64(g), 9))
-			buf := make([]byte, 1<<20)
-			for range 100 {
-				off := r.Int64N(img.Size())
-				n := min(r.Int64N(int64(len(buf)))+1, img.Size()-off)
-				if _, err := img.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-					errs <- err
-					return
-				}
-				if !bytes.Equal(buf[:n], whole[off:off+n]) {
-					errs <- fmt.Errorf("bytes differ at [%d,+%d)", off, n)
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for range 4 {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
-	}
+	synthtest.ParallelReads(t, img)
 }

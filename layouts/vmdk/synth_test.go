@@ -32,45 +32,6 @@ var (
 	synthWriteOut    = synthtest.WriteSparse
 )
 
-// synthRaggedReads reads d at odd offsets and lengths, in parallel, and
-// compares with content.
-func synthRaggedReads(t *testing.T, d layouts.Disk, content []byte) {
-	t.Helper()
-	done := make(chan error, 4)
-	for w := range 4 {
-		go func() {
-			rng := rand.New(rand.NewSource(int64(w)))
-			buf := make([]byte, 300<<10)
-			for range 300 {
-				off := rng.Int63n(int64(len(content)) + 1)
-				n := rng.Intn(len(buf))
-				switch rng.Intn(3) {
-				case 0:
-					n = rng.Intn(20)
-				case 1:
-					off &^= 7
-				}
-				got, err := d.ReadAt(buf[:n], off)
-				want := min(int64(n), int64(len(content))-off)
-				if int64(got) != want || (err != nil && err != io.EOF) || (err == io.EOF) != (int64(n) > int64(len(content))-off) {
-					done <- fmt.Errorf("ReadAt(%d, %d) = %d, %v", n, off, got, err)
-					return
-				}
-				if !bytes.Equal(buf[:got], content[off:off+int64(got)]) {
-					done <- fmt.Errorf("ReadAt(%d, %d): wrong bytes", n, off)
-					return
-				}
-			}
-			done <- nil
-		}()
-	}
-	for range 4 {
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}
-}
-
 // synthSparseFile makes a 1 TiB sparse raw file with chunks of random data
 // (total about data bytes) at scattered offsets, not cluster aligned.
 func synthSparseFile(t testing.TB, path string, size, data int64) {
@@ -291,7 +252,7 @@ func TestSynthQemu(t *testing.T) {
 				if err := iotest.TestReader(io.NewSectionReader(img, 0, head), content[:head]); err != nil {
 					t.Error(err)
 				}
-				synthRaggedReads(t, img, content)
+				synthtest.RaggedReads(t, img, content)
 			})
 
 			t.Run("monolithicFlat", func(t *testing.T) {

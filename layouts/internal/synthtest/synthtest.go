@@ -509,3 +509,42 @@ func BenchReadAt(b *testing.B, name string, synth func(layouts.Disk) (*layouts.I
 		})
 	}
 }
+
+// RaggedReads reads d at odd offsets and lengths, in parallel, and
+// compares with content.
+func RaggedReads(t *testing.T, d layouts.Disk, content []byte) {
+	t.Helper()
+	done := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			rng := mrand.New(mrand.NewSource(int64(w)))
+			buf := make([]byte, 300<<10)
+			for range 300 {
+				off := rng.Int63n(int64(len(content)) + 1)
+				n := rng.Intn(len(buf))
+				switch rng.Intn(3) {
+				case 0:
+					n = rng.Intn(20)
+				case 1:
+					off &^= 7
+				}
+				got, err := d.ReadAt(buf[:n], off)
+				want := min(int64(n), int64(len(content))-off)
+				if int64(got) != want || (err != nil && err != io.EOF) || (err == io.EOF) != (int64(n) > int64(len(content))-off) {
+					done <- fmt.Errorf("ReadAt(%d, %d) = %d, %v", n, off, got, err)
+					return
+				}
+				if !bytes.Equal(buf[:got], content[off:off+int64(got)]) {
+					done <- fmt.Errorf("ReadAt(%d, %d): wrong bytes", n, off)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -38,21 +38,26 @@ type Descriptor struct {
 
 // looksLikeDescriptor says whether b, the start of a file, is descriptor text.
 func looksLikeDescriptor(b []byte) bool {
-	// A descriptor may be padded with NULs (qemu pads to a sector), but
-	// nothing follows the padding.
+	// The text ends at the first NUL, as QEMU reads it: what follows (a
+	// sector's padding, or leftovers of a longer descriptor written
+	// before) is not part of it.
+	text, tail := b, []byte(nil)
 	if i := bytes.IndexByte(b, 0); i >= 0 {
-		for _, c := range b[i:] {
-			if c != 0 {
-				return false
-			}
-		}
-		b = b[:i]
+		text, tail = b[:i], b[i:]
 	}
-	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
-	t := bytes.TrimLeft(b, " \t\r\n")
+	text = bytes.TrimPrefix(text, []byte("\xef\xbb\xbf"))
+	t := bytes.TrimLeft(text, " \t\r\n")
 	if bytes.HasPrefix(t, []byte("# Disk DescriptorFile")) {
 		return true
 	}
+	// Without the header line, only clean text counts: a binary file
+	// may hold "createType=" by chance.
+	for _, c := range tail {
+		if c != 0 {
+			return false
+		}
+	}
+	b = text
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		line = bytes.TrimSpace(line)
 		if k, _, ok := bytes.Cut(line, []byte("=")); ok && strings.EqualFold(string(bytes.TrimSpace(k)), "createType") {

@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -62,6 +63,33 @@ func TestParseDescriptorErrors(t *testing.T) {
 				t.Fatal("parsed")
 			}
 			checkOneLine(t, err, c.want)
+		})
+	}
+}
+
+// TestLooksLikeDescriptor: descriptor text ends at its first NUL, as QEMU
+// reads it; without the header line only clean text is taken.
+func TestLooksLikeDescriptor(t *testing.T) {
+	hdr := "# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\n"
+	cases := []struct {
+		name string
+		b    string
+		want bool
+	}{
+		{"plain", hdr, true},
+		{"sector-padded", hdr + strings.Repeat("\x00", 512-len(hdr)), true},
+		{"leftovers-after-nul", hdr + "\x00\x00RW 8 FLAT \"old-f001.vmdk\" 0\n", true},
+		{"bom-and-blank-lines", "\xef\xbb\xbf\n\n" + hdr, true},
+		{"createType-only", "createType=\"vmfs\"\n", true},
+		{"createType-then-binary", "createType=\"vmfs\"\n\x00\x01\x02", false},
+		{"binary", "\x7fELF\x02\x01\x01", false},
+		{"empty", "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := looksLikeDescriptor([]byte(c.b)); got != c.want {
+				t.Fatalf("looksLikeDescriptor(%q) = %v, want %v", c.b, got, c.want)
+			}
 		})
 	}
 }

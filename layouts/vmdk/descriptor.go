@@ -38,9 +38,10 @@ type Descriptor struct {
 
 // looksLikeDescriptor says whether b, the start of a file, is descriptor text.
 func looksLikeDescriptor(b []byte) bool {
-	// The text ends at the first NUL, as QEMU reads it: what follows (a
-	// sector's padding, or leftovers of a longer descriptor written
-	// before) is not part of it.
+	// The text ends at the first NUL, as QEMU reads it. What follows may
+	// be a sector's padding or leftovers of a longer descriptor written
+	// before: NULs and text, but no other control bytes (a binary file
+	// that happens to start with the header line is not a descriptor).
 	text, tail := b, []byte(nil)
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		text, tail = b[:i], b[i:]
@@ -48,6 +49,11 @@ func looksLikeDescriptor(b []byte) bool {
 	text = bytes.TrimPrefix(text, []byte("\xef\xbb\xbf"))
 	t := bytes.TrimLeft(text, " \t\r\n")
 	if bytes.HasPrefix(t, []byte("# Disk DescriptorFile")) {
+		for _, c := range tail {
+			if c != 0 && c != '\t' && c != '\n' && c != '\r' && (c < 0x20 || c == 0x7f) {
+				return false
+			}
+		}
 		return true
 	}
 	// Without the header line, only clean text counts: a binary file

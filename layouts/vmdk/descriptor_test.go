@@ -68,7 +68,8 @@ func TestParseDescriptorErrors(t *testing.T) {
 }
 
 // TestLooksLikeDescriptor: descriptor text ends at its first NUL, as QEMU
-// reads it; without the header line only clean text is taken.
+// reads it, and what follows may be padding or old text but not binary;
+// without the header line only clean text is taken.
 func TestLooksLikeDescriptor(t *testing.T) {
 	hdr := "# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\n"
 	cases := []struct {
@@ -79,6 +80,7 @@ func TestLooksLikeDescriptor(t *testing.T) {
 		{"plain", hdr, true},
 		{"sector-padded", hdr + strings.Repeat("\x00", 512-len(hdr)), true},
 		{"leftovers-after-nul", hdr + "\x00\x00RW 8 FLAT \"old-f001.vmdk\" 0\n", true},
+		{"header-then-binary", "# Disk DescriptorFile\n\x00\x01\x02\x03", false},
 		{"bom-and-blank-lines", "\xef\xbb\xbf\n\n" + hdr, true},
 		{"createType-only", "createType=\"vmfs\"\n", true},
 		{"createType-then-binary", "createType=\"vmfs\"\n\x00\x01\x02", false},

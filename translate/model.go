@@ -169,13 +169,21 @@ type BootFacts struct {
 }
 
 // Options steer the mapping from the source's devices to the target's.
+// Map resolves them for a target; emitters read its Mapping.
 type Options struct {
 	// Devices: "preserve" (default), "virtio" or "compat".
 	Devices string
 	// NetworkMap renames source networks.
 	NetworkMap map[string]string
-	// DomainType for libvirt: "kvm" (default) or "qemu".
+	// DomainType for libvirt: "kvm" or "qemu"; "" follows Host (qemu when
+	// it has no usable KVM), kvm when Host is nil.
 	DomainType string
+	// NetworkFallback: "user" attaches NICs whose network is missing in
+	// Host's libvirt to user-mode networking; "" leaves them.
+	NetworkFallback string
+	// Host is what the host that serves the output offers (a mount's
+	// host); nil when the output runs elsewhere (materialize).
+	Host *Host
 }
 
 // OutFile is a generated descriptor file.
@@ -193,6 +201,8 @@ type OutFile struct {
 type Target interface {
 	// Name as given to --to.
 	Name() string
+	// Caps say what the target does with each translation option.
+	Caps() Caps
 	// DefaultFormat is the disk image format the target prefers.
 	DefaultFormat() string
 	// Emit generates the descriptor files for m with its disks at disks

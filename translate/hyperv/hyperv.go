@@ -72,6 +72,12 @@ var _ translate.Target = Target{}
 func (Target) Name() string          { return "hyperv" }
 func (Target) DefaultFormat() string { return "vhdx" }
 
+// Caps: Hyper-V has one set of devices; a mapped network names the
+// virtual switch of its NICs.
+func (Target) Caps() translate.Caps {
+	return translate.Caps{Target: "hyperv", FixedDevices: "a Hyper-V machine has Hyper-V's own devices (synthetic SCSI disks and network adapters; IDE on Generation 1)"}
+}
+
 // utf8BOM starts the script: Windows PowerShell 5.1 reads a script without
 // a byte order mark in the system's ANSI code page, so a non-ASCII VM name
 // or path would be garbled. With the BOM every PowerShell reads UTF-8.
@@ -109,17 +115,31 @@ type plan struct {
 
 // Emit writes <name>.ps1, mode 0644.
 func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]translate.OutFile, []translate.Warning, error) {
-	script, warns, err := Script(m, disks)
+	mp, err := translate.Map(m, opts, Target{}.Caps())
+	if err != nil {
+		return nil, nil, fmt.Errorf("hyperv: %s: %w", m.Name, err)
+	}
+	b, warns, err := script(m, disks, mp)
 	if err != nil {
 		return nil, warns, err
 	}
-	return []translate.OutFile{{Name: translate.FileName(m.Name) + ".ps1", Data: script, Mode: 0o644}}, warns, nil
+	return []translate.OutFile{{Name: translate.FileName(m.Name) + ".ps1", Data: b, Mode: 0o644}}, warns, nil
 }
 
 // Script returns the PowerShell script for m with its disks at disks, and
 // the warnings of the mapping.
 func Script(m *translate.Machine, disks []translate.TargetDisk) ([]byte, []translate.Warning, error) {
-	var warns []translate.Warning
+	mp, err := translate.Map(m, translate.Options{}, Target{}.Caps())
+	if err != nil {
+		return nil, nil, fmt.Errorf("hyperv: %s: %w", m.Name, err)
+	}
+	return script(m, disks, mp)
+}
+
+// script is Script with the options as mp resolved them: a NIC whose
+// network --network-map names is connected to the switch of that name.
+func script(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Mapping) ([]byte, []translate.Warning, error) {
+	warns := mp.Warnings
 	warn := func(code, format string, args ...any) {
 		warns = append(warns, translate.Warning{Code: code, Message: fmt.Sprintf(format, args...)})
 	}
@@ -296,6 +316,11 @@ func Script(m *translate.Machine, disks []translate.TargetDisk) ([]byte, []trans
 			} else {
 				warn(WarnMAC, "NIC %d MAC address %q is malformed: Hyper-V assigns one", i, n.MAC)
 			}
+		}
+		if i < len(mp.NICs) && mp.NICs[i].Mapped {
+			// --network-map names this NIC's switch, whatever -SwitchName says.
+			w("    Add-VMNetworkAdapter -VM $vm -Name %s%s -SwitchName %s\n", Quote(fmt.Sprintf("%s %d", defaultNICName, i+1)), mac, Quote(mp.NICs[i].Network))
+			continue
 		}
 		w("    Add-VMNetworkAdapter -VM $vm -Name %s%s @net\n", Quote(fmt.Sprintf("%s %d", defaultNICName, i+1)), mac)
 	}

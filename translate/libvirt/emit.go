@@ -35,6 +35,12 @@ var _ translate.Target = Target{}
 func (Target) Name() string          { return "libvirt" }
 func (Target) DefaultFormat() string { return "qcow2" }
 
+// Caps: NICs on libvirt networks ("default" unless mapped), checked
+// against this host's libvirt; a domain type.
+func (Target) Caps() translate.Caps {
+	return translate.Caps{Target: "libvirt", DefaultNetwork: "default", HostNetworks: true, DomainType: true}
+}
+
 // Emit writes <name>.xml.
 func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]translate.OutFile, []translate.Warning, error) {
 	dom, warns, err := Domain(m, disks, opts)
@@ -74,17 +80,19 @@ func yesNo(b bool) string {
 
 // Domain builds the libvirt domain of m.
 func Domain(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) (*libvirtxml.Domain, []translate.Warning, error) {
-	plan, warns, err := NewPlan(m, disks, opts)
+	mp, err := translate.Map(m, opts, Target{}.Caps())
+	if err != nil {
+		return nil, nil, fmt.Errorf("libvirt: %s: %w", m.Name, err)
+	}
+	plan, pw, err := PlanFor(m, disks, mp)
+	warns := append(mp.Warnings, pw...)
 	if err != nil {
 		return nil, warns, fmt.Errorf("libvirt: %s: %w", m.Name, err)
 	}
 	if m.CPUs <= 0 || m.MemoryMiB <= 0 {
 		return nil, warns, fmt.Errorf("libvirt: %s: machine has %d CPUs and %d MiB of memory", m.Name, m.CPUs, m.MemoryMiB)
 	}
-	domType := opts.DomainType
-	if domType == "" {
-		domType = "kvm"
-	}
+	domType := mp.DomainType
 	dom := &libvirtxml.Domain{
 		Type:          domType,
 		Name:          FileName(m.Name),
@@ -177,6 +185,9 @@ func Domain(m *translate.Machine, disks []translate.TargetDisk, opts translate.O
 		iface := libvirtxml.DomainInterface{
 			Source: &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: n.Network}},
 			Model:  &libvirtxml.DomainInterfaceModel{Type: n.Model},
+		}
+		if n.User {
+			iface.Source = &libvirtxml.DomainInterfaceSource{User: &libvirtxml.DomainInterfaceSourceUser{}}
 		}
 		if n.MAC != "" {
 			iface.MAC = &libvirtxml.DomainInterfaceMAC{Address: n.MAC}

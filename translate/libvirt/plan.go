@@ -14,7 +14,7 @@ const (
 	WarnNIC        = "MAP_NIC"        // NIC model QEMU lacks: replaced
 	WarnSerial     = "MAP_SERIAL"     // serial port turned into a pty console
 	WarnUnitSpill  = "MAP_UNIT_SPILL" // a controller's units ran out: another controller added
-	WarnPolicy     = "MAP_POLICY"     // unknown device policy: preserve used
+	WarnPolicy     = translate.WarnPolicy
 	WarnSecureIDE  = "MAP_SECUREBOOT_IDE"
 	// WarnUEFIBoot: the boot disk of a UEFI machine sits on a SCSI
 	// controller the distributions' OVMF cannot boot from (LSI, pvscsi,
@@ -24,9 +24,9 @@ const (
 
 // Policies of Options.Devices.
 const (
-	Preserve = "preserve"
-	Virtio   = "virtio"
-	Compat   = "compat"
+	Preserve = translate.Preserve
+	Virtio   = translate.Virtio
+	Compat   = translate.Compat
 )
 
 // Plan is how a machine's devices map onto a QEMU machine: which buses,
@@ -73,6 +73,8 @@ type NIC struct {
 	MAC     string
 	Model   string // libvirt/QEMU model: e1000, e1000e, vmxnet3, virtio, rtl8139, pcnet
 	Network string // target network name
+	// User: user-mode networking instead of Network.
+	User bool
 }
 
 // units per controller.
@@ -81,25 +83,32 @@ const (
 	sataPorts = 6
 )
 
-// NewPlan maps m's devices under the policy of opts. disks are the images
-// the target names, in the order of m.Disks.
+// NewPlan maps m's devices under the policy of opts, as the libvirt
+// target does. disks are the images the target names, in the order of
+// m.Disks.
 func NewPlan(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) (*Plan, []translate.Warning, error) {
+	mp, err := translate.Map(m, opts, Target{}.Caps())
+	if err != nil {
+		return nil, nil, err
+	}
+	p, warns, err := PlanFor(m, disks, mp)
+	return p, append(mp.Warnings, warns...), err
+}
+
+// PlanFor maps m's devices as mp decided. The warnings are the device
+// mapping's, not mp's.
+func PlanFor(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Mapping) (*Plan, []translate.Warning, error) {
 	if len(disks) != len(m.Disks) {
 		return nil, nil, fmt.Errorf("%d target disks for %d source disks", len(disks), len(m.Disks))
+	}
+	if len(mp.NICs) != len(m.NICs) {
+		return nil, nil, fmt.Errorf("%d mapped NICs for %d NICs", len(mp.NICs), len(m.NICs))
 	}
 	var warns []translate.Warning
 	warn := func(code, f string, a ...any) {
 		warns = append(warns, translate.Warning{Code: code, Message: fmt.Sprintf(f, a...)})
 	}
-	policy := strings.ToLower(opts.Devices)
-	switch policy {
-	case "":
-		policy = Preserve
-	case Preserve, Virtio, Compat:
-	default:
-		warn(WarnPolicy, "unknown device policy %q: preserve used", opts.Devices)
-		policy = Preserve
-	}
+	policy := mp.Devices
 	p := &Plan{Machine: "q35", Video: "vga"}
 	if policy == Virtio {
 		p.Video = "virtio"
@@ -240,11 +249,7 @@ func NewPlan(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 
 	for i, n := range m.NICs {
 		model := nicModel(policy, n.Model, i, warn)
-		net := "default"
-		if v, ok := opts.NetworkMap[n.Network]; ok && v != "" {
-			net = v
-		}
-		p.NICs = append(p.NICs, NIC{MAC: n.MAC, Model: model, Network: net})
+		p.NICs = append(p.NICs, NIC{MAC: n.MAC, Model: model, Network: mp.NICs[i].Network, User: mp.NICs[i].User})
 	}
 	for _, s := range m.Serials {
 		if s.Type != "pty" {

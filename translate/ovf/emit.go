@@ -19,7 +19,7 @@ const (
 	WarnEmitCDROM  = "OVF_EMIT_CDROM"  // CD-ROM image not packaged: empty drive
 	WarnEmitUnits  = "OVF_EMIT_UNITS"  // a controller is full
 	WarnEmitFormat = "OVF_EMIT_FORMAT" // a disk image VMware does not import
-	WarnEmitPolicy = "OVF_EMIT_POLICY" // unknown device policy
+	WarnEmitPolicy = translate.WarnPolicy // unknown device policy
 	WarnEmitSerial = "OVF_EMIT_SERIAL" // serial ports are not written
 )
 
@@ -39,6 +39,12 @@ var _ translate.Target = Target{}
 
 func (Target) Name() string          { return "ovf" }
 func (Target) DefaultFormat() string { return "vmdk" }
+
+// Caps: VMware has no virtio devices; --devices virtio uses its
+// paravirtual ones.
+func (Target) Caps() translate.Caps {
+	return translate.Caps{Target: "ovf", VirtioSubstitute: "VMware's paravirtual devices (VirtualSCSI disks, VmxNet3 NICs)"}
+}
 
 // Namespaces of an OVF 1.0 envelope.
 const (
@@ -208,19 +214,15 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 	if len(disks) != len(m.Disks) {
 		return nil, nil, fmt.Errorf("ovf: %s: %d target disks for %d source disks", m.Name, len(disks), len(m.Disks))
 	}
-	var warns []translate.Warning
+	mp, err := translate.Map(m, opts, Target{}.Caps())
+	if err != nil {
+		return nil, nil, fmt.Errorf("ovf: %s: %w", m.Name, err)
+	}
+	warns := mp.Warnings
 	warn := func(code, f string, a ...any) {
 		warns = append(warns, translate.Warning{Code: code, Message: fmt.Sprintf(f, a...)})
 	}
-	policy := strings.ToLower(opts.Devices)
-	switch policy {
-	case "":
-		policy = "preserve"
-	case "preserve", "virtio", "compat":
-	default:
-		warn(WarnEmitPolicy, "unknown device policy %q: preserve used", opts.Devices)
-		policy = "preserve"
-	}
+	policy := mp.Devices
 	env := xEnvelope{Xmlns: nsOVF, XmlnsOVF: nsOVF, XmlnsRASD: nsRASD, XmlnsVSSD: nsVSSD, XmlnsVMW: nsVMW, XmlnsCIM: nsCIM, XmlnsXSI: nsXSI, Version: "1.0"}
 	env.Disks.Info = "Virtual disk information"
 	name := m.Name
@@ -352,10 +354,7 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 	seenNet := map[string]bool{}
 	for i, n := range m.NICs {
 		model := emitNIC(policy, n.Model, i, warn)
-		net := n.Network
-		if v, ok := opts.NetworkMap[net]; ok && v != "" {
-			net = v
-		}
+		net := mp.NICs[i].Network
 		if net == "" {
 			net = "VM Network"
 		}

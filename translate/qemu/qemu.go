@@ -26,6 +26,16 @@ var _ translate.Target = Target{}
 func (Target) Name() string          { return "qemu" }
 func (Target) DefaultFormat() string { return "qcow2" }
 
+// Caps: the devices of the libvirt target; NICs on QEMU user networking,
+// which names no network; an accelerator (KVM, else TCG, when unset).
+func (Target) Caps() translate.Caps {
+	return translate.Caps{
+		Target:         "qemu",
+		NoNetworkNames: "its NICs use QEMU user networking (edit the -netdev lines to attach them elsewhere)",
+		UserNetworking: true, DomainType: true, AccelFallback: true,
+	}
+}
+
 // Emit writes <name>.sh, mode 0755.
 func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]translate.OutFile, []translate.Warning, error) {
 	args, warns, err := Args(m, disks, opts)
@@ -74,7 +84,12 @@ const varsArg = "\x00vars"
 
 // Args returns QEMU's arguments for m (the UEFI variable store as varsArg).
 func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]string, []translate.Warning, error) {
-	plan, warns, err := libvirt.NewPlan(m, disks, opts)
+	mp, err := translate.Map(m, opts, Target{}.Caps())
+	if err != nil {
+		return nil, nil, fmt.Errorf("qemu: %s: %w", m.Name, err)
+	}
+	plan, pw, err := libvirt.PlanFor(m, disks, mp)
+	warns := append(mp.Warnings, pw...)
 	if err != nil {
 		return nil, warns, fmt.Errorf("qemu: %s: %w", m.Name, err)
 	}
@@ -92,9 +107,11 @@ func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Opt
 		machine += ",smm=on"
 	}
 	add("-machine", machine)
-	switch opts.DomainType {
-	case "qemu":
+	switch mp.DomainType {
+	case translate.DomainQEMU:
 		add("-accel", "tcg")
+	case translate.DomainKVM:
+		add("-accel", "kvm")
 	default:
 		add("-accel", "kvm", "-accel", "tcg")
 	}

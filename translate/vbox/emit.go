@@ -19,7 +19,7 @@ const (
 	WarnEmitDiskUUID   = "VBOX_EMIT_DISK_UUID"  // the image's UUID is not known
 	WarnEmitFormat     = "VBOX_EMIT_FORMAT"     // a disk format VirtualBox does not open
 	WarnEmitCDROM      = "VBOX_EMIT_CDROM"      // CD-ROM image path kept as is
-	WarnEmitPolicy     = "VBOX_EMIT_POLICY"     // unknown device policy
+	WarnEmitPolicy     = translate.WarnPolicy   // unknown device policy
 	WarnEmitSerial     = "VBOX_EMIT_SERIAL"     // serial ports are not written
 	WarnEmitUnits      = "VBOX_EMIT_UNITS"      // a controller is full
 )
@@ -36,6 +36,10 @@ var _ translate.Target = Target{}
 
 func (Target) Name() string          { return "virtualbox" }
 func (Target) DefaultFormat() string { return "vdi" }
+
+// Caps: VirtualBox has virtio-scsi and virtio-net; network names are
+// its own.
+func (Target) Caps() translate.Caps { return translate.Caps{Target: "virtualbox"} }
 
 type xVirtualBox struct {
 	XMLName xml.Name `xml:"VirtualBox"`
@@ -254,19 +258,15 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 	if len(disks) != len(m.Disks) {
 		return nil, nil, fmt.Errorf("vbox: %s: %d target disks for %d source disks", m.Name, len(disks), len(m.Disks))
 	}
-	var warns []translate.Warning
+	mp, err := translate.Map(m, opts, Target{}.Caps())
+	if err != nil {
+		return nil, nil, fmt.Errorf("vbox: %s: %w", m.Name, err)
+	}
+	warns := mp.Warnings
 	warn := func(code, f string, a ...any) {
 		warns = append(warns, translate.Warning{Code: code, Message: fmt.Sprintf(f, a...)})
 	}
-	policy := strings.ToLower(opts.Devices)
-	switch policy {
-	case "":
-		policy = "preserve"
-	case "preserve", "virtio", "compat":
-	default:
-		warn(WarnEmitPolicy, "unknown device policy %q: preserve used", opts.Devices)
-		policy = "preserve"
-	}
+	policy := mp.Devices
 	name := m.Name
 	if name == "" {
 		name = "vm"
@@ -429,10 +429,7 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 			mac = fmt.Sprintf("080027%02X%02X%02X", h[0], h[1], h[2])
 		}
 		a.MAC = mac
-		net := n.Network
-		if v, ok := opts.NetworkMap[net]; ok && v != "" {
-			net = v
-		}
+		net := mp.NICs[i].Network
 		switch {
 		case n.Type == "nat" || n.Type == "user" || net == "":
 			a.NAT = &struct{}{}

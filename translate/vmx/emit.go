@@ -30,6 +30,12 @@ var _ translate.Target = Target{}
 func (Target) Name() string          { return "vmware" }
 func (Target) DefaultFormat() string { return "vmdk" }
 
+// Caps: VMware has no virtio devices; --devices virtio uses its
+// paravirtual ones.
+func (Target) Caps() translate.Caps {
+	return translate.Caps{Target: "vmware", VirtioSubstitute: "VMware's paravirtual devices (pvscsi disks, vmxnet3 NICs)"}
+}
+
 // Emit writes <name>.vmx.
 func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]translate.OutFile, []translate.Warning, error) {
 	b, warns, err := Marshal(m, disks, opts)
@@ -83,7 +89,11 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 	if len(disks) != len(m.Disks) {
 		return nil, nil, fmt.Errorf("vmx: %s: %d target disks for %d source disks", m.Name, len(disks), len(m.Disks))
 	}
-	var warns []translate.Warning
+	mp, err := translate.Map(m, opts, Target{}.Caps())
+	if err != nil {
+		return nil, nil, fmt.Errorf("vmx: %s: %w", m.Name, err)
+	}
+	warns := mp.Warnings
 	warn := func(code, f string, a ...any) {
 		warns = append(warns, translate.Warning{Code: code, Message: fmt.Sprintf(f, a...)})
 	}
@@ -165,6 +175,9 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 		return place{}, false
 	}
 	scsiModel := func(src string) string {
+		if mp.Devices == translate.Virtio {
+			return "pvscsi"
+		}
 		switch strings.ToLower(src) {
 		case "lsilogic", "lsisas1068", "pvscsi", "buslogic":
 			return strings.ToLower(src)
@@ -174,6 +187,12 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 		return "lsisas1068"
 	}
 	busFor := func(b translate.Bus, what string) translate.Bus {
+		switch mp.Devices {
+		case translate.Virtio:
+			return translate.BusSCSI
+		case translate.Compat:
+			return translate.BusSATA
+		}
 		switch b {
 		case translate.BusSCSI, translate.BusSATA, translate.BusIDE, translate.BusNVMe:
 			return b
@@ -211,6 +230,9 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 	}
 	for i, c := range m.CDROMs {
 		bus := busFor(c.Bus, fmt.Sprintf("CD-ROM %d", i))
+		if mp.Devices != translate.Preserve {
+			bus = translate.BusSATA
+		}
 		if bus == translate.BusNVMe {
 			bus = translate.BusSATA
 		}
@@ -260,6 +282,12 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 		ns := "ethernet" + strconv.Itoa(i)
 		w.set(ns+".present", "TRUE")
 		model := strings.ToLower(n.Model)
+		switch mp.Devices {
+		case translate.Virtio:
+			model = "vmxnet3"
+		case translate.Compat:
+			model = "e1000"
+		}
 		switch model {
 		case "e1000", "e1000e", "vmxnet3", "vlance", "vmxnet":
 		case "pcnet":
@@ -271,10 +299,7 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 			model = "e1000e"
 		}
 		w.set(ns+".virtualDev", model)
-		net := n.Network
-		if v, ok := opts.NetworkMap[n.Network]; ok && v != "" {
-			net = v
-		}
+		net := mp.NICs[i].Network
 		switch n.Type {
 		case "nat", "hostonly", "bridge":
 			w.set(ns+".connectionType", map[string]string{"nat": "nat", "hostonly": "hostonly", "bridge": "bridged"}[n.Type])

@@ -14,13 +14,13 @@ import (
 
 // Warning codes of the emitter. They are stable.
 const (
-	WarnEmitBus    = "OVF_EMIT_BUS"    // disk or CD-ROM moved to a bus VMware has
-	WarnEmitNIC    = "OVF_EMIT_NIC"    // NIC model VMware lacks: replaced
-	WarnEmitCDROM  = "OVF_EMIT_CDROM"  // CD-ROM image not packaged: empty drive
-	WarnEmitUnits  = "OVF_EMIT_UNITS"  // a controller is full
-	WarnEmitFormat = "OVF_EMIT_FORMAT" // a disk image VMware does not import
+	WarnEmitBus    = "OVF_EMIT_BUS"       // disk or CD-ROM moved to a bus VMware has
+	WarnEmitNIC    = "OVF_EMIT_NIC"       // NIC model VMware lacks: replaced
+	WarnEmitCDROM  = "OVF_EMIT_CDROM"     // CD-ROM image not packaged: empty drive
+	WarnEmitUnits  = "OVF_EMIT_UNITS"     // a controller is full
+	WarnEmitFormat = "OVF_EMIT_FORMAT"    // a disk image VMware does not import
 	WarnEmitPolicy = translate.WarnPolicy // unknown device policy
-	WarnEmitSerial = "OVF_EMIT_SERIAL" // serial ports are not written
+	WarnEmitSerial = "OVF_EMIT_SERIAL"    // serial ports are not written
 )
 
 // VirtualSystemType is the hardware family written (ESXi 6.7 and later).

@@ -54,6 +54,7 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 	if err != nil {
 		return err
 	}
+	bo.Translate.Host = hostFacts(c, bo.To, false)
 	v, err := view.Build(src, bo)
 	if err != nil {
 		return err

@@ -99,6 +99,7 @@ func serve(c *cli.Context, o mountOptions, mnt string) error {
 	if err != nil {
 		return err
 	}
+	bo.Translate.Host = hostFacts(c, bo.To, true)
 	v, err := view.Build(o.src, bo)
 	if err != nil {
 		return err

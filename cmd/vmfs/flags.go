@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vmfs/vmfs/internal/hostfacts"
 	"github.com/vmfs/vmfs/internal/view"
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/translate"
@@ -20,7 +22,8 @@ func translateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "subformat", Usage: "image variant: monolithicSparse|monolithicFlat (vmdk), dynamic|fixed (vhd)"},
 		&cli.StringFlag{Name: "devices", Value: "preserve", Usage: "device mapping: preserve, virtio or compat"},
 		&cli.StringSliceFlag{Name: "network-map", Usage: "rename a source network: SRC=DST (repeatable)"},
-		&cli.StringFlag{Name: "domain-type", Value: "kvm", Usage: "libvirt domain type: kvm or qemu (software emulation)"},
+		&cli.StringFlag{Name: "domain-type", Usage: "libvirt domain type: kvm or qemu (software emulation) (default: mount: kvm where this host's /dev/kvm works, else qemu; materialize: kvm)"},
+		&cli.StringFlag{Name: "network-fallback", Usage: "user: NICs whose libvirt network is missing on this host use user-mode networking"},
 		&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
 	}
 }
@@ -34,8 +37,12 @@ func buildOptions(c *cli.Context, dir string) (view.BuildOptions, error) {
 		return view.BuildOptions{}, usagef("--devices: %q is not one of preserve, virtio, compat", devices)
 	}
 	dt := c.String("domain-type")
-	if dt != "kvm" && dt != "qemu" {
+	if dt != "" && dt != "kvm" && dt != "qemu" {
 		return view.BuildOptions{}, usagef("--domain-type: %q is not kvm or qemu", dt)
+	}
+	fallback := c.String("network-fallback")
+	if fallback != "" && fallback != translate.FallbackUser {
+		return view.BuildOptions{}, usagef("--network-fallback: %q is not user", fallback)
 	}
 	nm := map[string]string{}
 	for _, m := range c.StringSlice("network-map") {
@@ -60,7 +67,21 @@ func buildOptions(c *cli.Context, dir string) (view.BuildOptions, error) {
 			Subformat: c.String("subformat"),
 			Dir:       dir,
 			Env:       env,
-			Translate: translate.Options{Devices: devices, NetworkMap: nm, DomainType: dt},
+			Translate: translate.Options{Devices: devices, NetworkMap: nm, DomainType: dt, NetworkFallback: fallback},
 		},
 	}, nil
+}
+
+// hostFacts probes what this host offers the output of --to to: a mount's
+// host runs it (KVM for the domain type, libvirt's networks); a
+// materialized machine usually runs elsewhere, so only an explicit
+// --network-fallback has its networks checked here.
+func hostFacts(c *cli.Context, to string, mount bool) *translate.Host {
+	if !strings.EqualFold(to, "libvirt") {
+		return nil
+	}
+	if !mount && c.String("network-fallback") == "" {
+		return nil
+	}
+	return hostfacts.Probe(c.Context, mount, true, os.Getenv)
 }

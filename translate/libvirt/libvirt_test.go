@@ -1,8 +1,10 @@
 package libvirt
 
 import (
+	"context"
 	"fmt"
 	corpusdir "github.com/vmfs/vmfs/internal/corpus"
+	"github.com/vmfs/vmfs/internal/hostfacts"
 	"github.com/vmfs/vmfs/internal/testenv"
 	"os"
 	"os/exec"
@@ -332,13 +334,16 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // system libvirtd (started when it is not running).
 func TestDefineSystem(t *testing.T) {
 	testenv.StartLibvirt(t)
+	// The domain type follows this host, as a mount's does: qemu where
+	// /dev/kvm does not work (or VMFS_NO_KVM=1 hides it).
+	host := hostfacts.Probe(context.Background(), true, false, os.Getenv)
 	ms := vmxMachines(t, "virt-v2v/test-i-vmx-*.vmx")
 	for name, m := range ms {
 		t.Run(name, func(t *testing.T) {
 			m2 := *m
 			m2.Name = "vmfs-test-" + strings.TrimSuffix(name, ".vmx")
 			m2.UUID = ""
-			data, _ := emit(t, &m2, translate.Options{})
+			data, _ := emit(t, &m2, translate.Options{Host: host})
 			p := filepath.Join(t.TempDir(), "d.xml")
 			if err := os.WriteFile(p, data, 0o644); err != nil {
 				t.Fatal(err)

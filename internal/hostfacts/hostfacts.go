@@ -1,0 +1,141 @@
+// Package hostfacts probes what this host offers the machine a mount
+// serves: a usable KVM, and the networks of its libvirt. Every probe is
+// optional, bounded in time, and reports why it found nothing.
+package hostfacts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vmfs/vmfs/translate"
+)
+
+// NoKVMEnv set to 1 makes vmfs (and the test helpers) behave as if the
+// host had no KVM.
+const NoKVMEnv = "VMFS_NO_KVM"
+
+// kvmAPIVersion is the only KVM API version Linux has answered since 2.6.22.
+const (
+	kvmGetAPIVersion = 0xAE00
+	kvmAPIVersion    = 12
+)
+
+// KVM reports whether dev (normally /dev/kvm) opens and answers
+// KVM_GET_API_VERSION with the stable API version; nil when it does.
+func KVM(dev string) error {
+	f, err := os.OpenFile(dev, os.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	v, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), kvmGetAPIVersion, 0)
+	if errno != 0 {
+		return fmt.Errorf("%s: KVM_GET_API_VERSION: %w", dev, errno)
+	}
+	if v != kvmAPIVersion {
+		return fmt.Errorf("%s: KVM_GET_API_VERSION answers %d, not %d", dev, v, kvmAPIVersion)
+	}
+	return nil
+}
+
+// HostKVM is KVM("/dev/kvm"), unless noKVM (VMFS_NO_KVM=1) hides it.
+func HostKVM(noKVM bool) error {
+	if noKVM {
+		return errors.New(NoKVMEnv + "=1")
+	}
+	return KVM("/dev/kvm")
+}
+
+// Networks lists the active and the inactive networks of libvirt at uri
+// with virsh, within timeout. It fails fast when virsh is missing or no
+// libvirt socket exists (for qemu:///system).
+func Networks(ctx context.Context, uri string, timeout time.Duration) (active, inactive []string, err error) {
+	if _, err := exec.LookPath("virsh"); err != nil {
+		return nil, nil, errors.New("virsh is not installed")
+	}
+	if uri == "qemu:///system" {
+		// libvirt's QEMU driver answers on libvirtd's socket, or on the
+		// modular virtqemud's.
+		found := false
+		for _, s := range []string{"/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock"} {
+			if _, err := os.Stat(s); err == nil {
+				found = true
+			}
+		}
+		if !found {
+			return nil, nil, errors.New("libvirt is not running (no socket in /run/libvirt)")
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	list := func(args ...string) ([]string, error) {
+		cmd := exec.CommandContext(ctx, "virsh", append([]string{"-q", "-c", uri, "net-list", "--name"}, args...)...)
+		cmd.Env = append(os.Environ(), "LC_ALL=C")
+		out, err := cmd.Output()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("virsh -c %s net-list: no answer in %v", uri, timeout)
+		}
+		if err != nil {
+			msg := err.Error()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+				msg = strings.TrimSpace(strings.SplitN(string(ee.Stderr), "\n", 2)[0])
+			}
+			return nil, fmt.Errorf("virsh -c %s net-list: %s", uri, msg)
+		}
+		var names []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				names = append(names, l)
+			}
+		}
+		return names, nil
+	}
+	all, err := list("--all")
+	if err != nil {
+		return nil, nil, err
+	}
+	act, err := list()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, n := range all {
+		if !slices.Contains(act, n) {
+			inactive = append(inactive, n)
+		}
+	}
+	if act == nil {
+		act = []string{}
+	}
+	return act, inactive, nil
+}
+
+// Probe gathers the facts a translation uses: KVM when kvm, libvirt's
+// networks (qemu:///system, 3 seconds at most) when networks. getenv
+// reads the environment (os.Getenv).
+func Probe(ctx context.Context, kvm, networks bool, getenv func(string) string) *translate.Host {
+	h := &translate.Host{}
+	if kvm {
+		h.KVMChecked = true
+		if err := HostKVM(getenv(NoKVMEnv) == "1"); err != nil {
+			h.KVMErr = err.Error()
+		}
+	}
+	if networks {
+		h.NetworksChecked = true
+		act, inact, err := Networks(ctx, "qemu:///system", 3*time.Second)
+		if err != nil {
+			h.NetworksErr = err.Error()
+		} else {
+			h.Networks, h.Inactive = act, inact
+		}
+	}
+	return h
+}

@@ -1,0 +1,64 @@
+package hostfacts
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKVM(t *testing.T) {
+	// /dev/null opens but is no KVM: the ioctl fails.
+	if err := KVM("/dev/null"); err == nil || !strings.Contains(err.Error(), "KVM_GET_API_VERSION") {
+		t.Errorf("KVM(/dev/null) = %v, want a KVM_GET_API_VERSION error", err)
+	}
+	if err := KVM("/nonexistent/kvm"); err == nil {
+		t.Error("KVM(/nonexistent/kvm) = nil")
+	}
+	if err := HostKVM(true); err == nil || !strings.Contains(err.Error(), NoKVMEnv) {
+		t.Errorf("HostKVM(true) = %v, want one naming %s", err, NoKVMEnv)
+	}
+	// With the variable unset the host's own answer comes back, whichever it is.
+	if got, want := HostKVM(false), KVM("/dev/kvm"); (got == nil) != (want == nil) {
+		t.Errorf("HostKVM(false) = %v, KVM(/dev/kvm) = %v", got, want)
+	}
+}
+
+func TestProbe(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == NoKVMEnv {
+				return v
+			}
+			return ""
+		}
+	}
+	h := Probe(context.Background(), true, false, env("1"))
+	if !h.KVMChecked || !strings.Contains(h.KVMErr, NoKVMEnv) || h.NetworksChecked {
+		t.Errorf("Probe with %s=1: %+v", NoKVMEnv, h)
+	}
+	h = Probe(context.Background(), true, false, env(""))
+	if (h.KVMErr == "") != (KVM("/dev/kvm") == nil) {
+		t.Errorf("Probe: %+v, KVM(/dev/kvm) = %v", h, KVM("/dev/kvm"))
+	}
+	h = Probe(context.Background(), false, false, env("1"))
+	if h.KVMChecked || h.KVMErr != "" {
+		t.Errorf("Probe without kvm: %+v", h)
+	}
+}
+
+func TestNetworksFailsFast(t *testing.T) {
+	// A libvirt URI nothing answers: an error within the timeout, never a hang.
+	start := time.Now()
+	_, _, err := Networks(context.Background(), "qemu+unix:///system?socket=/nonexistent/sock", 5*time.Second)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if d := time.Since(start); d > 6*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if _, statErr := os.Stat("/usr/bin/virsh"); statErr == nil && !strings.Contains(err.Error(), "net-list") {
+		t.Errorf("error %q does not say what failed", err)
+	}
+}

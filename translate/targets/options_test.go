@@ -1,0 +1,129 @@
+package targets
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/vmfs/vmfs/translate"
+)
+
+// optionMachine has one of each device an option acts on: a SCSI disk,
+// an IDE CD-ROM and an e1000 NIC on the network "VM Network".
+func optionMachine() *translate.Machine {
+	return &translate.Machine{
+		Name: "opt", MemoryMiB: 512, CPUs: 1, Firmware: translate.BIOS, SourceFormat: "vmx", Source: "/src/opt.vmx",
+		Disks:  []translate.Disk{{Path: "/src/opt.vmdk", Bus: translate.BusSCSI, Controller: "lsilogic"}},
+		CDROMs: []translate.CDROM{{Bus: translate.BusIDE, ControllerIndex: 1}},
+		NICs:   []translate.NIC{{MAC: "00:50:56:00:00:01", Model: "e1000", Network: "VM Network", Type: "bridge"}},
+	}
+}
+
+type emitted struct {
+	data  string
+	warns []translate.Warning
+}
+
+func emitWith(t *testing.T, tg translate.Target, format string, opts translate.Options) emitted {
+	t.Helper()
+	m := optionMachine()
+	disks := []translate.TargetDisk{{Path: fmt.Sprintf("/mnt/opt/opt-disk0.%s", format), Format: format, Size: 1 << 30}}
+	outs, warns, err := tg.Emit(m, disks, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, o := range outs {
+		b.WriteString(o.Name + "\n")
+		b.Write(o.Data)
+	}
+	return emitted{b.String(), warns}
+}
+
+// TestEveryOptionReachesEveryTarget runs every translation option against
+// every target: each must change the output, or raise a warning of its
+// own that names the option (--devices ...) or its code. Silence fails.
+func TestEveryOptionReachesEveryTarget(t *testing.T) {
+	noKVM := &translate.Host{KVMChecked: true, KVMErr: "test host without KVM"}
+	withKVM := &translate.Host{KVMChecked: true}
+	noDefault := &translate.Host{NetworksChecked: true, Networks: []string{"lan"}}
+	cases := []struct {
+		name   string
+		flag   string // the option's flag, as a warning names it
+		code   string // or a part of the warning code that stands for it
+		host   *translate.Host
+		format string // the disk format given (default: the target's)
+		set    func(*translate.Options)
+	}{
+		{name: "devices=virtio", flag: "--devices", code: "MAP_DEVICES", set: func(o *translate.Options) { o.Devices = "virtio" }},
+		{name: "devices=compat", flag: "--devices", code: "MAP_DEVICES", set: func(o *translate.Options) { o.Devices = "compat" }},
+		{name: "network-map", flag: "--network-map", code: "MAP_NET", set: func(o *translate.Options) { o.NetworkMap = map[string]string{"VM Network": "br0"} }},
+		{name: "domain-type=kvm", flag: "--domain-type", code: "MAP_DOMAIN_TYPE", host: noKVM, set: func(o *translate.Options) { o.DomainType = "kvm" }},
+		{name: "domain-type=qemu", flag: "--domain-type", code: "MAP_DOMAIN_TYPE", host: withKVM, set: func(o *translate.Options) { o.DomainType = "qemu" }},
+		{name: "network-fallback=user", flag: "--network-fallback", code: "MAP_NET_FALLBACK", host: noDefault, set: func(o *translate.Options) { o.NetworkFallback = "user" }},
+		{name: "format=raw", flag: "--format", code: "FORMAT", format: "raw", set: func(*translate.Options) {}},
+	}
+	// Where the option's effect is the target's own behaviour already, the
+	// output must show it.
+	already := map[string]string{
+		"qemu/network-fallback=user": "-netdev user,id=net0",
+	}
+	// What some options must write, beyond a change.
+	want := map[string][]string{
+		"hyperv/network-map":            {"-SwitchName 'br0'"},
+		"vmware/network-map":            {`ethernet0.networkName = "br0"`},
+		"vmware/devices=virtio":         {`ethernet0.virtualDev = "vmxnet3"`, `scsi0.virtualDev = "pvscsi"`},
+		"vmware/devices=compat":         {`ethernet0.virtualDev = "e1000"`, `sata0:0.fileName`},
+		"libvirt/network-map":           {"<source network=\"br0\"></source>"},
+		"libvirt/network-fallback=user": {"<interface type=\"user\">"},
+		"libvirt/domain-type=kvm":       {`<domain type="kvm">`},
+		"libvirt/domain-type=qemu":      {`<domain type="qemu">`},
+		"qemu/domain-type=qemu":         {"-accel tcg"},
+		"ovf/network-map":               {"<rasd:Connection>br0</rasd:Connection>"},
+		"virtualbox/network-map":        {`<BridgedInterface name="br0">`},
+		"virtualbox/devices=virtio":     {`type="virtio"`, `type="VirtioSCSI"`},
+	}
+	for _, tg := range all {
+		for _, c := range cases {
+			key := tg.Name() + "/" + c.name
+			t.Run(key, func(t *testing.T) {
+				format := tg.DefaultFormat()
+				base := emitWith(t, tg, format, translate.Options{Host: c.host})
+				if c.format != "" {
+					format = c.format
+				}
+				opts := translate.Options{Host: c.host}
+				c.set(&opts)
+				got := emitWith(t, tg, format, opts)
+				for _, s := range want[key] {
+					if !strings.Contains(got.data, s) {
+						t.Errorf("output lacks %q:\n%s", s, got.data)
+					}
+				}
+				if got.data != base.data {
+					return
+				}
+				if s, ok := already[key]; ok {
+					if !strings.Contains(got.data, s) {
+						t.Errorf("output lacks %q:\n%s", s, got.data)
+					}
+					return
+				}
+				seen := map[translate.Warning]int{}
+				for _, w := range base.warns {
+					seen[w]++
+				}
+				for _, w := range got.warns {
+					if seen[w] > 0 {
+						seen[w]--
+						continue
+					}
+					if strings.Contains(w.Message, c.flag) || strings.Contains(w.Code, c.code) {
+						return
+					}
+				}
+				t.Errorf("%s changes nothing and no warning says why (warnings: %v)", c.name, got.warns)
+			})
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/vmfs/vmfs/internal/view"
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/translate"
+	"github.com/vmfs/vmfs/translate/targets"
 )
 
 // translateFlags are shared by mount and materialize.
@@ -51,6 +52,20 @@ func buildOptions(c *cli.Context, dir string) (view.BuildOptions, error) {
 			return view.BuildOptions{}, usagef("--network-map: %q is not SRC=DST", m)
 		}
 		nm[src] = dst
+	}
+	// A subformat the format has not would be ignored: refuse it.
+	if sub := c.String("subformat"); sub != "" {
+		format := c.String("format")
+		if format == "" {
+			t, err := targets.Get(c.String("to"))
+			if err != nil {
+				return view.BuildOptions{}, usagef("--to: %v", err)
+			}
+			format = t.DefaultFormat()
+		}
+		if format != "vmdk" && format != "vhd" {
+			return view.BuildOptions{}, usagef("--subformat %s: format %s has no subformats (vmdk: monolithicSparse, monolithicFlat; vhd: dynamic, fixed)", sub, format)
+		}
 	}
 	env := &layouts.Env{}
 	for _, d := range c.StringSlice("allow-path") {

@@ -64,10 +64,22 @@ func TestDomainTypeFollowsHost(t *testing.T) {
 			}
 		})
 	}
-	t.Run("bad-fallback", func(t *testing.T) {
-		stderr, code := runCLI(t, "materialize", "--network-fallback", "bridge", src, t.TempDir())
-		if code != 2 || !strings.Contains(stderr, "--network-fallback") {
-			t.Errorf("exit %d, stderr %q", code, stderr)
-		}
-	})
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad-fallback", []string{"--network-fallback", "bridge"}, "--network-fallback"},
+		{"bad-domain-type", []string{"--domain-type", "xen"}, "--domain-type"},
+		// qcow2, libvirt's default, has no subformat: it would be ignored.
+		{"subformat-of-default-format", []string{"--subformat", "fixed"}, "format qcow2 has no subformats"},
+		{"subformat-of-raw", []string{"--format", "raw", "--subformat", "monolithicFlat"}, "format raw has no subformats"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			stderr, code := runCLI(t, append(append([]string{"materialize"}, c.args...), src, t.TempDir())...)
+			if code != 2 || !strings.Contains(stderr, c.want) {
+				t.Errorf("exit %d, stderr %q, want exit 2 naming %q", code, stderr, c.want)
+			}
+		})
+	}
 }

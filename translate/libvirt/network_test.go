@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmfs/vmfs/internal/hostfacts"
 	"github.com/vmfs/vmfs/internal/testenv"
@@ -53,7 +54,9 @@ func TestHostNetworks(t *testing.T) {
 		t.Fatalf("net-start %s (an isolated bridge): %v %s", netName, err, out)
 	}
 
+	start := time.Now()
 	host := hostfacts.Probe(context.Background(), false, true, os.Getenv)
+	t.Logf("probing libvirt's networks took %v", time.Since(start))
 	if host.NetworksErr != "" || !slices.Contains(host.Networks, netName) {
 		t.Fatalf("probe: %+v, want %s among the active networks", host, netName)
 	}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"libvirt.org/go/libvirtxml"
 
 	"github.com/vmfs/vmfs/internal/testenv"
 )
@@ -81,5 +85,63 @@ func TestDomainTypeFollowsHost(t *testing.T) {
 				t.Errorf("exit %d, stderr %q, want exit 2 naming %q", code, stderr, c.want)
 			}
 		})
+	}
+}
+
+// TestMountStartsOnThisHost mounts a VMware VM whose NIC is on "VM
+// Network" with --network-fallback user and starts the mounted XML with
+// the system libvirtd, changing only its name and UUID: the NIC is on
+// libvirt's 'default' network when this host has it active, on user-mode
+// networking (with a MAP_NET_FALLBACK warning) when it has not.
+func TestMountStartsOnThisHost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a VM")
+	}
+	testenv.NeedCommands(t, "qemu-img")
+	testenv.StartLibvirt(t)
+	dir := t.TempDir()
+	qemuImg(t, "create", "-f", "vmdk", filepath.Join(dir, "d.vmdk"), "8M")
+	write(t, filepath.Join(dir, "vm.vmx"), strings.Replace(vmxTemplate, "%s", "d.vmdk", 1)+
+		"ethernet0.present = \"TRUE\"\nethernet0.virtualDev = \"e1000\"\nethernet0.networkName = \"VM Network\"\n")
+	active, err := testenv.Virsh("net-list", "--name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasDefault := slices.Contains(strings.Fields(active), "default")
+	mnt := testenv.Mount(t, "--overlay", t.TempDir(), "--domain-type", "qemu", "--network-fallback", "user", filepath.Join(dir, "vm.vmx"), testenv.MountDir(t))
+	b, err := os.ReadFile(filepath.Join(mnt, "bad.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, _ := os.ReadFile(filepath.Join(mnt, "bad.warnings.txt"))
+	want, wantWarn := `<interface type="user">`, "MAP_NET_FALLBACK"
+	if hasDefault {
+		want, wantWarn = `<source network="default">`, "MAP_NET_RENAMED"
+	}
+	if !strings.Contains(string(b), want) || !strings.Contains(string(ws), wantWarn) {
+		t.Fatalf("'default' active: %v; XML lacks %s or warnings lack %s:\n%s\n%s", hasDefault, want, wantWarn, b, ws)
+	}
+	var d libvirtxml.Domain
+	if err := d.Unmarshal(string(b)); err != nil {
+		t.Fatal(err)
+	}
+	d.Name, d.UUID = fmt.Sprintf("vmfs-net-mount-%d", os.Getpid()), ""
+	x, err := d.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "d.xml")
+	write(t, p, x)
+	if _, err := testenv.Virsh("define", p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		testenv.Virsh("destroy", d.Name)
+		if _, err := testenv.Virsh("undefine", d.Name); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := testenv.Virsh("start", "--paused", d.Name); err != nil {
+		t.Fatalf("%v\n%s", err, x)
 	}
 }

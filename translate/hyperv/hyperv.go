@@ -355,7 +355,13 @@ func script(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Ma
 	b.WriteString("}\n")
 	b.WriteString("Write-Host ('Created virtual machine ' + $vmName + ' (Id ' + $vm.Id + '). It is not started.')\n")
 	b.WriteString("Write-Host ('Start it with: Get-VM -Id ' + $vm.Id + ' | Start-VM')\n")
-	if len(m.NICs) > 0 {
+	unmapped := 0
+	for i := range m.NICs {
+		if i >= len(mp.NICs) || !mp.NICs[i].Mapped {
+			unmapped++
+		}
+	}
+	if unmapped > 0 {
 		b.WriteString("if ($SwitchName -eq '') { Write-Host 'The network adapters are not connected: run the script with -SwitchName, or use Connect-VMNetworkAdapter.' }\n")
 	}
 	return []byte(b.String()), warns, nil

@@ -26,7 +26,7 @@ var cmdlets = map[string][]string{
 	"Add-VMScsiController":    {"VM"},
 	"Add-VMHardDiskDrive":     {"VM", "ControllerType", "ControllerNumber", "ControllerLocation", "Path", "Passthru"},
 	"Add-VMDvdDrive":          {"VM", "ControllerNumber", "ControllerLocation", "Path", "Passthru"},
-	"Add-VMNetworkAdapter":    {"VM", "Name", "StaticMacAddress"}, // -SwitchName through @net
+	"Add-VMNetworkAdapter":    {"VM", "Name", "StaticMacAddress", "SwitchName"}, // -SwitchName also through @net
 	"Set-VMComPort":           {"VM", "Number", "Path"},
 	"Set-VMFirmware":          {"VM", "EnableSecureBoot", "SecureBootTemplate", "FirstBootDevice"},
 	"Remove-VM":               {"VM", "Force"},
@@ -610,6 +610,32 @@ var hostile = []string{
 	"'",
 	"''",
 	"'''",
+}
+
+// TestNetworkMap: a NIC whose network --network-map names is connected to
+// the switch of that name, quoted; the others follow -SwitchName.
+func TestNetworkMap(t *testing.T) {
+	m := &translate.Machine{Name: "vm", CPUs: 1, MemoryMiB: 512, Firmware: translate.BIOS, Disks: mdisks(1, translate.BusSATA),
+		NICs: []translate.NIC{{Model: "e1000", Network: "VM Network"}, {Model: "e1000", Network: "inside"}}}
+	out, warns, err := Target{}.Emit(m, td("vhdx"), translate.Options{NetworkMap: map[string]string{"VM Network": "Ext'ernal $x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := string(out[0].Data)
+	checkScript(t, out[0].Data)
+	for _, w := range []string{
+		"Add-VMNetworkAdapter -VM $vm -Name 'Network Adapter 1' -SwitchName 'Ext''ernal $x'\n",
+		"Add-VMNetworkAdapter -VM $vm -Name 'Network Adapter 2' @net\n",
+	} {
+		if !strings.Contains(script, w) {
+			t.Errorf("script lacks %q:\n%s", w, script)
+		}
+	}
+	for _, w := range warns {
+		if w.Code == translate.WarnIgnored || w.Code == translate.WarnNetMapUnused {
+			t.Errorf("warning %v for an option the target applied", w)
+		}
+	}
 }
 
 func TestHostileNames(t *testing.T) {

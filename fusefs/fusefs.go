@@ -67,7 +67,7 @@ func Mount(mountpoint string, entries []Entry, opts Options) (*fuse.Server, erro
 	if opts.DirMode == 0 {
 		opts.DirMode = 0o700
 	}
-	r := &root{entries: entries, opts: opts}
+	r := &root{entries: entries, opts: opts, zeros: newZeroFile()}
 	long := time.Hour
 	fo := &gofs.Options{
 		EntryTimeout:    &long,
@@ -94,7 +94,14 @@ func Mount(mountpoint string, entries []Entry, opts Options) (*fuse.Server, erro
 	// before start. Writes are refused per file instead.
 	srv, err := gofs.Mount(mountpoint, r, fo)
 	if err != nil {
+		if r.zeros != nil {
+			r.zeros.Close()
+		}
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	if r.zeros != nil {
+		// Once the request loops end no reply can point at it.
+		go func() { srv.Wait(); r.zeros.Close() }()
 	}
 	raiseReadAhead(mountpoint, fo.MaxReadAhead, opts.Logger)
 	return srv, nil
@@ -122,6 +129,7 @@ type root struct {
 	entries []Entry
 	opts    Options
 	splice  spliceCache
+	zeros   *os.File // the zero file holes are spliced from, or nil
 
 	mu   sync.Mutex
 	mode uint32
@@ -145,6 +153,7 @@ func (r *root) OnAdd(ctx context.Context) {
 			content: e.Content,
 			opts:    &r.opts,
 			splice:  &r.splice,
+			zeros:   r.zeros,
 			mode:    uint32(e.Mode.Perm()),
 			uid:     r.opts.UID,
 			gid:     r.opts.GID,
@@ -203,6 +212,7 @@ type file struct {
 	rw      Writable
 	opts    *Options
 	splice  *spliceCache // the mount's; nil: nothing is spliced
+	zeros   *os.File     // the mount's zero file, or nil
 
 	mu    sync.Mutex
 	mode  uint32
@@ -365,10 +375,8 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 		if r, ok := layouts.MapFile(f.content, off, want); ok && r.Len == want && f.splice.spliceable(r) {
 			return fuse.ReadResultFd(r.File.Fd(), r.Off, int(r.Len)), 0
 		}
-		if want >= minZeroSplice && want <= maxRequest && zeroRange(f.content, off, want) {
-			if z := zeros(); z != nil {
-				return fuse.ReadResultFd(z.Fd(), 0, int(want)), 0
-			}
+		if f.zeros != nil && want >= minZeroSplice && want <= maxRequest && zeroRange(f.content, off, want) {
+			return fuse.ReadResultFd(f.zeros.Fd(), 0, int(want)), 0
 		}
 	}
 	n, err := f.content.ReadAt(dest, off)

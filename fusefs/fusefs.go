@@ -67,7 +67,7 @@ func Mount(mountpoint string, entries []Entry, opts Options) (*fuse.Server, erro
 	if opts.DirMode == 0 {
 		opts.DirMode = 0o700
 	}
-	r := &root{entries: entries, opts: opts}
+	r := &root{entries: entries, opts: opts, zeros: newZeroFile()}
 	long := time.Hour
 	fo := &gofs.Options{
 		EntryTimeout:    &long,
@@ -94,7 +94,14 @@ func Mount(mountpoint string, entries []Entry, opts Options) (*fuse.Server, erro
 	// before start. Writes are refused per file instead.
 	srv, err := gofs.Mount(mountpoint, r, fo)
 	if err != nil {
+		if r.zeros != nil {
+			r.zeros.Close()
+		}
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	if r.zeros != nil {
+		// Once the request loops end no reply can point at it.
+		go func() { srv.Wait(); r.zeros.Close() }()
 	}
 	raiseReadAhead(mountpoint, fo.MaxReadAhead, opts.Logger)
 	return srv, nil
@@ -121,6 +128,8 @@ type root struct {
 	gofs.Inode
 	entries []Entry
 	opts    Options
+	splice  spliceCache
+	zeros   *os.File // the zero file holes are spliced from, or nil
 
 	mu   sync.Mutex
 	mode uint32
@@ -143,6 +152,8 @@ func (r *root) OnAdd(ctx context.Context) {
 			name:    e.Name,
 			content: e.Content,
 			opts:    &r.opts,
+			splice:  &r.splice,
+			zeros:   r.zeros,
 			mode:    uint32(e.Mode.Perm()),
 			uid:     r.opts.UID,
 			gid:     r.opts.GID,
@@ -200,6 +211,8 @@ type file struct {
 	content layouts.Disk
 	rw      Writable
 	opts    *Options
+	splice  *spliceCache // the mount's; nil: nothing is spliced
+	zeros   *os.File     // the mount's zero file, or nil
 
 	mu    sync.Mutex
 	mode  uint32
@@ -359,13 +372,11 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 	// sources, uncompressed grains), the kernel splices it: no copy
 	// through this process.
 	if want := min(int64(len(dest)), f.content.Size()-off); want > 0 {
-		if r, ok := layouts.MapFile(f.content, off, want); ok && r.Len == want && spliceable(r) {
+		if r, ok := layouts.MapFile(f.content, off, want); ok && r.Len == want && f.splice.spliceable(r) {
 			return fuse.ReadResultFd(r.File.Fd(), r.Off, int(r.Len)), 0
 		}
-		if want >= minZeroSplice && want <= maxRequest && zeroRange(f.content, off, want) {
-			if z := zeros(); z != nil {
-				return fuse.ReadResultFd(z.Fd(), 0, int(want)), 0
-			}
+		if f.zeros != nil && want >= minZeroSplice && want <= maxRequest && zeroRange(f.content, off, want) {
+			return fuse.ReadResultFd(f.zeros.Fd(), 0, int(want)), 0
 		}
 	}
 	n, err := f.content.ReadAt(dest, off)
@@ -381,20 +392,11 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 // fails them with EIO: a range past the end of a source file that shrank
 // under the mount, and any range of a file on a FUSE file system (another
 // mount's I/O errors arrive as short splices).
-func spliceable(r layouts.FileRange) bool {
-	fd := int(r.File.Fd())
-	if v, ok := spliceFS.Load(r.File); ok {
-		if !v.(bool) {
-			return false
-		}
-	} else {
-		var fs unix.Statfs_t
-		ok := unix.Fstatfs(fd, &fs) == nil && fs.Type != fuseSuperMagic
-		spliceFS.Store(r.File, ok)
-		if !ok {
-			return false
-		}
+func (c *spliceCache) spliceable(r layouts.FileRange) bool {
+	if c == nil || !c.trusted(r.File) {
+		return false
 	}
+	fd := int(r.File.Fd())
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil {
 		return false
@@ -405,9 +407,24 @@ func spliceable(r layouts.FileRange) bool {
 // fuseSuperMagic is the f_type of FUSE file systems.
 const fuseSuperMagic = 0x65735546
 
-// spliceFS remembers, per source file, whether it lies on a file system
-// splice can be trusted on.
-var spliceFS sync.Map
+// spliceCache remembers, per source file, whether it lies on a file system
+// splice can be trusted on. A mount has one, holding its own source files
+// (a bounded set), and it goes with the mount.
+type spliceCache struct {
+	m sync.Map // *os.File -> bool
+}
+
+// trusted says whether f's file system can be spliced from, asking the
+// kernel once per file.
+func (c *spliceCache) trusted(f *os.File) bool {
+	if v, known := c.m.Load(f); known {
+		return v.(bool)
+	}
+	var fs unix.Statfs_t
+	ok := unix.Fstatfs(int(f.Fd()), &fs) == nil && fs.Type != fuseSuperMagic
+	c.m.Store(f, ok)
+	return ok
+}
 
 func (f *file) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	if f.rw == nil {

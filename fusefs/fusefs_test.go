@@ -223,3 +223,31 @@ func TestSpliceFromRawSource(t *testing.T) {
 		t.Fatalf("tail read %d", n)
 	}
 }
+
+// TestSpliceCachePerMount: each mount asks the kernel about its own source
+// files; a file whose cache is gone (nil: not built by a mount) is never
+// spliced.
+func TestSpliceCachePerMount(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	r := layouts.FileRange{File: f, Off: 0, Len: 4096}
+	var a, b spliceCache
+	if !a.spliceable(r) {
+		t.Fatal("a range of a regular file on a local file system is not spliced")
+	}
+	if _, ok := b.m.Load(f); ok {
+		t.Fatal("a mount's answer shows in another mount's cache")
+	}
+	if (*spliceCache)(nil).spliceable(r) {
+		t.Fatal("spliced without a cache")
+	}
+	if a.spliceable(layouts.FileRange{File: f, Off: 1 << 20, Len: 4096}) {
+		t.Fatal("a range past the end of the file is spliced")
+	}
+}

@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -100,4 +102,56 @@ func firstDiffAt(a, b []byte) int {
 		}
 	}
 	return len(a)
+}
+
+// TestZeroFileGoesWithMount: each mount has its own zero file, and it is
+// closed once the mount stops serving (none stays open in the process).
+func TestZeroFileGoesWithMount(t *testing.T) {
+	img, want := sparseImageWith(t, 3<<20)
+	before := zeroFiles(t)
+	for i := 0; i < 2; i++ {
+		if os.Geteuid() != 0 {
+			t.Skip("mounting with allow_other needs root")
+		}
+		dir := t.TempDir()
+		srv, err := Mount(dir, []Entry{{Name: "d.raw", Content: img, Mode: 0o600}}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := zeroFiles(t); got != before+1 {
+			srv.Unmount()
+			t.Fatalf("mount %d: %d zero files open, want %d", i, got, before+1)
+		}
+		checkReads(t, filepath.Join(dir, "d.raw"), want, maxRequest, "mounted")
+		if err := srv.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+		srv.Wait()
+		var got int
+		for try := 0; try < 100; try++ { // closed by a goroutine once Wait returns
+			if got = zeroFiles(t); got == before {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got != before {
+			t.Fatalf("after unmount %d: %d zero files open, want %d", i, got, before)
+		}
+	}
+}
+
+// zeroFiles counts this process's open zero files.
+func zeroFiles(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(l, "/memfd:vmfs-zeros") {
+			n++
+		}
+	}
+	return n
 }

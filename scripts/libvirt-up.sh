@@ -8,7 +8,13 @@
 # outlive the daemons (here it is not a tmpfs), and a socket file left by a
 # daemon that died refuses connections. Each daemon replaces its own stale
 # socket when it starts.
+#
+# LIBVIRT_PID_DIR (default /run) is where the daemons started here write
+# their pid files (libvirtd.pid, virtlogd.pid): .ci/run gives a private one
+# to the daemons it starts in its own mount namespace, so that they neither
+# collide with the machine's daemons' pid files nor outlive the run.
 set -eu
+piddir=${LIBVIRT_PID_DIR:-/run}
 virtlogd_up() { virt-admin -c virtlogd:///system version >/dev/null 2>&1; }
 libvirtd_up() { virsh -c qemu:///system uri >/dev/null 2>&1; }
 wait_up() {
@@ -30,11 +36,11 @@ fi
 mkdir -p /run/libvirt/qemu /var/log/libvirt/qemu /var/lib/libvirt/qemu/nvram \
 	/var/cache/libvirt/qemu /var/lib/libvirt/images /var/lib/libvirt/boot
 if ! virtlogd_up; then
-	/usr/sbin/virtlogd --daemon
+	/usr/sbin/virtlogd --daemon --pid-file "$piddir/virtlogd.pid"
 	wait_up virtlogd_up "virtlogd (virtlogd:///system)"
 fi
 if ! libvirtd_up; then
-	/usr/sbin/libvirtd --daemon
+	/usr/sbin/libvirtd --daemon --pid-file "$piddir/libvirtd.pid"
 	wait_up libvirtd_up "libvirtd (qemu:///system)"
 fi
 echo "libvirt-up: virtlogd and libvirtd answer"

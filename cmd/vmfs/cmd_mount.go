@@ -81,12 +81,14 @@ func runMount(c *cli.Context, o mountOptions) error {
 		fmt.Printf("mounted %s at %s\n", o.src, mnt)
 		return nil
 	}
-	err = serve(c, o, mnt)
-	mount.Ready(err) // no-op once readiness was reported
+	rep := mount.NewReporter(os.Stderr)
+	err = serve(c, o, mnt, rep)
+	rep.Ready(err) // no-op once readiness was reported
+	rep.Exit(mount.LogPath(mnt), err)
 	return err
 }
 
-func serve(c *cli.Context, o mountOptions, mnt string) error {
+func serve(c *cli.Context, o mountOptions, mnt string, rep *mount.Reporter) error {
 	log := logger(c)
 	if o.cpuProfile != "" {
 		stop, err := startCPUProfile(o.cpuProfile)
@@ -106,7 +108,7 @@ func serve(c *cli.Context, o mountOptions, mnt string) error {
 	}
 	defer v.Close()
 	for _, w := range v.Warnings {
-		mount.Notify(w.String())
+		rep.Warn(w.String())
 	}
 	entries := make([]fusefs.Entry, len(v.Files))
 	for i, f := range v.Files {
@@ -130,7 +132,7 @@ func serve(c *cli.Context, o mountOptions, mnt string) error {
 			}
 		}()
 		if ov.Unclean() {
-			mount.Notify(fmt.Sprintf("overlay %s was not closed cleanly; its map was checked and is consistent", ovDir))
+			rep.Warn(fmt.Sprintf("overlay %s was not closed cleanly; its map was checked and is consistent", ovDir))
 		}
 		files, err := overlayFiles(ov, v)
 		if err != nil {
@@ -140,7 +142,7 @@ func serve(c *cli.Context, o mountOptions, mnt string) error {
 			entries[i].Content = files[i]
 		}
 		v.Bind(files)
-		mount.Inform(fmt.Sprintf("writes go to the overlay %s", ovDir))
+		rep.Info(fmt.Sprintf("writes go to the overlay %s", ovDir))
 	}
 	fo := fusefs.Options{
 		ReadOnly: o.readOnly,
@@ -173,8 +175,8 @@ func serve(c *cli.Context, o mountOptions, mnt string) error {
 		ReadOnly: o.readOnly, Overlay: ovDir, PID: os.Getpid(), Started: time.Now(),
 	})
 	defer mount.Forget(mnt)
-	mount.Ready(nil)
-	if !mount.IsDaemonChild() {
+	rep.Ready(nil)
+	if !rep.Daemon() {
 		log.Info("mounted", "source", o.src, "mountpoint", mnt)
 	}
 	for {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,55 +199,88 @@ func Daemonize(args []string, logPath string, timeout time.Duration) error {
 // IsDaemonChild says whether this process was started by Daemonize.
 func IsDaemonChild() bool { return os.Getenv(ReadyEnv) != "" }
 
-// Notify passes a warning to a waiting parent, or prints it when there is
-// none.
-func Notify(warning string) {
-	if f := readyFile(); f != nil {
-		fmt.Fprintf(f, "warn: %s\n", strings.ReplaceAll(warning, "\n", " "))
+// Reporter passes what a mount has to tell its user while it starts: to the
+// parent waiting in Daemonize (which prints it on the user's terminal), or,
+// in the foreground and once readiness was reported, to out.
+type Reporter struct {
+	out    io.Writer
+	ready  *os.File // the pipe to the waiting parent, until Ready
+	daemon bool
+}
+
+// NewReporter takes the readiness pipe Daemonize gave this process, if it
+// did (the variable naming it is cleared, so that programs this one starts
+// do not write to the pipe), and reports to out otherwise.
+func NewReporter(out io.Writer) *Reporter {
+	r := &Reporter{out: out}
+	if fd, err := strconv.Atoi(os.Getenv(ReadyEnv)); err == nil && fd > 2 {
+		r.ready = os.NewFile(uintptr(fd), "ready")
+		r.daemon = r.ready != nil
+	}
+	os.Unsetenv(ReadyEnv)
+	return r
+}
+
+// Daemon says whether this process was started by Daemonize.
+func (r *Reporter) Daemon() bool { return r.daemon }
+
+// Warn passes a warning on.
+func (r *Reporter) Warn(warning string) {
+	if r.ready != nil {
+		fmt.Fprintf(r.ready, "warn: %s\n", oneLine(warning))
 		return
 	}
-	fmt.Fprintln(os.Stderr, "vmfs: warning:", warning)
+	fmt.Fprintln(r.out, "vmfs: warning:", warning)
 }
 
-// Inform passes a message to a waiting parent, or prints it.
-func Inform(msg string) {
-	if f := readyFile(); f != nil {
-		fmt.Fprintf(f, "info: %s\n", strings.ReplaceAll(msg, "\n", " "))
+// Info passes a message on.
+func (r *Reporter) Info(msg string) {
+	if r.ready != nil {
+		fmt.Fprintf(r.ready, "info: %s\n", oneLine(msg))
 		return
 	}
-	fmt.Fprintln(os.Stderr, "vmfs:", msg)
+	fmt.Fprintln(r.out, "vmfs:", msg)
 }
 
-var ready *os.File
-
-func readyFile() *os.File {
-	if ready != nil {
-		return ready
-	}
-	fd, err := strconv.Atoi(os.Getenv(ReadyEnv))
-	if err != nil {
-		return nil
-	}
-	ready = os.NewFile(uintptr(fd), "ready")
-	return ready
-}
-
-// Ready reports the outcome to a waiting parent, if there is one: err nil
-// means the mount serves.
-func Ready(err error) {
-	f := readyFile()
+// Ready reports the outcome to a waiting parent, if there is one, and
+// closes the pipe: err nil means the mount serves. Later calls do nothing.
+func (r *Reporter) Ready(err error) {
+	f := r.ready
 	if f == nil {
 		return
 	}
-	os.Unsetenv(ReadyEnv)
-	ready = nil
+	r.ready = nil
 	defer f.Close()
 	if err != nil {
-		fmt.Fprintf(f, "error: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		fmt.Fprintf(f, "error: %s\n", oneLine(err.Error()))
 		return
 	}
 	fmt.Fprintln(f, "ok")
 }
+
+// Exit is what a daemon does last. After a clean unmount (err nil) it
+// removes its log (logPath, the file its output goes to) when nothing was
+// written to it; the log of a failed mount, or one holding warnings or
+// errors, stays for the user to read. Only the file that is really this
+// process's output is removed. Outside a daemon Exit does nothing.
+func (r *Reporter) Exit(logPath string, err error) {
+	if !r.daemon || err != nil {
+		return
+	}
+	f, ok := r.out.(interface{ Stat() (os.FileInfo, error) })
+	if !ok {
+		return
+	}
+	mine, err := f.Stat()
+	if err != nil || mine.Size() != 0 {
+		return
+	}
+	if st, err := os.Lstat(logPath); err == nil && os.SameFile(st, mine) {
+		os.Remove(logPath)
+	}
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // Record is what the registry keeps of a mount.
 type Record struct {

@@ -19,6 +19,9 @@
 //	VMFS_TEST_KVM=1          boot real guests under KVM too (default: TCG)
 //	VMFS_TEST_KEEP_LIBVIRT=1 leave libvirtd/virtlogd running at the end
 //	VMFS_TEST_FULL=1         also boot the guests on every disk bus
+//
+// XDG_CACHE_HOME, and VMFS_RUN_DIR when unset, are replaced by temporary
+// directories (see Main).
 package testenv
 
 import (
@@ -39,11 +42,46 @@ import (
 )
 
 // Main runs the tests, then removes what the helpers set up once per process
-// (the built binary, daemons they started) and exits with the tests' code.
+// (the built binary, daemons they started, the cache dir below) and exits
+// with the tests' code.
+//
+// The vmfs processes the tests start get a cache dir of their own
+// (XDG_CACHE_HOME), so that a mount without --overlay puts its overlay there
+// rather than in the user's ~/.cache/vmfs/overlays, and, unless
+// VMFS_RUN_DIR is set already, a registry dir of their own, so that the
+// logs of the mounts tests make fail stay out of /run/vmfs. Both are
+// removed at the end. The Go build cache stays the user's (GOCACHE is
+// pinned to it first).
 func Main(m *testing.M) {
+	if err := privateDirs(); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	cleanupProcess()
 	os.Exit(code)
+}
+
+// privateDirs points XDG_CACHE_HOME and VMFS_RUN_DIR, which this
+// process's children inherit, at a new temporary directory removed at exit.
+func privateDirs() error {
+	if os.Getenv("GOCACHE") == "" {
+		// BuildVMFS's `go build` would otherwise start a cold cache.
+		if out, err := exec.Command(goBinary(), "env", "GOCACHE").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
+			os.Setenv("GOCACHE", string(bytes.TrimSpace(out)))
+		}
+	}
+	dir, err := os.MkdirTemp("", "vmfs-test-dirs-")
+	if err != nil {
+		return fmt.Errorf("cache and registry dirs for the vmfs processes: %w", err)
+	}
+	atExit(func() { os.RemoveAll(dir) })
+	if os.Getenv("VMFS_RUN_DIR") == "" {
+		if err := os.Setenv("VMFS_RUN_DIR", filepath.Join(dir, "run")); err != nil {
+			return err
+		}
+	}
+	return os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 }
 
 var (
@@ -144,12 +182,8 @@ func BuildVMFS(t testing.TB) string {
 			vmfsBin.err = err
 			return
 		}
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(gobin); err != nil {
-			gobin = "go"
-		}
 		bin := filepath.Join(dir, "vmfs")
-		cmd := exec.Command(gobin, "build", "-o", bin, "./cmd/vmfs")
+		cmd := exec.Command(goBinary(), "build", "-o", bin, "./cmd/vmfs")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -162,6 +196,15 @@ func BuildVMFS(t testing.TB) string {
 		t.Fatalf("testenv: %v", vmfsBin.err)
 	}
 	return vmfsBin.path
+}
+
+// goBinary is the go command of the toolchain the tests were built with.
+func goBinary() string {
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		return "go"
+	}
+	return gobin
 }
 
 // VMFS runs the vmfs binary with args and returns its stdout; a failure

@@ -327,3 +327,41 @@ func TestLibvirtDirect(t *testing.T) {
 		})
 	}
 }
+
+// TestPrivateDirs: a mount without --overlay made by a test puts its
+// overlay in the test process's own cache dir, and its registry and log in
+// the process's own run dir: nothing lands in the user's ~/.cache/vmfs or
+// in /run/vmfs.
+func TestPrivateDirs(t *testing.T) {
+	cache, run := os.Getenv("XDG_CACHE_HOME"), os.Getenv("VMFS_RUN_DIR")
+	for _, d := range []string{cache, run} {
+		if !strings.HasPrefix(d, filepath.Join(os.TempDir(), "vmfs-test-dirs-")) {
+			t.Fatalf("%q is not a private temporary dir", d)
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "disk-flat.img"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "disk.vmdk"), []byte("# Disk DescriptorFile\nversion=1\n"+
+		"CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT \"disk-flat.img\" 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vmx := filepath.Join(dir, "private.vmx")
+	if err := os.WriteFile(vmx, []byte(".encoding = \"UTF-8\"\ndisplayName = \"p\"\nmemsize = \"256\"\n"+
+		"scsi0.present = \"TRUE\"\nscsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"disk.vmdk\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mnt := Mount(t, vmx, MountDir(t))
+	ovs, _ := filepath.Glob(filepath.Join(cache, "vmfs", "overlays", "private.vmx-*"))
+	if len(ovs) != 1 {
+		t.Errorf("overlays in %s: %v, want the mount's one", cache, ovs)
+	}
+	regs, _ := filepath.Glob(filepath.Join(run, "*.json"))
+	if len(regs) != 1 {
+		t.Errorf("registry %s holds %v, want the mount's record", run, regs)
+	}
+	if err := Unmount(t, mnt); err != nil {
+		t.Fatal(err)
+	}
+}

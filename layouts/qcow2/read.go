@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/raw"
@@ -84,10 +83,8 @@ type Disk struct {
 	l1     []uint64
 	l2     l2Cache
 
-	zcache  clusterCache
-	libOnce sync.Once
-	lib     compressedReader
-	libErr  error
+	zcache clusterCache
+	dec    decoders
 }
 
 func errf(name, format string, args ...any) error {
@@ -393,9 +390,6 @@ func (d *Disk) closeExtras() error {
 	var err error
 	if d.data != d.f {
 		err = d.data.Close()
-	}
-	if d.lib != nil {
-		d.lib.Close()
 	}
 	return err
 }

@@ -6,8 +6,7 @@
 // active L1/L2 tables (internal snapshots are not read: the active state is
 // what the image shows), with zero clusters, extended L2 entries
 // (subclusters) and external data files. Compressed clusters (deflate and
-// zstd) are decoded from their descriptors, within the sectors a descriptor
-// names, as QEMU reads them. Backing files
+// zstd) are read through github.com/lima-vm/go-qcow2reader. Backing files
 // are opened through layouts.Env.OpenParent, in any format vmfs reads, and
 // combined with layouts.Stack. Encrypted images fail with
 // layouts.ErrUnsupported.

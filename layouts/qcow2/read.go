@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/raw"
@@ -83,8 +84,10 @@ type Disk struct {
 	l1     []uint64
 	l2     l2Cache
 
-	zcache clusterCache
-	dec    decoders
+	zcache  clusterCache
+	libOnce sync.Once
+	lib     compressedReader
+	libErr  error
 }
 
 func errf(name, format string, args ...any) error {
@@ -390,6 +393,9 @@ func (d *Disk) closeExtras() error {
 	var err error
 	if d.data != d.f {
 		err = d.data.Close()
+	}
+	if d.lib != nil {
+		d.lib.Close()
 	}
 	return err
 }

@@ -8,107 +8,184 @@ import (
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
+	libqcow2 "github.com/lima-vm/go-qcow2reader/image/qcow2"
+	liblog "github.com/lima-vm/go-qcow2reader/log"
 
 	"github.com/vmfs/vmfs/layouts"
 )
 
-// Compressed clusters are decoded here, from the L2 entry the map already
-// checked: a compressed cluster descriptor names the first byte of the
-// cluster's compressed data and how many more 512-byte sectors it may
-// take, and the data is a raw deflate stream (compression type 0) or a
-// zstd frame (type 1) that decompresses to the whole cluster.
+// compressedReader reads compressed clusters; go-qcow2reader does it.
+type compressedReader = *libqcow2.Qcow2
 
-// decoders keeps one disk's decompression state for reuse: a compressed
-// cluster is small, and building a decoder per read would cost more than
-// decoding it. Each disk has its own, which goes with the disk.
-type decoders struct {
-	input sync.Pool // *[]byte, compressed bytes of one cluster
-	flate sync.Pool // io.ReadCloser from flate.NewReader
-	zstd  sync.Pool // *zstd.Decoder
+func init() {
+	// The library logs warnings (experimental extended L2 and the like)
+	// with the standard logger; vmfs reports through its own errors.
+	liblog.SetWarnFunc(nil)
+	libqcow2.SetDecompressor(libqcow2.CompressionTypeZlib, pooledFlate)
+	libqcow2.SetDecompressor(libqcow2.CompressionTypeZstd, pooledZstd)
 }
+
+// Decompressors are pooled: a compressed cluster is small, and building a
+// decoder per read would cost more than decoding it.
+
+var flatePool sync.Pool
+
+type flateReader struct {
+	r  io.ReadCloser
+	in *compressedInput
+}
+
+func pooledFlate(r io.Reader) (io.ReadCloser, error) {
+	in, err := slurp(r)
+	if err != nil {
+		return nil, err
+	}
+	if fr, ok := flatePool.Get().(*flateReader); ok {
+		if err := fr.r.(flate.Resetter).Reset(in, nil); err == nil {
+			fr.in = in
+			return fr, nil
+		}
+	}
+	return &flateReader{r: flate.NewReader(in), in: in}, nil
+}
+
+// Read fills p whole when the stream has enough, so that the library
+// decodes a cluster in one pass.
+func (f *flateReader) Read(p []byte) (int, error) { return readFull(f.r, p) }
+
+func (f *flateReader) Close() error {
+	f.in.release()
+	f.in = nil
+	flatePool.Put(f)
+	return nil
+}
+
+// compressedInput holds the compressed bytes of one cluster, read with one
+// ReadAt rather than in small pieces.
+type compressedInput struct {
+	bytes.Reader
+	buf *[]byte
+}
+
+var inputPool sync.Pool
 
 // maxCompressedInput bounds what one compressed cluster may occupy: a
 // descriptor cannot name more than twice the largest cluster size.
 const maxCompressedInput = 2<<maxClusterBits + 512
 
-// compressedEntry returns the L2 entry of compressed cluster c, checked.
-func (d *Disk) compressedEntry(c int64) (uint64, error) {
-	l1i := c >> d.l2Bits
-	if l1i >= int64(len(d.l1)) {
-		return 0, errf(d.name, "cluster %d is beyond the L1 table: %w", c, layouts.ErrFormat)
+// slurp reads the library's section over a compressed cluster at once.
+func slurp(r io.Reader) (*compressedInput, error) {
+	sr, ok := r.(*io.SectionReader)
+	if !ok {
+		return nil, errors.New("unexpected reader for compressed data")
 	}
-	t, err := d.l2Table(l1i)
-	if err != nil {
-		return 0, err
-	}
-	idx := c & (1<<d.l2Bits - 1)
-	if d.extL2 {
-		idx *= 2
-	}
-	if t == nil || t[idx]&flagCompressed == 0 {
-		return 0, errf(d.name, "cluster %d is no longer compressed: %w", c, layouts.ErrFormat)
-	}
-	e := t[idx]
-	return e, d.checkCompressed(e, c)
-}
-
-// decompress fills dst with the data of compressed cluster c (dst is the
-// cluster, clipped to the disk's end).
-func (d *Disk) decompress(dst []byte, c int64) error {
-	e, err := d.compressedEntry(c)
-	if err != nil {
-		return err
-	}
-	x := 62 - (d.clusterBits - 8)
-	host := int64(e & (1<<x - 1))
-	sectors := int64(e>>x&(1<<(d.clusterBits-8)-1)) + 1
-	n := min(sectors*512-host&511, d.f.Size()-host, maxCompressedInput)
-	bp, _ := d.dec.input.Get().(*[]byte)
+	n := min(sr.Size(), maxCompressedInput)
+	bp, _ := inputPool.Get().(*[]byte)
 	if bp == nil || int64(cap(*bp)) < n {
 		b := make([]byte, n)
 		bp = &b
 	}
-	defer d.dec.input.Put(bp)
-	in := (*bp)[:n]
-	if m, err := d.f.ReadAt(in, host); m < len(in) {
-		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return errf(d.name, "reading compressed cluster %d at %#x: %v", c, host, err)
+	buf := (*bp)[:n]
+	m, err := sr.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
+		inputPool.Put(bp)
+		return nil, err
 	}
-	r := bytes.NewReader(in)
-	switch d.h.compression {
-	case 0:
-		fr, _ := d.dec.flate.Get().(io.ReadCloser)
-		if fr == nil {
-			fr = flate.NewReader(r)
-		} else if err := fr.(flate.Resetter).Reset(r, nil); err != nil {
-			return errf(d.name, "compressed cluster %d: %v: %w", c, err, layouts.ErrFormat)
+	in := &compressedInput{buf: bp}
+	in.Reset(buf[:m])
+	return in, nil
+}
+
+func (c *compressedInput) release() {
+	if c != nil && c.buf != nil {
+		inputPool.Put(c.buf)
+		c.buf = nil
+	}
+}
+
+var zstdPool sync.Pool
+
+type zstdReader struct {
+	d  *zstd.Decoder
+	in *compressedInput
+}
+
+func pooledZstd(r io.Reader) (io.ReadCloser, error) {
+	in, err := slurp(r)
+	if err != nil {
+		return nil, err
+	}
+	if zr, ok := zstdPool.Get().(*zstdReader); ok {
+		if err := zr.d.Reset(in); err == nil {
+			zr.in = in
+			return zr, nil
 		}
-		defer d.dec.flate.Put(fr)
-		_, err = io.ReadFull(fr, dst)
-	case 1:
-		zd, _ := d.dec.zstd.Get().(*zstd.Decoder)
-		if zd == nil {
-			zd, err = zstd.NewReader(r,
-				zstd.WithDecoderConcurrency(1),
-				zstd.WithDecoderMaxMemory(64<<20),
-				zstd.WithDecoderMaxWindow(8<<20))
-		} else {
-			err = zd.Reset(r)
+	}
+	d, err := zstd.NewReader(in,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(64<<20),
+		zstd.WithDecoderMaxWindow(8<<20))
+	if err != nil {
+		in.release()
+		return nil, err
+	}
+	return &zstdReader{d: d, in: in}, nil
+}
+
+func (z *zstdReader) Read(p []byte) (int, error) { return readFull(z.d, p) }
+
+func (z *zstdReader) Close() error {
+	z.in.release()
+	z.in = nil
+	zstdPool.Put(z)
+	return nil
+}
+
+func readFull(r io.Reader, p []byte) (int, error) {
+	n, err := io.ReadFull(r, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// headerView shows the image to the library with its backing file and
+// external data file flags removed: vmfs opens those itself.
+type headerView struct {
+	r     io.ReaderAt
+	patch []byte
+}
+
+func (v *headerView) ReadAt(p []byte, off int64) (int, error) {
+	n, err := v.r.ReadAt(p, off)
+	for i := off; i < off+int64(n) && i < int64(len(v.patch)); i++ {
+		p[i-off] = v.patch[i]
+	}
+	return n, err
+}
+
+func (d *Disk) openLib() (compressedReader, error) {
+	d.libOnce.Do(func() {
+		patch := make([]byte, min(int64(d.h.headerLen), 112))
+		if _, err := d.f.ReadAt(patch, 0); err != nil && err != io.EOF {
+			d.libErr = errf(d.name, "reading header: %v", err)
+			return
+		}
+		clear(patch[8:20])    // backing file offset and length
+		if d.h.version >= 3 { // incompatible features, big endian at 72
+			patch[79] &^= incDataFile
+		}
+		img, err := libqcow2.Open(&headerView{r: d.f, patch: patch}, nil)
+		if err == nil {
+			err = img.Readable()
 		}
 		if err != nil {
-			return errf(d.name, "compressed cluster %d: %v: %w", c, err, layouts.ErrFormat)
+			d.libErr = errf(d.name, "opening for compressed clusters: %v: %w", err, layouts.ErrFormat)
+			return
 		}
-		defer d.dec.zstd.Put(zd)
-		_, err = io.ReadFull(zd, dst)
-	default: // the header check refuses other types
-		err = errors.New("unknown compression type")
-	}
-	if err != nil {
-		return errf(d.name, "compressed cluster %d: %v: %w", c, err, layouts.ErrFormat)
-	}
-	return nil
+		d.lib = img
+	})
+	return d.lib, d.libErr
 }
 
 // readCompressed reads compressed clusters covering [pos, pos+len(buf)),
@@ -133,10 +210,18 @@ func (d *Disk) compressedCluster(c int64) ([]byte, error) {
 	if data := d.zcache.get(c); data != nil {
 		return data, nil
 	}
+	lib, err := d.openLib()
+	if err != nil {
+		return nil, err
+	}
 	start := c << d.clusterBits
 	data := make([]byte, min(d.clusterSize, d.size-start))
-	if err := d.decompress(data, c); err != nil {
-		return nil, err
+	n, err := lib.ReadAt(data, start)
+	if n != len(data) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, errf(d.name, "compressed cluster %d: %v: %w", c, err, layouts.ErrFormat)
 	}
 	d.zcache.put(c, data)
 	return data, nil

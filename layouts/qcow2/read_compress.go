@@ -17,13 +17,19 @@ import (
 // compressedReader reads compressed clusters; go-qcow2reader does it.
 type compressedReader = *libqcow2.Qcow2
 
-func init() {
+// setUpLibrary configures go-qcow2reader before its first Open. The
+// library keeps its decompressors and its warning hook process-wide and
+// offers no per-image option, and its Open reads that table: it is set once,
+// always to the same values, before any image of this package is opened
+// through the library, so no Open races the write. vmfs sets nothing else
+// of the library's, and nothing of its own lives in this state.
+var setUpLibrary = sync.OnceFunc(func() {
 	// The library logs warnings (experimental extended L2 and the like)
 	// with the standard logger; vmfs reports through its own errors.
 	liblog.SetWarnFunc(nil)
 	libqcow2.SetDecompressor(libqcow2.CompressionTypeZlib, pooledFlate)
 	libqcow2.SetDecompressor(libqcow2.CompressionTypeZstd, pooledZstd)
-}
+})
 
 // Decompressors are pooled: a compressed cluster is small, and building a
 // decoder per read would cost more than decoding it.
@@ -175,6 +181,7 @@ func (d *Disk) openLib() (compressedReader, error) {
 		if d.h.version >= 3 { // incompatible features, big endian at 72
 			patch[79] &^= incDataFile
 		}
+		setUpLibrary()
 		img, err := libqcow2.Open(&headerView{r: d.f, patch: patch}, nil)
 		if err == nil {
 			err = img.Readable()

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/text/encoding/htmlindex"
+
+	"github.com/vmfs/vmfs/internal/xmlguard"
 )
 
 // Limits of the XML reader: real descriptors are a few hundred elements,
@@ -105,7 +107,7 @@ func ParseXML(b []byte) (*Node, error) {
 	d.Strict = true
 	var root *Node
 	var stack []*Node
-	nodes := 0
+	guard := xmlguard.Guard{Limits: xmlguard.Limits{Depth: maxDepth, Elements: maxNodes}}
 	for {
 		tok, err := d.Token()
 		if err == io.EOF {
@@ -114,15 +116,11 @@ func ParseXML(b []byte) (*Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("malformed XML: %w", err)
 		}
+		if err := guard.Token(tok); err != nil {
+			return nil, err
+		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			nodes++
-			if nodes > maxNodes {
-				return nil, fmt.Errorf("more than %d XML elements", maxNodes)
-			}
-			if len(stack) >= maxDepth {
-				return nil, fmt.Errorf("XML nested deeper than %d elements", maxDepth)
-			}
 			n := &Node{Name: t.Name.Local, Attrs: t.Attr}
 			if len(stack) == 0 {
 				if root != nil {

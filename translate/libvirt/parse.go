@@ -22,7 +22,7 @@ const MaxSize = 4 << 20
 // xmlLimits bound a domain XML before it is decoded: real ones hold some
 // hundreds of elements, ten levels deep, and decoding costs some KiB per
 // element (a <disk/> of 7 bytes becomes a struct of 3 KiB).
-var xmlLimits = xmlguard.Limits{Depth: 64, Elements: 10000, Attrs: 50000}
+var xmlLimits = xmlguard.Limits{Depth: 64, Elements: 10000, Attrs: 50000, TagAttrs: 1000}
 
 // Warning codes of the parser. They are stable.
 const (

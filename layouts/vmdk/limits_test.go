@@ -104,6 +104,9 @@ func TestEmbeddedDescriptorTooLarge(t *testing.T) {
 			}
 			defer f.Close()
 			d, err := Open(f, testEnv())
+			if err == nil {
+				defer d.Close()
+			}
 			if c.ok {
 				if err != nil {
 					t.Fatal(err)
@@ -116,7 +119,6 @@ func TestEmbeddedDescriptorTooLarge(t *testing.T) {
 			if !errors.Is(err, layouts.ErrFormat) || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "embedded descriptor is longer than the 1 MiB") {
 				t.Fatalf("error %q", err)
 			}
-			_ = d
 		})
 	}
 }

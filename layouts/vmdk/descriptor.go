@@ -5,10 +5,25 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
-// maxDescriptor bounds a descriptor's text, embedded or in a file.
+// maxDescriptor bounds a descriptor's text, embedded or in a file. Real
+// descriptors are a few KiB; QEMU reads no more than this either.
 const maxDescriptor = 1 << 20
+
+// sizeText writes a byte count for an error message: "2.5 MiB".
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
 
 // noCID is the parentCID of a disk without parent.
 const noCID = 0xffffffff
@@ -88,14 +103,27 @@ func parseDescriptor(name string, text []byte) (*Descriptor, error) {
 	}
 	text = bytes.TrimPrefix(text, []byte("\xef\xbb\xbf"))
 	d := &Descriptor{ParentCID: noCID, DDB: map[string]string{}}
-	for n, raw := range strings.Split(string(text), "\n") {
-		line := strings.TrimSpace(strings.TrimRight(raw, "\r"))
+	// Lines are slices of one copy of the text, and the extents are
+	// counted before they are kept: a descriptor costs its size plus what
+	// each extent holds, however short its lines.
+	all := string(text)
+	count := 0
+	for rest := all; rest != ""; {
+		var line string
+		line, rest = nextLine(rest)
+		if isExtentLine(line) {
+			count++
+		}
+	}
+	d.Extents = make([]ExtentLine, 0, count)
+	rest := all
+	for n := 0; rest != ""; n++ {
+		var line string
+		line, rest = nextLine(rest)
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		fields := strings.Fields(line)
-		switch strings.ToUpper(fields[0]) {
-		case "RW", "RDONLY", "NOACCESS":
+		if isExtentLine(line) {
 			e, err := parseExtentLine(line)
 			if err != nil {
 				return nil, errf(name, errFormat, "descriptor line %d: %v", n+1, err)
@@ -134,6 +162,24 @@ func parseDescriptor(name string, text []byte) (*Descriptor, error) {
 		}
 	}
 	return d, nil
+}
+
+// nextLine splits the first line, trimmed, from the text that follows it.
+func nextLine(s string) (line, rest string) {
+	line = s
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		line, rest = s[:i], s[i+1:]
+	}
+	return strings.TrimSpace(strings.TrimRight(line, "\r")), rest
+}
+
+// isExtentLine says whether a trimmed line starts with an access mode.
+func isExtentLine(line string) bool {
+	first := line
+	if i := strings.IndexFunc(line, unicode.IsSpace); i >= 0 {
+		first = line[:i]
+	}
+	return strings.EqualFold(first, "RW") || strings.EqualFold(first, "RDONLY") || strings.EqualFold(first, "NOACCESS")
 }
 
 // parseExtentLine parses `ACCESS SECTORS TYPE ["FILE" [OFFSET]]`.

@@ -17,17 +17,24 @@ type flatExtent struct {
 	fd   int // -1 when f is not a regular file (no hole seeking)
 }
 
-func newFlat(f layouts.File, base, n int64) (*flatExtent, error) {
+// newFlat makes the extent of n bytes from base in f; fd is f's
+// descriptor when f is a regular file (see seekFD), -1 otherwise.
+func newFlat(f layouts.File, fd int, base, n int64) (*flatExtent, error) {
 	if base > f.Size() || n > f.Size()-base {
 		return nil, errf(f.Name(), errFormat, "flat extent needs %d bytes from byte %d but the file holds %d", n, base, f.Size())
 	}
-	x := &flatExtent{f: f, base: base, n: n, fd: -1}
+	return &flatExtent{f: f, base: base, n: n, fd: fd}, nil
+}
+
+// seekFD is the descriptor of f to seek for holes in, or -1 when f is not
+// a regular file.
+func seekFD(f layouts.File) int {
 	if o, ok := layouts.OSFile(f); ok {
 		if st, err := o.Stat(); err == nil && st.Mode().IsRegular() {
-			x.fd = int(o.Fd())
+			return int(o.Fd())
 		}
 	}
-	return x, nil
+	return -1
 }
 
 func (x *flatExtent) readAt(p []byte, off int64) error {
@@ -84,7 +91,6 @@ func (x *flatExtent) extentsKind(b *layouts.Builder, base, off, n int64, zero bo
 	return nil
 }
 
-func (x *flatExtent) close() error    { return x.f.Close() }
 func (x *flatExtent) files() []string { return []string{x.f.Name()} }
 
 // zeroExtent is a ZERO extent: no file, reads as zeros.
@@ -95,5 +101,4 @@ func (zeroExtent) extents(b *layouts.Builder, base, off, n int64) error {
 	b.Add(base+off, n, layouts.Zero)
 	return nil
 }
-func (zeroExtent) close() error    { return nil }
 func (zeroExtent) files() []string { return nil }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vmfs/vmfs/layouts"
@@ -37,6 +38,11 @@ func (m *memFile) Close() error { return nil }
 // fuzzSeeds makes small images of each kind with qemu-img.
 func fuzzSeeds(f *testing.F) {
 	f.Add([]byte("# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 8 ZERO\nRW 16 FLAT \"x.vmdk\" 0\n"))
+	// Hostile: a descriptor past the size vmfs reads, and one of
+	// thousands of extents naming one file.
+	head := "# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n"
+	f.Add([]byte(head + strings.Repeat("RW 1 ZERO\n", maxDescriptor/10+1)))
+	f.Add([]byte(head + strings.Repeat("RW 1 ZERO\nRW 1 FLAT \"x.vmdk\" 0\n", 5000)))
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -32,7 +33,6 @@ func newCaches() *caches {
 type extent interface {
 	readAt(p []byte, off int64) error
 	extents(b *layouts.Builder, base, off, n int64) error
-	close() error
 	files() []string
 }
 
@@ -166,7 +166,7 @@ func open(f layouts.File, env *layouts.Env) (*Disk, error) {
 		if err := checkCreateType(name, desc.CreateType, true); err != nil {
 			return nil, err
 		}
-		l := &layer{exts: []mapped{{start: 0, n: m.size, x: unowned{m}}}, size: m.size}
+		l := &layer{exts: []mapped{{start: 0, n: m.size, x: m}}, size: m.size}
 		return finish(f, name, desc, l, env)
 	case magic == cowdMagic:
 		m, err := openCOWD(f, head[:sector], 0, c)
@@ -174,9 +174,14 @@ func open(f layouts.File, env *layouts.Env) (*Disk, error) {
 			return nil, err
 		}
 		desc := &Descriptor{ParentCID: noCID, DDB: map[string]string{}, CreateType: "vmfsSparse"}
-		l := &layer{exts: []mapped{{start: 0, n: m.size, x: unowned{m}}}, size: m.size}
+		l := &layer{exts: []mapped{{start: 0, n: m.size, x: m}}, size: m.size}
 		return finish(f, name, desc, l, env)
-	case f.Size() <= maxDescriptor && looksLikeDescriptor(head):
+	case looksLikeDescriptor(head):
+		// Text that starts as a descriptor is one, or an error: never a
+		// raw disk whose bytes would be the descriptor's text.
+		if f.Size() > maxDescriptor {
+			return nil, errf(name, errFormat, "descriptor is %s, more than the %s vmfs reads", sizeText(f.Size()), sizeText(maxDescriptor))
+		}
 	default:
 		return nil, errf(name, errWrongType, "not a VMDK file (%d bytes, starting %q)", f.Size(), head[:min(len(head), 24)])
 	}
@@ -273,15 +278,60 @@ func checkCreateType(name, ct string, embedded bool) error {
 	return nil
 }
 
-// openExtents opens the extents a text descriptor lists.
+// maxExtentFiles bounds the distinct files one descriptor names, each held
+// open while the disk is: 8192 is twice the files of the largest hosted
+// disk (8 TiB in 2 GiB extents).
+const maxExtentFiles = 8192
+
+// extentFile is a file named by extent lines, opened once however many
+// lines name it, and its sparse header once read.
+type extentFile struct {
+	f      layouts.File
+	fd     int // for flat extents: see seekFD
+	sparse *grainMap
+}
+
+// openExtents opens the extents a text descriptor lists. Lines that name
+// the same file (the same path once symlinks are resolved) share one open
+// file, owned by the layer.
 func openExtents(name string, desc *Descriptor, env *layouts.Env, c *caches) (*layer, error) {
 	if len(desc.Extents) == 0 {
 		return nil, errf(name, errFormat, "descriptor lists no extents")
 	}
-	l := &layer{}
+	l := &layer{exts: make([]mapped, 0, len(desc.Extents))}
 	fail := func(err error) (*layer, error) {
 		l.closeAll()
 		return nil, err
+	}
+	byRef := map[string]*extentFile{}
+	byPath := map[string]*extentFile{}
+	file := func(ref string) (*extentFile, error) {
+		if ef, ok := byRef[ref]; ok {
+			return ef, nil
+		}
+		p, err := env.Resolve(name, ref)
+		if err != nil {
+			return nil, wrapEnv(err)
+		}
+		key := p
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			key = real
+		}
+		ef, ok := byPath[key]
+		if !ok {
+			if len(byPath) == maxExtentFiles {
+				return nil, errf(name, errUnsupported, "descriptor names more than %d extent files", maxExtentFiles)
+			}
+			f, err := layouts.OpenFile(p)
+			if err != nil {
+				return nil, wrapEnv(err)
+			}
+			ef = &extentFile{f: f, fd: seekFD(f)}
+			byPath[key] = ef
+			l.files = append(l.files, f)
+		}
+		byRef[ref] = ef
+		return ef, nil
 	}
 	for i, e := range desc.Extents {
 		n := e.Sectors * sector
@@ -293,31 +343,34 @@ func openExtents(name string, desc *Descriptor, env *layouts.Env, c *caches) (*l
 		case "ZERO":
 			x = zeroExtent{}
 		case "FLAT", "VMFS":
-			f, err := env.OpenRef(name, e.File)
+			ef, err := file(e.File)
 			if err != nil {
-				return fail(wrapEnv(err))
+				return fail(err)
 			}
-			fx, err := newFlat(f, e.Offset*sector, n)
+			fx, err := newFlat(ef.f, ef.fd, e.Offset*sector, n)
 			if err != nil {
-				f.Close()
 				return fail(err)
 			}
 			x = fx
 		case "SPARSE", "VMFSSPARSE", "SESPARSE":
-			f, err := env.OpenRef(name, e.File)
+			ef, err := file(e.File)
 			if err != nil {
-				return fail(wrapEnv(err))
-			}
-			m, err := openSparseExtent(f, e.Type, int32(i), c)
-			if err != nil {
-				f.Close()
 				return fail(err)
 			}
-			x = m
-			if m.size < n {
-				m.close()
-				return fail(errf(name, errFormat, "extent %d (%s) holds %d sectors, the descriptor says %d", i+1, f.Name(), m.size/sector, e.Sectors))
+			if ef.sparse == nil {
+				// Extents of one file read the same grains: one
+				// grain map serves them all.
+				m, err := openSparseExtent(ef.f, e.Type, int32(i), c)
+				if err != nil {
+					return fail(err)
+				}
+				ef.sparse = m
 			}
+			m := ef.sparse
+			if m.size < n {
+				return fail(errf(name, errFormat, "extent %d (%s) holds %d sectors, the descriptor says %d", i+1, ef.f.Name(), m.size/sector, e.Sectors))
+			}
+			x = m
 		case "VMFSRAW", "VMFSRDM", "VMFSRDMP":
 			return fail(errf(name, errUnsupported, "extent %d is a raw device mapping (%s): not supported", i+1, e.Type))
 		default:
@@ -326,8 +379,6 @@ func openExtents(name string, desc *Descriptor, env *layouts.Env, c *caches) (*l
 		if n > 0 {
 			l.exts = append(l.exts, mapped{start: l.size, n: n, x: x})
 			l.size += n
-		} else if err := x.close(); err != nil {
-			return fail(err)
 		}
 	}
 	return l, nil
@@ -359,9 +410,11 @@ type mapped struct {
 }
 
 // layer is the virtual disk one descriptor describes: its extents end to
-// end.
+// end, and the extent files it opened (the file Open was given is the
+// Disk's).
 type layer struct {
 	exts      []mapped
+	files     []layouts.File
 	size      int64
 	hasParent bool
 }
@@ -372,11 +425,12 @@ func (l *layer) Close() error   { return nil } // the Disk closes extents
 
 func (l *layer) closeAll() error {
 	var err error
-	for _, e := range l.exts {
-		if cerr := e.x.close(); err == nil {
+	for _, f := range l.files {
+		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 	}
+	l.files = nil
 	return err
 }
 
@@ -425,9 +479,3 @@ func (l *layer) Extents(off, n int64) ([]layouts.Extent, error) {
 	}
 	return b.Extents(), nil
 }
-
-// unowned is the extent in the file Open was given: the Disk closes that
-// file itself.
-type unowned struct{ *grainMap }
-
-func (unowned) close() error { return nil }

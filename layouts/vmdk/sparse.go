@@ -1,6 +1,7 @@
 package vmdk
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -319,8 +320,6 @@ func (m *grainMap) extents(b *layouts.Builder, base, off, n int64) error {
 	return nil
 }
 
-func (m *grainMap) close() error { return m.f.Close() }
-
 func (m *grainMap) files() []string { return []string{m.f.Name()} }
 
 // readFull reads exactly len(p) bytes at off.
@@ -401,6 +400,11 @@ func openKDMV(f layouts.File, hdr []byte, id int32, c *caches) (*grainMap, []byt
 		desc = make([]byte, n)
 		if err := readFull(f, desc, off); err != nil {
 			return nil, nil, errf(name, errFormat, "reading embedded descriptor: %v", err)
+		}
+		if h.descSize > maxDescriptor/sector && n == maxDescriptor && bytes.IndexByte(desc, 0) < 0 {
+			// The text goes on past the limit: reading part of it
+			// would be a guess.
+			return nil, nil, errf(name, errFormat, "embedded descriptor is longer than the %s vmfs reads", sizeText(maxDescriptor))
 		}
 	}
 	if h.flags&flagMarkers != 0 {

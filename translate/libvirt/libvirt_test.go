@@ -634,6 +634,10 @@ func FuzzParseLibvirt(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// Hostile: nested past the depth limit, and wider than the element
+	// limit, in a few KiB.
+	f.Add([]byte(domHead + "</devices><metadata>" + strings.Repeat("<a>", 70) + strings.Repeat("</a>", 70) + "</metadata></domain>"))
+	f.Add([]byte(domHead + strings.Repeat("<x/>", xmlLimits.Elements) + "</devices></domain>"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseBytes("/x/a.xml", b)
 		if err != nil {

@@ -12,11 +12,17 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/vmfs/vmfs/internal/xmlguard"
 	"github.com/vmfs/vmfs/translate"
 )
 
 // MaxSize bounds the domain XML that Parse reads.
 const MaxSize = 4 << 20
+
+// xmlLimits bound a domain XML before it is decoded: real ones hold some
+// hundreds of elements, ten levels deep, and decoding costs some KiB per
+// element (a <disk/> of 7 bytes becomes a struct of 3 KiB).
+var xmlLimits = xmlguard.Limits{Depth: 64, Elements: 10000, Attrs: 50000, TagAttrs: 1000}
 
 // Warning codes of the parser. They are stable.
 const (
@@ -56,6 +62,9 @@ func Parse(path string) (*translate.Machine, error) {
 func ParseBytes(name string, b []byte) (*translate.Machine, error) {
 	if len(b) > MaxSize {
 		return nil, fmt.Errorf("libvirt: %s: %d bytes is too large for a domain XML (limit %d)", name, len(b), MaxSize)
+	}
+	if err := xmlguard.Check(b, xmlLimits); err != nil {
+		return nil, fmt.Errorf("libvirt: %s: %w", name, err)
 	}
 	dom, err := decodeOne(b)
 	if err != nil {

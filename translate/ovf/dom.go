@@ -8,15 +8,19 @@ import (
 	"strings"
 
 	"golang.org/x/text/encoding/htmlindex"
+
+	"github.com/vmfs/vmfs/internal/xmlguard"
 )
 
 // Limits of the XML reader: real descriptors are a few hundred elements,
-// ten levels deep.
+// ten levels deep, with some tens of attributes on an element.
 const (
 	maxDepth = 64
 	maxNodes = 200000
 	maxText  = 64 << 10 // text kept per element
 )
+
+var xmlLimits = xmlguard.Limits{Depth: maxDepth, Elements: maxNodes, Attrs: 200000, TagAttrs: 1000}
 
 // Node is an element of an XML document, namespaces dropped: OVF files
 // put the same elements in several namespaces (OVF 0.9, 1.x, 2.0, VMware,
@@ -94,6 +98,9 @@ func (n *Node) ChildText(name string) string {
 // character set (ISO-8859-1 .vbox files exist).
 func ParseXML(b []byte) (*Node, error) {
 	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	if err := xmlguard.Prescan(b, xmlLimits); err != nil {
+		return nil, err
+	}
 	d := xml.NewDecoder(bytes.NewReader(b))
 	d.CharsetReader = func(label string, r io.Reader) (io.Reader, error) {
 		enc, err := htmlindex.Get(label)
@@ -104,8 +111,11 @@ func ParseXML(b []byte) (*Node, error) {
 	}
 	d.Strict = true
 	var root *Node
+	// The open elements, and the text of each so far: one buffer per
+	// level, reused, so that text in many pieces costs its length once.
 	var stack []*Node
-	nodes := 0
+	var texts [][]byte
+	guard := xmlguard.Guard{Limits: xmlLimits}
 	for {
 		tok, err := d.Token()
 		if err == io.EOF {
@@ -114,15 +124,11 @@ func ParseXML(b []byte) (*Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("malformed XML: %w", err)
 		}
+		if err := guard.Token(tok); err != nil {
+			return nil, err
+		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			nodes++
-			if nodes > maxNodes {
-				return nil, fmt.Errorf("more than %d XML elements", maxNodes)
-			}
-			if len(stack) >= maxDepth {
-				return nil, fmt.Errorf("XML nested deeper than %d elements", maxDepth)
-			}
 			n := &Node{Name: t.Name.Local, Attrs: t.Attr}
 			if len(stack) == 0 {
 				if root != nil {
@@ -134,12 +140,19 @@ func ParseXML(b []byte) (*Node, error) {
 				p.Children = append(p.Children, n)
 			}
 			stack = append(stack, n)
+			if len(texts) < len(stack) {
+				texts = append(texts, nil)
+			}
+			texts[len(stack)-1] = texts[len(stack)-1][:0]
 		case xml.EndElement:
+			if text := texts[len(stack)-1]; len(text) > 0 {
+				stack[len(stack)-1].Text = string(text)
+			}
 			stack = stack[:len(stack)-1]
 		case xml.CharData:
 			if len(stack) > 0 {
-				if n := stack[len(stack)-1]; len(n.Text) < maxText {
-					n.Text += string(t[:min(len(t), maxText-len(n.Text))])
+				if text := texts[len(stack)-1]; len(text) < maxText {
+					texts[len(stack)-1] = append(text, t[:min(len(t), maxText-len(text))]...)
 				}
 			} else if len(bytes.TrimSpace(t)) > 0 {
 				return nil, fmt.Errorf("malformed XML: text outside the root element")

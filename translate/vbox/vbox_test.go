@@ -312,6 +312,11 @@ func FuzzParseVBox(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	// Hostile: text in thousands of pieces, a tag past the attribute
+	// limit, nesting past the depth limit.
+	f.Add([]byte("<Envelope><a>" + strings.Repeat("x<!---->", 4000) + "</a></Envelope>"))
+	f.Add([]byte("<Envelope><a" + strings.Repeat(" b=''", 1001) + "/></Envelope>"))
+	f.Add([]byte("<Envelope>" + strings.Repeat("<a>", 65) + strings.Repeat("</a>", 65) + "</Envelope>"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseBytes("/x/fuzz.vbox", b)
 		if err != nil {

@@ -190,6 +190,10 @@ func FuzzParseVMX(f *testing.F) {
 		}
 	}
 	f.Add([]byte("scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"a|22|7c.vmdk\"\n.encoding = \"Shift_JIS\"\n"))
+	// Hostile: many short lines of the kinds TestParseMemory measures.
+	for _, kind := range []string{"distinct", "shortest", "slots", "encoding", "nonascii-key"} {
+		f.Add(hostileVMX(kind)[:64<<10])
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseBytes("/vm/x.vmx", b)
 		if err != nil {

@@ -15,9 +15,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding"
@@ -28,6 +30,7 @@ import (
 	"golang.org/x/text/encoding/korean"
 	"golang.org/x/text/encoding/simplifiedchinese"
 	"golang.org/x/text/encoding/traditionalchinese"
+	"golang.org/x/text/transform"
 
 	"github.com/vmfs/vmfs/translate"
 )
@@ -143,12 +146,25 @@ func notVMX(name string, b []byte) error {
 	return nil
 }
 
-// entries holds the decoded keys (lowercased) and their values.
-type entries map[string]string
+// entry is a key, lowercased, and its decoded value.
+type entry struct{ key, val string }
 
-func (e entries) get(k string) string { return e[k] }
+// entries holds the keys of a .vmx sorted, each once: a sorted slice
+// rather than a map, so that a file of a million short lines costs a small
+// multiple of its size.
+type entries []entry
 
-func (e entries) has(k string) bool { _, ok := e[k]; return ok }
+func (e entries) lookup(k string) (string, bool) {
+	i, ok := slices.BinarySearchFunc(e, k, func(a entry, k string) int { return strings.Compare(a.key, k) })
+	if !ok {
+		return "", false
+	}
+	return e[i].val, true
+}
+
+func (e entries) get(k string) string { v, _ := e.lookup(k); return v }
+
+func (e entries) has(k string) bool { _, ok := e.lookup(k); return ok }
 
 // isTrue reads VMware booleans: TRUE/true/yes/1.
 func isTrue(v string) bool {
@@ -169,48 +185,62 @@ func isFalse(v string) bool {
 
 // parseKV splits b into keys and values, unescapes and decodes the values
 // into UTF-8. Later keys win over earlier ones.
+//
+// Keys and values are slices of two copies of the text (one with its ASCII
+// letters lowercased for the keys); only values that unescaping or
+// decoding changes, and keys that are not ASCII, are allocated on their
+// own.
 func parseKV(name string, b []byte, m *translate.Machine) (entries, error) {
 	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
-	type raw struct {
-		key string
-		val []byte
+	text := string(b)
+	lower := asciiLower(b)
+	count := 0
+	for rest := text; rest != ""; {
+		var line string
+		line, rest = cutLine(rest)
+		if line = strings.TrimSpace(line); line != "" && line[0] != '#' && strings.IndexByte(line, '=') > 0 {
+			count++
+		}
 	}
-	var lines []raw
+	kv := make(entries, 0, count)
 	encName := ""
 	badLines := 0
-	for len(b) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
+	for pos := 0; pos < len(text); {
+		end := len(text)
+		if i := strings.IndexByte(text[pos:], '\n'); i >= 0 {
+			end = pos + i
 		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 || line[0] == '#' {
+		lo, hi := trimSpan(text, pos, end)
+		pos = end + 1
+		if lo == hi || text[lo] == '#' {
 			continue
 		}
-		eq := bytes.IndexByte(line, '=')
+		eq := strings.IndexByte(text[lo:hi], '=')
 		if eq <= 0 {
 			badLines++
 			continue
 		}
-		key := strings.ToLower(string(bytes.TrimSpace(line[:eq])))
-		val := bytes.TrimSpace(line[eq+1:])
+		klo, khi := trimSpan(text, lo, lo+eq)
+		key := lower[klo:khi]
+		if !isASCIIString(key) {
+			key = strings.ToLower(text[klo:khi])
+		}
+		val := strings.TrimSpace(text[lo+eq+1 : hi])
 		if len(val) > 0 && val[0] == '"' {
-			if j := bytes.IndexByte(val[1:], '"'); j >= 0 {
+			if j := strings.IndexByte(val[1:], '"'); j >= 0 {
 				val = val[1 : 1+j]
 			} else {
 				val = val[1:] // unterminated: take the rest of the line
 			}
-		} else if j := bytes.IndexAny(val, " \t#"); j >= 0 {
+		} else if j := strings.IndexAny(val, " \t#"); j >= 0 {
 			val = val[:j]
 		}
 		val = unescape(val)
 		if key == ".encoding" {
-			encName = string(val)
+			encName = val
 			continue
 		}
-		lines = append(lines, raw{key, val})
+		kv = append(kv, entry{key, val})
 	}
 	if badLines > 0 {
 		m.Warn(WarnBadLine, "%s: %d lines are not key = value and were ignored", filepath.Base(name), badLines)
@@ -219,36 +249,95 @@ func parseKV(name string, b []byte, m *translate.Machine) (entries, error) {
 	if dec == nil {
 		m.Warn(WarnEncoding, "%s: unknown .encoding %q: read as UTF-8", filepath.Base(name), encName)
 	}
-	kv := make(entries, len(lines))
+	utf8In := dec == nil || label == "UTF-8"
 	invalid := 0
-	for _, l := range lines {
-		var s string
-		if dec == nil || isASCII(l.val) {
-			s = string(l.val)
-		} else {
-			out, err := dec.Bytes(l.val)
+	var buf []byte
+	for i := range kv {
+		s := kv[i].val
+		if !utf8In && !isASCIIString(s) {
+			out, err := decode(dec, &buf, s)
 			if err != nil {
 				invalid++
-				s = strings.ToValidUTF8(string(l.val), "\uFFFD")
+				s = strings.ToValidUTF8(s, "\uFFFD")
 			} else {
-				s = string(out)
+				s = out
 			}
 		}
 		if !utf8.ValidString(s) {
 			invalid++
 			s = strings.ToValidUTF8(s, "\uFFFD")
 		}
-		kv[l.key] = s
+		kv[i].val = s
 	}
 	if invalid > 0 {
 		m.Warn(WarnEncoding, "%s: %d values are not valid %s: bad bytes replaced", filepath.Base(name), invalid, label)
 	}
-	return kv, nil
+	// Sort by key, the lines of one key in file order, and keep the last.
+	slices.SortStableFunc(kv, func(a, b entry) int { return strings.Compare(a.key, b.key) })
+	out := kv[:0]
+	for i, e := range kv {
+		if i+1 < len(kv) && kv[i+1].key == e.key {
+			continue
+		}
+		out = append(out, e)
+	}
+	clear(kv[len(out):])
+	return out, nil
 }
 
-func isASCII(b []byte) bool {
+// cutLine splits the first line of s from the rest.
+func cutLine(s string) (line, rest string) {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// trimSpan narrows s[lo:hi] to its text without leading and trailing
+// white space (as strings.TrimSpace), as offsets.
+func trimSpan(s string, lo, hi int) (int, int) {
+	t := strings.TrimLeftFunc(s[lo:hi], unicode.IsSpace)
+	lo = hi - len(t)
+	return lo, lo + len(strings.TrimRightFunc(t, unicode.IsSpace))
+}
+
+// asciiLower is b with its ASCII capitals lowercased, and nothing else
+// changed: the offsets of the text are the offsets of the copy.
+func asciiLower(b []byte) string {
+	var sb strings.Builder
+	sb.Grow(len(b))
 	for _, c := range b {
-		if c >= 0x80 {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		sb.WriteByte(c)
+	}
+	return sb.String()
+}
+
+// decode decodes s with dec through the reused buffer *buf: only the
+// result is allocated.
+func decode(dec *encoding.Decoder, buf *[]byte, s string) (string, error) {
+	if need := 4*len(s) + 16; cap(*buf) < need {
+		*buf = make([]byte, max(need, 2*cap(*buf)))
+	}
+	dec.Reset()
+	dst := (*buf)[:cap(*buf)]
+	n, _, err := dec.Transform(dst, []byte(s), true)
+	if err != nil {
+		if errors.Is(err, transform.ErrShortDst) {
+			// Not expected from a character set decoder: let the
+			// library size the result.
+			return dec.String(s)
+		}
+		return "", err
+	}
+	return string(dst[:n]), nil
+}
+
+func isASCIIString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
 			return false
 		}
 	}
@@ -256,22 +345,23 @@ func isASCII(b []byte) bool {
 }
 
 // unescape replaces VMware's |XX hex escapes with their bytes.
-func unescape(v []byte) []byte {
-	if bytes.IndexByte(v, '|') < 0 {
+func unescape(v string) string {
+	if strings.IndexByte(v, '|') < 0 {
 		return v
 	}
-	out := make([]byte, 0, len(v))
+	var out strings.Builder
+	out.Grow(len(v))
 	for i := 0; i < len(v); i++ {
 		if v[i] == '|' && i+2 < len(v) {
 			if h, ok := hexByte(v[i+1], v[i+2]); ok {
-				out = append(out, h)
+				out.WriteByte(h)
 				i += 2
 				continue
 			}
 		}
-		out = append(out, v[i])
+		out.WriteByte(v[i])
 	}
-	return out
+	return out.String()
 }
 
 func hexByte(a, b byte) (byte, bool) {
@@ -402,8 +492,8 @@ func build(name string, kv entries, m *translate.Machine) error {
 	// Disks and CD-ROMs, found from their namespaces.
 	seen := map[string]bool{}
 	var slots []slot
-	for k := range kv {
-		s, ok := parseSlot(k)
+	for _, e := range kv {
+		s, ok := parseSlot(e.key)
 		if !ok || seen[s.ns] {
 			continue
 		}
@@ -567,8 +657,8 @@ func orDash(s string) string {
 // hasAnyDevice says whether the clear part of an encrypted .vmx describes
 // devices (Workstation "partial" encryption) or nothing at all.
 func hasAnyDevice(kv entries) bool {
-	for k := range kv {
-		if _, ok := parseSlot(k); ok {
+	for _, e := range kv {
+		if _, ok := parseSlot(e.key); ok {
 			return true
 		}
 	}
@@ -604,7 +694,8 @@ func parseSlot(k string) (slot, bool) {
 // indexes returns the sorted N of the "<prefix>N.*" keys.
 func indexes(kv entries, prefix string) []int {
 	set := map[int]bool{}
-	for k := range kv {
+	for _, e := range kv {
+		k := e.key
 		if !strings.HasPrefix(k, prefix) {
 			continue
 		}

@@ -120,7 +120,7 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := materialize.Options{Force: c.Bool("force"), Verify: c.Bool("verify"), Workers: c.Int("jobs")}
+	opts := materialize.Options{Force: c.Bool("force"), Verify: c.Bool("verify"), Workers: c.Int("jobs"), Protected: v.Sources}
 	finish, err := progressReporter(c.String("progress"), &opts)
 	if err != nil {
 		return err

@@ -27,6 +27,7 @@ type mountOptions struct {
 	debug           bool
 	overlay         string
 	fresh           bool
+	nonEmpty        bool
 	cpuProfile      string
 }
 
@@ -41,6 +42,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse writes (EROFS)"},
 			&cli.BoolFlag{Name: "share", Usage: "let every local user read the mount (default: only you and the hypervisor's user)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
+			&cli.BoolFlag{Name: "nonempty", Usage: "allow a MOUNTPOINT that holds files (the mount hides them)"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile (go tool pprof) to FILE until unmount"},
 		),
 		Action: func(c *cli.Context) error {
@@ -52,7 +54,7 @@ func mountCommand() *cli.Command {
 				daemon: c.Bool("daemon"), readOnly: c.Bool("read-only"),
 				share: c.Bool("share"), debug: c.Bool("fuse-debug"),
 				overlay: c.String("overlay"), fresh: c.Bool("fresh"),
-				cpuProfile: c.String("cpuprofile"),
+				nonEmpty: c.Bool("nonempty"), cpuProfile: c.String("cpuprofile"),
 			}
 			return runMount(c, o)
 		},
@@ -60,6 +62,15 @@ func mountCommand() *cli.Command {
 }
 
 func runMount(c *cli.Context, o mountOptions) error {
+	err := mountOrDaemonize(c, o)
+	mount.Ready(err) // no-op once readiness was reported, or outside a daemon child
+	return err
+}
+
+// mountOrDaemonize builds the view and checks the mountpoint against it
+// (before a daemon is started, so that a refusal reaches the user), then
+// serves, or starts the daemon that does.
+func mountOrDaemonize(c *cli.Context, o mountOptions) error {
 	mnt, err := filepath.Abs(o.mountpoint)
 	if err != nil {
 		return err
@@ -67,28 +78,11 @@ func runMount(c *cli.Context, o mountOptions) error {
 	if _, err := os.Stat(o.src); err != nil {
 		return fmt.Errorf("%s: %w", o.src, unwrapPathErr(err))
 	}
-	if err := mount.CheckMountpoint(mnt); err != nil {
+	if err := mount.CheckMountpoint(mnt, mount.MountpointOptions{NonEmpty: o.nonEmpty}); err != nil {
 		return err
 	}
-	if o.daemon && !mount.IsDaemonChild() {
-		if err := os.MkdirAll(mount.RegistryDir(), 0o700); err != nil {
-			return err
-		}
-		logPath := mount.LogPath(mnt)
-		if err := mount.Daemonize(os.Args[1:], logPath, 2*time.Minute); err != nil {
-			return err
-		}
-		fmt.Printf("mounted %s at %s\n", o.src, mnt)
-		return nil
-	}
-	err = serve(c, o, mnt)
-	mount.Ready(err) // no-op once readiness was reported
-	return err
-}
-
-func serve(c *cli.Context, o mountOptions, mnt string) error {
-	log := logger(c)
-	if o.cpuProfile != "" {
+	daemonParent := o.daemon && !mount.IsDaemonChild()
+	if o.cpuProfile != "" && !daemonParent {
 		stop, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
 			return err
@@ -104,6 +98,28 @@ func serve(c *cli.Context, o mountOptions, mnt string) error {
 		return err
 	}
 	defer v.Close()
+	if err := mount.CheckMountpoint(mnt, mount.MountpointOptions{Sources: v.Sources.Paths(), NonEmpty: o.nonEmpty}); err != nil {
+		return err
+	}
+	if daemonParent {
+		v.Close()
+		if err := os.MkdirAll(mount.RegistryDir(), 0o700); err != nil {
+			return err
+		}
+		logPath := mount.LogPath(mnt)
+		if err := mount.Daemonize(os.Args[1:], logPath, 2*time.Minute); err != nil {
+			return err
+		}
+		fmt.Printf("mounted %s at %s\n", o.src, mnt)
+		return nil
+	}
+	return serve(c, o, mnt, bo, v)
+}
+
+// serve serves v at mnt until it is unmounted.
+func serve(c *cli.Context, o mountOptions, mnt string, bo view.BuildOptions, v *view.View) error {
+	log := logger(c)
+	var err error
 	for _, w := range v.Warnings {
 		mount.Notify(w.String())
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -22,7 +23,34 @@ func translateFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "network-map", Usage: "rename a source network: SRC=DST (repeatable)"},
 		&cli.StringFlag{Name: "domain-type", Value: "kvm", Usage: "libvirt domain type: kvm or qemu (software emulation)"},
 		&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
+		allowDeviceFlag(),
 	}
+}
+
+// allowDeviceFlag lets descriptors and images name a block device.
+func allowDeviceFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "allow-device", Usage: "let descriptors and images name the block device DEV (repeatable)"}
+}
+
+// allowDevices are the --allow-device paths, made absolute; each must be a
+// device file.
+func allowDevices(c *cli.Context) ([]string, error) {
+	var out []string
+	for _, d := range c.StringSlice("allow-device") {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, fmt.Errorf("--allow-device %s: %w", d, err)
+		}
+		st, err := os.Stat(abs)
+		if err != nil {
+			return nil, usagef("--allow-device %s: %v", d, unwrapPathErr(err))
+		}
+		if st.Mode()&os.ModeDevice == 0 {
+			return nil, usagef("--allow-device %s: not a device file", d)
+		}
+		out = append(out, abs)
+	}
+	return out, nil
 }
 
 // buildOptions turns the shared flags into view options for dir.
@@ -45,7 +73,11 @@ func buildOptions(c *cli.Context, dir string) (view.BuildOptions, error) {
 		}
 		nm[src] = dst
 	}
-	env := &layouts.Env{}
+	devs, err := allowDevices(c)
+	if err != nil {
+		return view.BuildOptions{}, err
+	}
+	env := &layouts.Env{AllowDevices: devs}
 	for _, d := range c.StringSlice("allow-path") {
 		abs, err := filepath.Abs(d)
 		if err != nil {

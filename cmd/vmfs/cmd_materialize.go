@@ -59,12 +59,15 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 		return err
 	}
 	defer v.Close()
-	for _, w := range v.Warnings {
-		fmt.Fprintf(os.Stderr, "vmfs: warning: %s\n", w)
-	}
 	files := make([]materialize.File, len(v.Files))
 	for i, f := range v.Files {
 		files[i] = materialize.File{Name: f.Name, Content: f.Content, Mode: f.Mode, Disk: f.Disk}
+	}
+	if err := materialize.CheckProtected(dest, files, v.Sources); err != nil {
+		return err
+	}
+	for _, w := range v.Warnings {
+		fmt.Fprintf(os.Stderr, "vmfs: warning: %s\n", w)
 	}
 	if !c.Bool("discard-overlay") {
 		dir := c.String("overlay")

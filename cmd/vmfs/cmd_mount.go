@@ -78,7 +78,9 @@ func mountOrDaemonize(c *cli.Context, o mountOptions) error {
 	if _, err := os.Stat(o.src); err != nil {
 		return fmt.Errorf("%s: %w", o.src, unwrapPathErr(err))
 	}
-	if err := mount.CheckMountpoint(mnt, mount.MountpointOptions{NonEmpty: o.nonEmpty}); err != nil {
+	// What needs no view first; the source and emptiness checks follow
+	// once the view says which files it reads.
+	if err := mount.CheckMountpoint(mnt, mount.MountpointOptions{NonEmpty: true}); err != nil {
 		return err
 	}
 	daemonParent := o.daemon && !mount.IsDaemonChild()

@@ -72,6 +72,9 @@ func (s Summary) Rate() float64 {
 
 const partialSuffix = ".vmfs-partial"
 
+// ErrSource: a run would write over a source file.
+var ErrSource = errors.New("refused")
+
 // Run writes files into dir. On any failure or cancellation the temporary
 // files are removed and no file under a final name is incomplete.
 func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, error) {
@@ -99,7 +102,7 @@ func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, 
 	// Files an interrupted run was renaming into place are complete, but
 	// their set is not: this run may replace them without --force.
 	renaming := readJournal(dir)
-	if err := checkProtected(dir, ordered, opts.Protected); err != nil {
+	if err := CheckProtected(dir, ordered, opts.Protected); err != nil {
 		return Summary{}, err
 	}
 	var total, alloc int64
@@ -174,11 +177,12 @@ func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, 
 	return sum, nil
 }
 
-// checkProtected refuses a run that would write any of the source files
-// src: a file's final name, its temporary name or the journal is one of
-// them (by device and inode, or by resolved path: a DESTDIR that is, or
-// links to, the source's directory counts).
-func checkProtected(dir string, files []File, src *layouts.Sources) error {
+// CheckProtected refuses a run into dir that would write any of the source
+// files src: a file's final name, its temporary name or the journal is one
+// of them (by device and inode, or by resolved path: a DESTDIR that is, or
+// links to, the source's directory counts). Run checks it too; callers may
+// check it first, before anything else is said or done.
+func CheckProtected(dir string, files []File, src *layouts.Sources) error {
 	paths := []string{filepath.Join(dir, journalName)}
 	for _, f := range files {
 		if err := checkName(f.Name); err != nil {
@@ -193,9 +197,6 @@ func checkProtected(dir string, files []File, src *layouts.Sources) error {
 	}
 	return nil
 }
-
-// ErrSource: a run would write over a source file.
-var ErrSource = errors.New("refused")
 
 func checkName(name string) error {
 	if name == "" || name == "." || name == ".." || filepath.Base(name) != name {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -382,4 +383,41 @@ func TestDeviceNamedBySource(t *testing.T) {
 			t.Fatalf("inspect %s: exit %d: %s", dev, r.code, r.stderr)
 		}
 	})
+}
+
+// TestManifestNamesDevice lists a symlink to /dev/zero, and a FIFO, in an
+// .ovf's manifest: verifying the manifest must not read them (forever),
+// but refuse them, naming the manifest.
+func TestManifestNamesDevice(t *testing.T) {
+	testenv.NeedCommands(t, "qemu-img")
+	testenv.BuildVMFS(t)
+	root := t.TempDir()
+	hostileRaw(t, filepath.Join(root, "src.raw"), hostileDiskSize)
+	vmx := writeVMX(t, root, "hostile.vmx", "src.raw")
+	for _, c := range []struct {
+		name string
+		make func(t *testing.T, p string) error
+	}{
+		{"device", func(t *testing.T, p string) error { return os.Symlink("/dev/zero", p) }},
+		{"fifo", func(t *testing.T, p string) error { return syscall.Mkfifo(p, 0o644) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := runCLI(t, hostileTimeout, "materialize", "--to", "ovf", "--format", "vmdk", "--progress", "none", "--discard-overlay", vmx, dir)
+			if r.code != 0 {
+				t.Fatalf("materialize --to ovf: exit %d: %s", r.code, r.stderr)
+			}
+			if err := c.make(t, filepath.Join(dir, "extra")); err != nil {
+				t.Fatal(err)
+			}
+			mf := filepath.Join(dir, "hostile.mf")
+			b, err := os.ReadFile(mf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, mf, append(b, "SHA256(extra)= "+strings.Repeat("00", 32)+"\n"...))
+			r = runCLI(t, fgMountTimeout, "inspect", filepath.Join(dir, "hostile.ovf"))
+			checkSafetyRefusal(t, "vmfs inspect", r, "hostile.mf", "extra", "not a regular file")
+		})
+	}
 }

@@ -421,3 +421,25 @@ func TestManifestNamesDevice(t *testing.T) {
 		})
 	}
 }
+
+// TestAllowDeviceUsage: --allow-device names a device file; anything else
+// is a usage error (exit 2) naming it.
+func TestAllowDeviceUsage(t *testing.T) {
+	testenv.BuildVMFS(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "d.img")
+	writeFile(t, src, make([]byte, 1<<20))
+	for _, dev := range []string{src, filepath.Join(dir, "nothere")} {
+		for _, cmd := range [][]string{{"inspect"}, {"materialize", "--discard-overlay"}, {"mount"}} {
+			args := append(cmd, "--allow-device", dev, src)
+			if cmd[0] != "inspect" {
+				args = append(args, t.TempDir()) // DESTDIR, MOUNTPOINT
+			}
+			r := runCLI(t, hostileTimeout, args...)
+			checkRefused(t, "vmfs "+cmd[0]+" --allow-device "+dev, r, []string{"--allow-device", dev})
+			if r.code != 2 {
+				t.Errorf("vmfs %s --allow-device %s: exit %d, want 2", cmd[0], dev, r.code)
+			}
+		}
+	}
+}

@@ -22,8 +22,17 @@ type Env struct {
 	// reach besides the directory of the file that names them. A reference
 	// that leaves them all is refused.
 	AllowDirs []string
-	// AllowAny turns the path policy off.
+	// AllowAny turns the directory policy off (not the device policy).
 	AllowAny bool
+	// AllowDevices lists the device files (block devices, by path) that
+	// references and the disks a descriptor names may open. Any other
+	// device is refused: a descriptor must not make vmfs read a host disk.
+	// An entry matches a device with the same resolved path or the same
+	// device number.
+	AllowDevices []string
+	// Sources, when set, records every file opened through the Env. The
+	// copies of an Env made for parents share it.
+	Sources *Sources
 	// OpenDisk opens a path as a disk of any supported format. Format
 	// packages call it through OpenParent for backing files.
 	OpenDisk func(path string, env *Env) (Disk, error)
@@ -38,7 +47,8 @@ var ErrRefused = errors.New("reference refused")
 
 // Resolve turns ref, found inside the file from, into a path, and checks it
 // against the policy: the target (after symlinks) must lie under the
-// directory of from or one of AllowDirs, and be a regular file.
+// directory of from or one of AllowDirs, and be a regular file, or be a
+// device listed in AllowDevices (wherever it lies).
 func (e *Env) Resolve(from, ref string) (string, error) {
 	if ref == "" {
 		return "", fmt.Errorf("%s: empty file reference: %w", from, ErrFormat)
@@ -63,22 +73,102 @@ func (e *Env) Resolve(from, ref string) (string, error) {
 	if real, err = filepath.Abs(real); err != nil {
 		return "", fmt.Errorf("%s: referenced file %q: %w", from, ref, err)
 	}
+	st, err := os.Stat(real)
+	if err != nil {
+		return "", fmt.Errorf("%s: referenced file %q: %w", from, ref, err)
+	}
+	if st.Mode()&os.ModeDevice != 0 && e.deviceAllowed(real, st) {
+		return p, nil
+	}
 	if e == nil || !e.AllowAny {
 		if !e.allowed(from, real) {
 			return "", fmt.Errorf("%s: reference %q leads outside the VM's directory (allow it with --allow-path): %w", from, ref, ErrRefused)
 		}
 	}
-	st, err := os.Stat(real)
-	if err != nil {
-		return "", fmt.Errorf("%s: referenced file %q: %w", from, ref, err)
+	if st.Mode()&os.ModeDevice != 0 {
+		return "", fmt.Errorf("%s: reference %q is a device file (allow it with --allow-device %s): %w", from, ref, real, ErrRefused)
 	}
-	if !st.Mode().IsRegular() && st.Mode()&os.ModeDevice == 0 {
+	if !st.Mode().IsRegular() {
 		return "", fmt.Errorf("%s: reference %q is not a regular file: %w", from, ref, ErrRefused)
 	}
-	if st.Mode()&os.ModeDevice != 0 && (e == nil || !e.AllowAny) {
-		return "", fmt.Errorf("%s: reference %q is a device file: %w", from, ref, ErrRefused)
-	}
 	return p, nil
+}
+
+// deviceAllowed says whether the device file real (resolved, with stat
+// st) is one of AllowDevices.
+func (e *Env) deviceAllowed(real string, st os.FileInfo) bool {
+	if e == nil {
+		return false
+	}
+	sys, _ := st.Sys().(*syscall.Stat_t)
+	for _, a := range e.AllowDevices {
+		if resolvePath(a) == real {
+			return true
+		}
+		ast, err := os.Stat(a)
+		if err != nil || ast.Mode()&os.ModeDevice == 0 || ast.Mode().Type() != st.Mode().Type() {
+			continue
+		}
+		if as, ok := ast.Sys().(*syscall.Stat_t); ok && sys != nil && as.Rdev == sys.Rdev {
+			return true
+		}
+	}
+	return false
+}
+
+// Open opens path, a disk file that a descriptor or an image names,
+// read-only under e's device policy, and records it in e.Sources. A device
+// not in AllowDevices is refused before it is opened (opening some
+// character devices has effects of its own), as is any file that is not a
+// regular file or a block device.
+func (e *Env) Open(path string) (File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkOpen(path, st); err != nil {
+		return nil, err
+	}
+	f, err := OpenFile(path)
+	if err != nil {
+		return nil, err
+	}
+	o := f.(*osFile)
+	// The file opened must be the one checked.
+	ost, err := o.f.Stat()
+	if err != nil || !os.SameFile(st, ost) {
+		o.Close()
+		if err == nil {
+			err = fmt.Errorf("%s: changed while being opened: %w", path, ErrRefused)
+		}
+		return nil, err
+	}
+	if e != nil {
+		e.Sources.addOpen(path, o.f)
+	}
+	return o, nil
+}
+
+func (e *Env) checkOpen(path string, st os.FileInfo) error {
+	m := st.Mode()
+	switch {
+	case m.IsRegular():
+		return nil
+	case m&os.ModeDevice != 0:
+		real := resolvePath(path)
+		if !e.deviceAllowed(real, st) {
+			kind := "block device"
+			if m&os.ModeCharDevice != 0 {
+				kind = "character device"
+			}
+			return fmt.Errorf("%s: is a %s, and only devices named with --allow-device are read (allow it with --allow-device %s): %w", path, kind, real, ErrRefused)
+		}
+		if m&os.ModeCharDevice != 0 {
+			return fmt.Errorf("%s: is a character device, not a disk: %w", path, ErrRefused)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: not a regular file or block device: %w", path, ErrRefused)
 }
 
 func (e *Env) allowed(from, real string) bool {
@@ -111,7 +201,7 @@ func (e *Env) OpenRef(from, ref string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return OpenFile(p)
+	return e.Open(p)
 }
 
 // OpenParent resolves and opens a parent disk named in from, of any
@@ -146,8 +236,10 @@ type osFile struct {
 	size int64
 }
 
-// OpenFile opens path read-only as a File. Device files are accepted (their
-// size is found by seeking); FIFOs and directories are refused.
+// OpenFile opens path read-only as a File. Block devices are accepted (their
+// size is found by seeking); FIFOs and directories are refused. It applies
+// no policy and records nothing: files that a descriptor or an image names
+// are opened with Env.Open.
 func OpenFile(path string) (File, error) {
 	// O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
 	// below); it changes nothing for regular files and block devices.

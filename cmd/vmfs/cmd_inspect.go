@@ -22,12 +22,17 @@ func inspectCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
 			&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
+			allowDeviceFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "SRC"); err != nil {
 				return err
 			}
-			env := &layouts.Env{AllowDirs: c.StringSlice("allow-path")}
+			devs, err := allowDevices(c)
+			if err != nil {
+				return err
+			}
+			env := &layouts.Env{AllowDirs: c.StringSlice("allow-path"), AllowDevices: devs}
 			m, disks, err := view.Inspect(c.Args().Get(0), env)
 			if err != nil {
 				return err

@@ -60,12 +60,15 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 		return err
 	}
 	defer v.Close()
-	for _, w := range v.Warnings {
-		fmt.Fprintf(os.Stderr, "vmfs: warning: %s\n", w)
-	}
 	files := make([]materialize.File, len(v.Files))
 	for i, f := range v.Files {
 		files[i] = materialize.File{Name: f.Name, Content: f.Content, Mode: f.Mode, Disk: f.Disk}
+	}
+	if err := materialize.CheckProtected(dest, files, v.Sources); err != nil {
+		return err
+	}
+	for _, w := range v.Warnings {
+		fmt.Fprintf(os.Stderr, "vmfs: warning: %s\n", w)
 	}
 	if !c.Bool("discard-overlay") {
 		dir := c.String("overlay")
@@ -121,7 +124,7 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := materialize.Options{Force: c.Bool("force"), Verify: c.Bool("verify"), Workers: c.Int("jobs")}
+	opts := materialize.Options{Force: c.Bool("force"), Verify: c.Bool("verify"), Workers: c.Int("jobs"), Protected: v.Sources}
 	finish, err := progressReporter(c.String("progress"), &opts)
 	if err != nil {
 		return err

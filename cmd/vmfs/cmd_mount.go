@@ -27,6 +27,7 @@ type mountOptions struct {
 	debug           bool
 	overlay         string
 	fresh           bool
+	nonEmpty        bool
 	cpuProfile      string
 }
 
@@ -41,6 +42,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse writes (EROFS)"},
 			&cli.BoolFlag{Name: "share", Usage: "let every local user read the mount (default: only you and the hypervisor's user)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
+			&cli.BoolFlag{Name: "nonempty", Usage: "allow a MOUNTPOINT that holds files (the mount hides them)"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile (go tool pprof) to FILE until unmount"},
 		),
 		Action: func(c *cli.Context) error {
@@ -52,13 +54,17 @@ func mountCommand() *cli.Command {
 				daemon: c.Bool("daemon"), readOnly: c.Bool("read-only"),
 				share: c.Bool("share"), debug: c.Bool("fuse-debug"),
 				overlay: c.String("overlay"), fresh: c.Bool("fresh"),
-				cpuProfile: c.String("cpuprofile"),
+				nonEmpty: c.Bool("nonempty"), cpuProfile: c.String("cpuprofile"),
 			}
 			return runMount(c, o)
 		},
 	}
 }
 
+// runMount checks the mountpoint, then serves, or starts the daemon that
+// does. The view is built where it is served: the checks that need it (no
+// source file under the mountpoint, emptiness) run there, and a daemon's
+// refusal reaches the user through its readiness pipe as the same one line.
 func runMount(c *cli.Context, o mountOptions) error {
 	mnt, err := filepath.Abs(o.mountpoint)
 	if err != nil {
@@ -67,7 +73,9 @@ func runMount(c *cli.Context, o mountOptions) error {
 	if _, err := os.Stat(o.src); err != nil {
 		return fmt.Errorf("%s: %w", o.src, unwrapPathErr(err))
 	}
-	if err := mount.CheckMountpoint(mnt); err != nil {
+	// What needs no view first; the source and emptiness checks follow
+	// once the view says which files it reads.
+	if err := mount.CheckMountpoint(mnt, mount.MountpointOptions{NonEmpty: true}); err != nil {
 		return err
 	}
 	if o.daemon && !mount.IsDaemonChild() {
@@ -107,6 +115,9 @@ func serve(c *cli.Context, o mountOptions, mnt string, rep *mount.Reporter) erro
 		return err
 	}
 	defer v.Close()
+	if err := mount.CheckMountpoint(mnt, mount.MountpointOptions{Sources: v.Sources.Paths(), NonEmpty: o.nonEmpty}); err != nil {
+		return err
+	}
 	for _, w := range v.Warnings {
 		rep.Warn(w.String())
 	}

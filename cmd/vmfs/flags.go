@@ -26,7 +26,34 @@ func translateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "domain-type", Usage: "libvirt domain type: kvm or qemu (software emulation) (default: mount: kvm where this host's /dev/kvm works, else qemu; materialize: kvm)"},
 		&cli.StringFlag{Name: "network-fallback", Usage: "user: NICs whose libvirt network is missing on this host use user-mode networking"},
 		&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
+		allowDeviceFlag(),
 	}
+}
+
+// allowDeviceFlag lets descriptors and images name a block device.
+func allowDeviceFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "allow-device", Usage: "let descriptors and images name the block device DEV (repeatable)"}
+}
+
+// allowDevices are the --allow-device paths, made absolute; each must be a
+// device file.
+func allowDevices(c *cli.Context) ([]string, error) {
+	var out []string
+	for _, d := range c.StringSlice("allow-device") {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, fmt.Errorf("--allow-device %s: %w", d, err)
+		}
+		st, err := os.Stat(abs)
+		if err != nil {
+			return nil, usagef("--allow-device %s: %v", d, unwrapPathErr(err))
+		}
+		if st.Mode()&os.ModeDevice == 0 {
+			return nil, usagef("--allow-device %s: not a device file", d)
+		}
+		out = append(out, abs)
+	}
+	return out, nil
 }
 
 // buildOptions turns the shared flags into view options for dir.
@@ -67,7 +94,11 @@ func buildOptions(c *cli.Context, dir string) (view.BuildOptions, error) {
 			return view.BuildOptions{}, usagef("--subformat %s: format %s has no subformats (vmdk: monolithicSparse, monolithicFlat; vhd: dynamic, fixed)", sub, format)
 		}
 	}
-	env := &layouts.Env{}
+	devs, err := allowDevices(c)
+	if err != nil {
+		return view.BuildOptions{}, err
+	}
+	env := &layouts.Env{AllowDevices: devs}
 	for _, d := range c.StringSlice("allow-path") {
 		abs, err := filepath.Abs(d)
 		if err != nil {

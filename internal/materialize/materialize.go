@@ -46,6 +46,10 @@ type Options struct {
 	Progress func(done, total int64)
 	// SkipSpaceCheck turns off the free-space check (for block devices).
 	SkipSpaceCheck bool
+	// Protected are the source files: no file this run writes (under its
+	// final or temporary name) may be one of them, or replace one, Force
+	// or not.
+	Protected *layouts.Sources
 }
 
 // Summary of a run.
@@ -67,6 +71,9 @@ func (s Summary) Rate() float64 {
 }
 
 const partialSuffix = ".vmfs-partial"
+
+// ErrSource: a run would write over a source file.
+var ErrSource = errors.New("refused")
 
 // Run writes files into dir. On any failure or cancellation the temporary
 // files are removed and no file under a final name is incomplete.
@@ -95,11 +102,11 @@ func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, 
 	// Files an interrupted run was renaming into place are complete, but
 	// their set is not: this run may replace them without --force.
 	renaming := readJournal(dir)
+	if err := CheckProtected(dir, ordered, opts.Protected); err != nil {
+		return Summary{}, err
+	}
 	var total, alloc int64
 	for _, f := range ordered {
-		if err := checkName(f.Name); err != nil {
-			return Summary{}, err
-		}
 		final := filepath.Join(dir, f.Name)
 		if _, err := os.Lstat(final); err == nil && !opts.Force && !renaming[f.Name] {
 			return Summary{}, fmt.Errorf("%s: exists (use --force to replace it)", final)
@@ -168,6 +175,27 @@ func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, 
 	sum.Duration = time.Since(start)
 	sum.Verified = opts.Verify
 	return sum, nil
+}
+
+// CheckProtected refuses a run into dir that would write any of the source
+// files src: a file's final name, its temporary name or the journal is one
+// of them (by device and inode, or by resolved path: a DESTDIR that is, or
+// links to, the source's directory counts). Run checks it too; callers may
+// check it first, before anything else is said or done.
+func CheckProtected(dir string, files []File, src *layouts.Sources) error {
+	paths := []string{filepath.Join(dir, journalName)}
+	for _, f := range files {
+		if err := checkName(f.Name); err != nil {
+			return err
+		}
+		paths = append(paths, filepath.Join(dir, f.Name), filepath.Join(dir, "."+f.Name+partialSuffix))
+	}
+	for _, p := range paths {
+		if sf, ok := src.Find(p); ok {
+			return fmt.Errorf("%s: would replace the source file %s (the source is never written; choose another DESTDIR): %w", p, sf.Path, ErrSource)
+		}
+	}
+	return nil
 }
 
 func checkName(name string) error {

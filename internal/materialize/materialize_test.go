@@ -119,3 +119,76 @@ func TestRunAfterInterruptedRename(t *testing.T) {
 		t.Errorf("got %v, want an 'exists' error", err)
 	}
 }
+
+// TestRunProtectsSources checks that no run writes over a source file,
+// Force or not: not under a final name, a temporary name, through a
+// symlinked DESTDIR or a hard link; and that the source keeps its bytes.
+func TestRunProtectsSources(t *testing.T) {
+	files, _ := testFiles(t)
+	for _, c := range []struct {
+		name string
+		// setup makes the source files in src and returns DESTDIR and
+		// the source that must be named.
+		setup func(t *testing.T, src string) (dest, victim string)
+	}{
+		{"final name", func(t *testing.T, src string) (string, string) {
+			return src, filepath.Join(src, "vm.xml")
+		}},
+		{"temporary name", func(t *testing.T, src string) (string, string) {
+			return src, filepath.Join(src, ".vm-disk0.raw"+partialSuffix)
+		}},
+		{"symlinked DESTDIR", func(t *testing.T, src string) (string, string) {
+			link := filepath.Join(t.TempDir(), "dest")
+			if err := os.Symlink(src, link); err != nil {
+				t.Fatal(err)
+			}
+			return link, filepath.Join(src, "vm-disk0.raw")
+		}},
+		{"hard link", func(t *testing.T, src string) (string, string) {
+			dest := t.TempDir()
+			if err := os.Link(filepath.Join(src, "vm-disk0.raw"), filepath.Join(dest, "vm.xml")); err != nil {
+				t.Fatal(err)
+			}
+			return dest, filepath.Join(src, "vm-disk0.raw")
+		}},
+		{"temporary name a symlink to the source", func(t *testing.T, src string) (string, string) {
+			dest := t.TempDir()
+			if err := os.Symlink(filepath.Join(src, "vm.xml"), filepath.Join(dest, ".vm.xml"+partialSuffix)); err != nil {
+				t.Fatal(err)
+			}
+			return dest, filepath.Join(src, "vm.xml")
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := t.TempDir()
+			for _, n := range []string{"vm.xml", "vm-disk0.raw", ".vm-disk0.raw" + partialSuffix} {
+				if err := os.WriteFile(filepath.Join(src, n), []byte("source "+n), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dest, victim := c.setup(t, src)
+			protected := &layouts.Sources{}
+			if err := protected.Add(victim); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(victim)
+			for _, force := range []bool{false, true} {
+				_, err := Run(context.Background(), dest, files, Options{Force: force, Protected: protected})
+				if err == nil || !strings.Contains(err.Error(), "would replace the source file "+victim) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("force=%v: %v, want one line naming %s", force, err, victim)
+				}
+				if after, _ := os.ReadFile(victim); !bytes.Equal(after, before) {
+					t.Fatalf("force=%v: %s changed", force, victim)
+				}
+			}
+		})
+	}
+	// Beside the source, under other names, a run goes ahead.
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "old.vmx"), []byte("source"), 0o644)
+	protected := &layouts.Sources{}
+	protected.Add(filepath.Join(src, "old.vmx"))
+	if _, err := Run(context.Background(), src, files, Options{Protected: protected}); err != nil {
+		t.Fatalf("writing beside the source: %v", err)
+	}
+}

@@ -19,10 +19,22 @@ import (
 	"time"
 )
 
+// MountpointOptions say what else a mountpoint is checked against.
+type MountpointOptions struct {
+	// Sources are the files the mount will read (resolved paths): the
+	// mountpoint must not be, or be above, a directory holding one, as the
+	// mount would hide it.
+	Sources []string
+	// NonEmpty allows a mountpoint that holds files (which the mount
+	// hides until it is unmounted).
+	NonEmpty bool
+}
+
 // CheckMountpoint says whether dir can take a new mount: it must exist, be a
-// directory, and not be mounted on already. A stale FUSE mount (its process
-// died) is reported as such.
-func CheckMountpoint(dir string) error {
+// directory, not be mounted on already, not hide a source file, and be
+// empty unless opts.NonEmpty. A stale FUSE mount (its process died) is
+// reported as such.
+func CheckMountpoint(dir string, opts MountpointOptions) error {
 	st, err := os.Stat(dir)
 	if err != nil {
 		if errors.Is(err, syscall.ENOTCONN) {
@@ -43,7 +55,51 @@ func CheckMountpoint(dir string) error {
 	if mounted {
 		return fmt.Errorf("%s: mountpoint is already in use", dir)
 	}
+	if src, ok := hides(dir, st, opts.Sources); ok {
+		return fmt.Errorf("%s: mounting here would hide the source file %s: choose a mountpoint outside the source's directories", dir, src)
+	}
+	if !opts.NonEmpty {
+		f, err := os.Open(dir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", dir, err)
+		}
+		names, err := f.Readdirnames(1)
+		f.Close()
+		if len(names) > 0 {
+			return fmt.Errorf("%s: mountpoint is not empty (the mount would hide its files; use --nonempty to mount over them)", dir)
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: %w", dir, err)
+		}
+	}
 	return nil
+}
+
+// hides returns the first of sources that a mount on dir (with stat st)
+// would hide: one under dir, by resolved path, or one with dir among its
+// parent directories (by device and inode: another path to dir counts).
+func hides(dir string, st os.FileInfo, sources []string) (string, bool) {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		real = dir
+	}
+	if abs, err := filepath.Abs(real); err == nil {
+		real = abs
+	}
+	for _, src := range sources {
+		if real == "/" || strings.HasPrefix(src, real+string(filepath.Separator)) {
+			return src, true
+		}
+		for d := filepath.Dir(src); ; d = filepath.Dir(d) {
+			if dst, err := os.Stat(d); err == nil && os.SameFile(st, dst) {
+				return src, true
+			}
+			if d == filepath.Dir(d) {
+				break
+			}
+		}
+	}
+	return "", false
 }
 
 // IsMounted says whether dir is a mountpoint, from /proc/self/mountinfo.

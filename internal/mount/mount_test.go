@@ -28,16 +28,33 @@ func TestCheckMountpoint(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "f")
 	os.WriteFile(file, nil, 0o644)
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o755)
+	vm := filepath.Join(dir, "vms", "vm")
+	os.MkdirAll(vm, 0o755)
+	src := filepath.Join(vm, "vm.vmx")
+	os.WriteFile(src, nil, 0o644)
+	link := filepath.Join(dir, "link")
+	os.Symlink(filepath.Join(dir, "vms"), link)
+	srcs := []string{src}
 	for _, tc := range []struct {
-		name, path, want string
+		name, path string
+		opts       MountpointOptions
+		want       string
 	}{
-		{"ok", dir, ""},
-		{"missing", filepath.Join(dir, "nope"), "does not exist"},
-		{"file", file, "not a directory"},
-		{"in use", "/proc", "already in use"},
+		{"ok", empty, MountpointOptions{Sources: srcs}, ""},
+		{"missing", filepath.Join(dir, "nope"), MountpointOptions{}, "does not exist"},
+		{"file", file, MountpointOptions{}, "not a directory"},
+		{"in use", "/proc", MountpointOptions{}, "already in use"},
+		{"not empty", dir, MountpointOptions{}, "not empty"},
+		{"not empty allowed", dir, MountpointOptions{NonEmpty: true}, ""},
+		{"source dir", vm, MountpointOptions{Sources: srcs, NonEmpty: true}, "hide the source file " + src},
+		{"source ancestor", filepath.Join(dir, "vms"), MountpointOptions{Sources: srcs, NonEmpty: true}, "hide"},
+		{"source ancestor of all", dir, MountpointOptions{Sources: srcs, NonEmpty: true}, "hide"},
+		{"symlink to ancestor", link, MountpointOptions{Sources: srcs, NonEmpty: true}, "hide"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := CheckMountpoint(tc.path)
+			err := CheckMountpoint(tc.path, tc.opts)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)

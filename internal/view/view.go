@@ -5,6 +5,7 @@
 package view
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -56,6 +57,11 @@ type View struct {
 	Warnings []translate.Warning
 	// Disks are the opened source disks, in the machine's disk order.
 	Disks []layouts.Disk
+	// Sources are the source files the view reads: the descriptor (or OVA
+	// archive, or the bare disk), every disk file, VMDK extent, parent and
+	// backing file. What writes into real storage must replace none of
+	// them, and a mount must not hide them.
+	Sources *layouts.Sources
 
 	manifests []*Manifest
 }
@@ -82,7 +88,9 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 	if format == "" {
 		format = t.DefaultFormat()
 	}
-	v := &View{Name: translate.FileName(m.Name), Machine: m, Target: t, Format: format}
+	env := withSources(opts.Env)
+	recordDescriptor(m, env.Sources)
+	v := &View{Name: translate.FileName(m.Name), Machine: m, Target: t, Format: format, Sources: env.Sources}
 	ok := false
 	defer func() {
 		if !ok {
@@ -91,7 +99,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 	}()
 	var tdisks []translate.TargetDisk
 	for i, d := range m.Disks {
-		disk, err := openMachineDisk(m, d, opts.Env)
+		disk, err := openMachineDisk(m, d, env)
 		if err != nil {
 			return nil, err
 		}
@@ -209,9 +217,54 @@ func openMachineDisk(m *translate.Machine, d translate.Disk, env *layouts.Env) (
 				return nil, err
 			}
 			env = vmDirEnv(m, env)
+		case "disk":
+			// The disk named on the command line may be a block device;
+			// the files it names are held to the policy.
+			env = withDevice(env, d.Path)
 		}
 	}
-	return openDisk(d, env)
+	disk, err := openDisk(d, env)
+	if err != nil && m.SourceFormat == "libvirt" && errors.Is(err, layouts.ErrRefused) {
+		// A domain XML names its disks by absolute path: say which
+		// descriptor named the refused one.
+		return nil, fmt.Errorf("%s: %w", m.Source, err)
+	}
+	return disk, err
+}
+
+// withSources is env (nil: the default policy) with a set recording the
+// files opened through it: env's own, or a new one.
+func withSources(env *layouts.Env) *layouts.Env {
+	var e layouts.Env
+	if env != nil {
+		e = *env
+	}
+	if e.Sources == nil {
+		e.Sources = &layouts.Sources{}
+	}
+	return &e
+}
+
+// recordDescriptor adds to s the files the parsers read besides the
+// disks: the descriptor or OVA archive, and an .ovf's manifest.
+func recordDescriptor(m *translate.Machine, s *layouts.Sources) {
+	if m.Source == "" {
+		return
+	}
+	s.Add(m.Source) // a machine parsed from bytes has no file
+	if m.SourceFormat == "ovf" {
+		s.Add(strings.TrimSuffix(m.Source, filepath.Ext(m.Source)) + ".mf")
+	}
+}
+
+// withDevice is env that also allows the device dev.
+func withDevice(env *layouts.Env, dev string) *layouts.Env {
+	var e layouts.Env
+	if env != nil {
+		e = *env
+	}
+	e.AllowDevices = append(slices.Clone(e.AllowDevices), dev)
+	return &e
 }
 
 // vmDirEnv lets the disks of a machine reach the descriptor's directory:
@@ -225,10 +278,9 @@ func vmDirEnv(m *translate.Machine, env *layouts.Env) *layouts.Env {
 	if err != nil {
 		return env
 	}
-	return &layouts.Env{
-		AllowDirs: append(slices.Clone(env.AllowDirs), dir),
-		OpenDisk:  env.OpenDisk,
-	}
+	e := *env
+	e.AllowDirs = append(slices.Clone(env.AllowDirs), dir)
+	return &e
 }
 
 func openDisk(d translate.Disk, env *layouts.Env) (layouts.Disk, error) {

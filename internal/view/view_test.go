@@ -4,8 +4,11 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vmfs/vmfs/layouts"
 )
 
 // TestBuildBareDisk: a bare raw disk becomes a libvirt view with a
@@ -94,4 +97,57 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestViewSources: the view lists the source files it reads, each once by
+// resolved path: the descriptor, the disk's descriptor, its extents (one in
+// an allowed directory outside the VM's), an .ovf's manifest; a bare disk
+// lists itself. A nil Env records as well.
+func TestViewSources(t *testing.T) {
+	root := t.TempDir()
+	vm, ext := filepath.Join(root, "vm"), filepath.Join(root, "ext")
+	os.Mkdir(vm, 0o755)
+	os.Mkdir(ext, 0o755)
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(vm, "a-flat.vmdk"), strings.Repeat("a", 4096))
+	write(filepath.Join(ext, "b-flat.vmdk"), strings.Repeat("b", 4096))
+	write(filepath.Join(vm, "disk.vmdk"), "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n\n"+
+		"RW 8 FLAT \"a-flat.vmdk\" 0\nRW 8 FLAT \"../ext/b-flat.vmdk\" 0\n\nddb.adapterType = \"lsilogic\"\n")
+	vmx := filepath.Join(vm, "vm.vmx")
+	write(vmx, "config.version = \"8\"\nvirtualHW.version = \"19\"\ndisplayName = \"vm\"\nmemsize = \"256\"\nnumvcpus = \"1\"\n"+
+		"scsi0.present = \"TRUE\"\nscsi0.virtualDev = \"lsilogic\"\nscsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"disk.vmdk\"\n")
+	bare := filepath.Join(root, "bare.img")
+	write(bare, strings.Repeat("\x00", 8192))
+	for _, c := range []struct {
+		name, src string
+		env       *layouts.Env
+		want      []string
+	}{
+		{"vmx", vmx, &layouts.Env{AllowDirs: []string{ext}},
+			[]string{vmx, filepath.Join(vm, "disk.vmdk"), filepath.Join(vm, "a-flat.vmdk"), filepath.Join(ext, "b-flat.vmdk")}},
+		{"bare disk, nil env", bare, nil, []string{bare}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := Build(c.src, BuildOptions{To: "qemu", Options: Options{Format: "raw", Dir: "/mnt/view", Env: c.env}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			got := v.Sources.Paths()
+			slices.Sort(got)
+			want := slices.Clone(c.want)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("sources %q, want %q", got, want)
+			}
+			if c.env != nil && c.env.Sources != nil {
+				t.Error("Build set the caller's Env.Sources")
+			}
+		})
+	}
 }

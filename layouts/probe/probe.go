@@ -36,12 +36,12 @@ var Formats = []Format{
 	{Name: raw.Type, Open: raw.Open},
 }
 
-// Open opens path read-only and probes its format. References inside it
-// are resolved under env's policy (a nil env allows the file's own
-// directory only).
+// Open opens path read-only and probes its format. path and the references
+// inside it are opened under env's policy, and recorded in env.Sources (a
+// nil env allows the file's own directory only, and no device).
 func Open(path string, env *layouts.Env) (layouts.Disk, error) {
 	env = withOpener(env)
-	f, err := layouts.OpenFile(path)
+	f, err := env.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s: disk file is missing", path)

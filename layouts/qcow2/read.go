@@ -352,7 +352,7 @@ func (d *Disk) openBacking(env *layouts.Env) (layouts.Disk, error) {
 		if err != nil {
 			return nil, fmt.Errorf("qcow2: backing file: %w", err)
 		}
-		f, err := layouts.OpenFile(p)
+		f, err := env.Open(p)
 		if err != nil {
 			return nil, errf(d.name, "backing file %q: %w", ref, err)
 		}

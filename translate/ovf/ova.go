@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/translate"
@@ -368,6 +369,28 @@ func checkHash(r io.Reader, e ManifestEntry) error {
 	return nil
 }
 
+// openRegular opens p, which must be a regular file: a FIFO or a device
+// that a manifest lists (through a symlink, say) would be read forever, or
+// be a host disk. It is checked before it is opened, and once open.
+func openRegular(p string) (*os.File, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file: %w", p, layouts.ErrRefused)
+	}
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if ost, err := f.Stat(); err != nil || !os.SameFile(st, ost) {
+		f.Close()
+		return nil, fmt.Errorf("%s changed while being opened: %w", p, layouts.ErrRefused)
+	}
+	return f, nil
+}
+
 // verifyDirManifest checks the manifest next to an .ovf.
 func verifyDirManifest(ovfPath, mfPath string, mb []byte, m *translate.Machine) error {
 	if len(mb) > maxManifest {
@@ -383,12 +406,12 @@ func verifyDirManifest(ovfPath, mfPath string, mb []byte, m *translate.Machine) 
 		if err != nil {
 			return errf(ovfPath, "manifest %s: %v", filepath.Base(mfPath), err)
 		}
-		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rel)))
+		f, err := openRegular(filepath.Join(dir, filepath.FromSlash(rel)))
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return errf(ovfPath, "manifest %s lists %s, which is missing", filepath.Base(mfPath), e.File)
 			}
-			return errf(ovfPath, "%v", err)
+			return errf(ovfPath, "manifest %s: %v", filepath.Base(mfPath), err)
 		}
 		err = checkHash(f, e)
 		f.Close()

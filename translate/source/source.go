@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/bootfacts"
 	"github.com/vmfs/vmfs/layouts/probe"
 	"github.com/vmfs/vmfs/translate"
@@ -176,7 +177,8 @@ func BareDisk(path string) (*translate.Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	d, err := probe.Open(abs, nil)
+	// The disk the user named may be a block device; what it names may not.
+	d, err := probe.Open(abs, &layouts.Env{AllowDevices: []string{abs}})
 	if err != nil {
 		return nil, fmt.Errorf("source: %s: not a descriptor, and not a disk vmfs can open: %w", path, err)
 	}

@@ -322,7 +322,7 @@ func openExtents(name string, desc *Descriptor, env *layouts.Env, c *caches) (*l
 			if len(byPath) == maxExtentFiles {
 				return nil, errf(name, errUnsupported, "descriptor names more than %d extent files", maxExtentFiles)
 			}
-			f, err := layouts.OpenFile(p)
+			f, err := env.Open(p)
 			if err != nil {
 				return nil, wrapEnv(err)
 			}

@@ -211,7 +211,13 @@ func openMachineDisk(m *translate.Machine, d translate.Disk, env *layouts.Env) (
 			env = vmDirEnv(m, env)
 		}
 	}
-	return openDisk(d, env)
+	disk, err := openDisk(d, env)
+	if err == nil {
+		if code, msg, ok := probe.SizeWarning(disk); ok {
+			m.Warn(code, "%s: %s", d.Path, msg)
+		}
+	}
+	return disk, err
 }
 
 // vmDirEnv lets the disks of a machine reach the descriptor's directory:

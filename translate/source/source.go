@@ -176,9 +176,10 @@ func BareDisk(path string) (*translate.Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	d, err := probe.Open(abs, nil)
+	// The error of probe names the file: it is the whole message.
+	d, err := probe.Open(path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("source: %s: not a descriptor, and not a disk vmfs can open: %w", path, err)
+		return nil, err
 	}
 	facts, ferr := bootfacts.Read(d)
 	format, vsize := d.Format(), d.Size()

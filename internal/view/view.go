@@ -102,7 +102,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 			Subformat:   opts.Subformat,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", d.Path, err)
+			return nil, diskError(d.Path, err)
 		}
 		td := translate.TargetDisk{Format: format, Size: disk.Size()}
 		for _, f := range files {
@@ -121,7 +121,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		if opts.BootFacts != nil {
 			bf, err := opts.BootFacts(disk)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", d.Path, err)
+				return nil, diskError(d.Path, err)
 			}
 			td.Boot = bf
 		}

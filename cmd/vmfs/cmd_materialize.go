@@ -31,7 +31,7 @@ func materializeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "replace existing files in DESTDIR"},
 			&cli.BoolFlag{Name: "verify", Usage: "re-read the written files and compare them with the view"},
 			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "auto (a bar on a terminal), bar, json or none"},
-			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel copy workers"},
+			&cli.IntFlag{Name: "jobs", Value: materialize.DefaultWorkers(), Usage: fmt.Sprintf("parallel copy workers, 1 to %d", materialize.MaxWorkers)},
 		),
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 2, "SRC DESTDIR"); err != nil {

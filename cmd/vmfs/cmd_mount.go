@@ -64,8 +64,8 @@ func runMount(c *cli.Context, o mountOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(o.src); err != nil {
-		return fmt.Errorf("%s: %w", o.src, unwrapPathErr(err))
+	if err := statSource(o.src); err != nil {
+		return err
 	}
 	if err := mount.CheckMountpoint(mnt); err != nil {
 		return err
@@ -228,15 +228,4 @@ func absOr(p string) string {
 		return a
 	}
 	return p
-}
-
-// unwrapPathErr drops the path an *os.PathError repeats.
-func unwrapPathErr(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		if pe.Err == syscall.ENOENT {
-			return fmt.Errorf("no such file")
-		}
-		return pe.Err
-	}
-	return err
 }

@@ -73,13 +73,14 @@ func run(args []string) int {
 	return exitError
 }
 
-// message is the one line an error shows: the sentinels of layouts are
-// categories for errors.Is, and their text ("corrupt image") says nothing
-// the message before it did not, so it is left out; line breaks become
-// spaces.
+// message is the one line an error shows: the sentinels of layouts for
+// corrupt images and unsupported features are categories for errors.Is,
+// and their text ("corrupt image") says nothing the message before it did
+// not, so it is left out (ErrRefused's "reference refused" is kept: it
+// says what vmfs did); line breaks become spaces.
 func message(err error) string {
 	msg := err.Error()
-	for _, s := range []error{layouts.ErrFormat, layouts.ErrUnsupported, layouts.ErrWrongType, layouts.ErrRefused} {
+	for _, s := range []error{layouts.ErrFormat, layouts.ErrUnsupported} {
 		if errors.Is(err, s) {
 			msg = strings.ReplaceAll(msg, ": "+s.Error(), "")
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vmfs/vmfs/internal/testenv"
+	"github.com/vmfs/vmfs/layouts"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -86,6 +88,19 @@ func TestBadInput(t *testing.T) {
 	write(t, filepath.Join(dir, "trunc.vmx"), strings.Replace(vmxTemplate, "%s", "trunc.vmdk", 1))
 	write(t, filepath.Join(dir, "good.vmx"), strings.Replace(vmxTemplate, "%s", "good.vmdk", 1))
 
+	// A qcow2 that needs a feature no reader knows (bit 63 of the
+	// incompatible features at byte 72).
+	feat := filepath.Join(dir, "feature.qcow2")
+	qemuImg(t, "create", "-f", "qcow2", feat, "8M")
+	q, err := os.ReadFile(feat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q[72] |= 0x80
+	if err := os.WriteFile(feat, q, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	busy := t.TempDir()
 	inUse := testenv.Mount(t, "--read-only", "--format", "raw", filepath.Join(dir, "good.vmx"), busy)
 
@@ -98,7 +113,8 @@ func TestBadInput(t *testing.T) {
 		{"missing disk file", []string{"inspect", filepath.Join(dir, "missing.vmx")}, []string{"nothere.vmdk", "missing"}, 1},
 		{"vmdk where vmx expected", []string{"inspect", filepath.Join(dir, "notvmx.vmx")}, []string{"notvmx.vmx"}, 1},
 		{"unknown createType", []string{"inspect", filepath.Join(dir, "unknown.vmx")}, []string{"unknown.vmdk", "bogusType"}, 1},
-		{"truncated grain table", []string{"inspect", filepath.Join(dir, "trunc.vmx")}, []string{"trunc.vmdk"}, 1},
+		{"truncated grain table", []string{"inspect", filepath.Join(dir, "trunc.vmx")}, []string{"trunc.vmdk", "points past end of file"}, 1},
+		{"unknown qcow2 feature", []string{"inspect", feat}, []string{feat + ": unknown incompatible feature bits 0x8000000000000000: not supported"}, 1},
 		{"missing source", []string{"mount", filepath.Join(dir, "absent.vmx"), t.TempDir()}, []string{"absent.vmx"}, 1},
 		{"missing mountpoint", []string{"mount", filepath.Join(dir, "good.vmx"), filepath.Join(dir, "nomnt")}, []string{"nomnt", "does not exist"}, 1},
 		{"mountpoint in use", []string{"mount", filepath.Join(dir, "good.vmx"), inUse}, []string{inUse, "in use"}, 1},
@@ -111,7 +127,7 @@ func TestBadInput(t *testing.T) {
 			if code != tc.code {
 				t.Errorf("exit %d, want %d; stderr: %s", code, tc.code, stderr)
 			}
-			line := oneLine(t, stderr)
+			line := oneLine(t, stderr, tc.args...)
 			for _, w := range tc.want {
 				if !strings.Contains(line, w) {
 					t.Errorf("%q does not mention %q", line, w)
@@ -160,13 +176,13 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown target", []string{"materialize", "--to", "foo", nope, dest},
 			`vmfs: --to: unknown target "foo" (known: hyperv, libvirt, ovf, qemu, virtualbox, vmware); see 'vmfs materialize --help'`},
 		{"unknown format", []string{"materialize", "--format", "bar", nope, dest},
-			`vmfs: --format: "bar" is not an image format vmfs makes (known: qcow2, raw, vdi, vhd, vhdx, vmdk); see 'vmfs materialize --help'`},
+			`vmfs: --format: image format "bar" is not supported (vmfs makes qcow2, raw, vdi, vhd, vhdx, vmdk); see 'vmfs materialize --help'`},
 		{"format of mount", []string{"mount", "--format", "bar", nope, mnt},
-			`vmfs: --format: "bar" is not an image format vmfs makes (known: qcow2, raw, vdi, vhd, vhdx, vmdk); see 'vmfs mount --help'`},
+			`vmfs: --format: image format "bar" is not supported (vmfs makes qcow2, raw, vdi, vhd, vhdx, vmdk); see 'vmfs mount --help'`},
 		{"subformat of qcow2", []string{"materialize", "--format", "qcow2", "--subformat", "fixed", nope, dest},
-			`vmfs: --subformat: "fixed" is not a variant of qcow2 (qcow2 has none); see 'vmfs materialize --help'`},
+			`vmfs: --subformat: qcow2 variant "fixed" is not supported (qcow2 has no variants); see 'vmfs materialize --help'`},
 		{"subformat of the target's format", []string{"mount", "--to", "vmware", "--subformat", "fixed", nope, mnt},
-			`vmfs: --subformat: "fixed" is not a variant of vmdk (known: monolithicSparse, monolithicFlat); see 'vmfs mount --help'`},
+			`vmfs: --subformat: vmdk variant "fixed" is not supported (known: monolithicSparse, monolithicFlat); see 'vmfs mount --help'`},
 		{"jobs not a number", []string{"materialize", "--jobs", "abc", nope, dest},
 			`vmfs: --jobs: "abc" is not a number; see 'vmfs materialize --help'`},
 		{"jobs zero", []string{"materialize", "--jobs", "0", nope, dest},
@@ -285,5 +301,26 @@ func TestPartialSectorWarning(t *testing.T) {
 	want := "warning:   DISK_PARTIAL_SECTOR: " + odd + ": size 1000 bytes is not a multiple of 512"
 	if !strings.Contains(string(out), want) {
 		t.Errorf("inspect output lacks %q:\n%s", want, out)
+	}
+}
+
+// TestMessage: the sentinels' text is not shown as it stands, an
+// unsupported feature is said "not supported" once, and an error is one
+// line.
+func TestMessage(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("vmdk: d.vmdk: grain table 3 points past end of file: %w", layouts.ErrFormat), "vmdk: d.vmdk: grain table 3 points past end of file"},
+		{fmt.Errorf("x.vmx: %w", fmt.Errorf("qcow2: d.qcow2: L1 table at 0: %w", layouts.ErrFormat)), "x.vmx: qcow2: d.qcow2: L1 table at 0"},
+		{fmt.Errorf("qcow2: d.qcow2: encrypted image (aes): %w", layouts.ErrUnsupported), "qcow2: d.qcow2: encrypted image (aes): not supported"},
+		{fmt.Errorf("d.hdd: a Parallels disk image is not supported: %w", layouts.ErrUnsupported), "d.hdd: a Parallels disk image is not supported"},
+		{fmt.Errorf("d.vmx: reference %q leads outside: %w", "/dev/zero", layouts.ErrRefused), `d.vmx: reference "/dev/zero" leads outside: reference refused`},
+		{errors.New("line one\nline two\r\nthree"), "line one line two three"},
+	} {
+		if got := message(tc.err); got != tc.want {
+			t.Errorf("message(%q) = %q, want %q", tc.err, got, tc.want)
+		}
 	}
 }

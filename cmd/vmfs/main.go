@@ -73,16 +73,24 @@ func run(args []string) int {
 	return exitError
 }
 
-// message is the one line an error shows: the sentinels of layouts for
-// corrupt images and unsupported features are categories for errors.Is,
-// and their text ("corrupt image") says nothing the message before it did
-// not, so it is left out (ErrRefused's "reference refused" is kept: it
-// says what vmfs did); line breaks become spaces.
+// message is the one line an error shows. The sentinels of layouts for
+// corrupt images and unsupported features are categories for errors.Is;
+// their text is not shown as it stands ("...: corrupt image"): a corrupt
+// structure's message says what is wrong, and an unsupported feature is
+// said "not supported" once, by the message or here. ErrRefused's
+// "reference refused" is kept: it says what vmfs did. Line breaks become
+// spaces.
 func message(err error) string {
 	msg := err.Error()
-	for _, s := range []error{layouts.ErrFormat, layouts.ErrUnsupported} {
-		if errors.Is(err, s) {
-			msg = strings.ReplaceAll(msg, ": "+s.Error(), "")
+	if errors.Is(err, layouts.ErrFormat) {
+		msg = strings.ReplaceAll(msg, ": "+layouts.ErrFormat.Error(), "")
+	}
+	if errors.Is(err, layouts.ErrUnsupported) {
+		rest := strings.ReplaceAll(msg, ": "+layouts.ErrUnsupported.Error(), "")
+		if l := strings.ToLower(rest); strings.Contains(l, "not supported") || strings.Contains(l, "unsupported") {
+			msg = rest
+		} else {
+			msg = strings.ReplaceAll(msg, ": "+layouts.ErrUnsupported.Error(), ": not supported")
 		}
 	}
 	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(msg)

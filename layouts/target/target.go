@@ -130,7 +130,7 @@ func Subformats(format string) []string {
 // CheckFormat says whether Build makes images of format.
 func CheckFormat(format string) error {
 	if _, ok := builders[format]; !ok {
-		return fmt.Errorf("%q is not an image format vmfs makes (known: %s): %w", format, strings.Join(Formats(), ", "), layouts.ErrUnsupported)
+		return fmt.Errorf("image format %q is not supported (vmfs makes %s): %w", format, strings.Join(Formats(), ", "), layouts.ErrUnsupported)
 	}
 	return nil
 }
@@ -150,9 +150,9 @@ func checkVariant(format, subformat string) error {
 	case subformat == "" || slices.Contains(subs, subformat):
 		return nil
 	case len(subs) == 0:
-		return fmt.Errorf("%q is not a variant of %s (%s has none): %w", subformat, format, format, layouts.ErrUnsupported)
+		return fmt.Errorf("%s variant %q is not supported (%s has no variants): %w", format, subformat, format, layouts.ErrUnsupported)
 	}
-	return fmt.Errorf("%q is not a variant of %s (known: %s): %w", subformat, format, strings.Join(subs, ", "), layouts.ErrUnsupported)
+	return fmt.Errorf("%s variant %q is not supported (known: %s): %w", format, subformat, strings.Join(subs, ", "), layouts.ErrUnsupported)
 }
 
 // Build makes the target image of src in format.

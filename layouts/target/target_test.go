@@ -20,11 +20,11 @@ func TestCheckSubformat(t *testing.T) {
 		{"vhd", "fixed", ""},
 		{"vhd", "dynamic", ""},
 		{"raw", "", ""},
-		{"qcow2", "fixed", `"fixed" is not a variant of qcow2 (qcow2 has none)`},
-		{"vdi", "fixed", `"fixed" is not a variant of vdi (vdi has none)`},
-		{"vmdk", "fixed", `"fixed" is not a variant of vmdk (known: monolithicSparse, monolithicFlat)`},
-		{"vhd", "monolithicFlat", `"monolithicFlat" is not a variant of vhd (known: dynamic, fixed)`},
-		{"bar", "", `"bar" is not an image format vmfs makes (known: qcow2, raw, vdi, vhd, vhdx, vmdk)`},
+		{"qcow2", "fixed", `qcow2 variant "fixed" is not supported (qcow2 has no variants)`},
+		{"vdi", "fixed", `vdi variant "fixed" is not supported (vdi has no variants)`},
+		{"vmdk", "fixed", `vmdk variant "fixed" is not supported (known: monolithicSparse, monolithicFlat)`},
+		{"vhd", "monolithicFlat", `vhd variant "monolithicFlat" is not supported (known: dynamic, fixed)`},
+		{"bar", "", `image format "bar" is not supported (vmfs makes qcow2, raw, vdi, vhd, vhdx, vmdk)`},
 	} {
 		err := CheckSubformat(tc.format, tc.sub)
 		if tc.want == "" {

@@ -182,3 +182,41 @@ func TestProbeTinyDiskOfAFormat(t *testing.T) {
 		t.Errorf("error %q, want %q", err, want)
 	}
 }
+
+// TestProbeBlockDeviceIsRaw: a block device is raw whatever the name it is
+// reached by.
+func TestProbeBlockDeviceIsRaw(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.Need(t, "attaching a loop device needs root")
+	}
+	testenv.NeedCommands(t, "losetup")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "backing")
+	random := make([]byte, 1<<20)
+	rand.New(rand.NewSource(3)).Read(random)
+	if err := os.WriteFile(img, random, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", "--read-only", img).CombinedOutput()
+	if err != nil {
+		testenv.Need(t, "losetup: %v %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
+			t.Errorf("losetup --detach %s: %v %s", dev, err, out)
+		}
+	})
+	link := filepath.Join(dir, "disk.vmdk")
+	if err := os.Symlink(dev, link); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(link, nil)
+	if err != nil {
+		t.Fatalf("%s (%s): %v", link, dev, err)
+	}
+	defer d.Close()
+	if d.Format() != "raw" || d.Size() != int64(len(random)) {
+		t.Errorf("format %s size %d, want raw of %d", d.Format(), d.Size(), len(random))
+	}
+}

@@ -88,7 +88,7 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 				return err
 			}
 			if len(foreign) > 0 {
-				return fmt.Errorf("%s: the overlay holds writes to %v, which this view does not have: materialize with the --to, --format and --subformat of the mount (or --discard-overlay)", dir, foreign)
+				return fmt.Errorf("%s: the overlay holds writes to %s, which this view does not have: materialize with the --to, --format and --subformat of the mount (or --discard-overlay)", dir, joinNames(foreign))
 			}
 			for i, f := range v.Files {
 				of, err := ov.File(f.Name, f.Content)

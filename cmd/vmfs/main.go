@@ -217,3 +217,6 @@ func needArgs(c *cli.Context, n int, names string) error {
 	}
 	return nil
 }
+
+// joinNames lists names for a message, without the brackets of a Go slice.
+func joinNames(names []string) string { return strings.Join(names, ", ") }

@@ -215,6 +215,10 @@ func TestUsageErrors(t *testing.T) {
 			`vmfs: unknown command "frobnicate"; see 'vmfs --help'`},
 		{"argument count", []string{"inspect"},
 			`vmfs: inspect: expects SRC (got 0 argument(s)); see 'vmfs inspect --help'`},
+		{"too many arguments", []string{"unmount", mnt, mnt},
+			`vmfs: unmount: expects MOUNTPOINT (got 2 argument(s)); see 'vmfs unmount --help'`},
+		{"too many optional arguments", []string{"status", mnt, mnt},
+			`vmfs: status: expects at most MOUNTPOINT (got 2 argument(s)); see 'vmfs status --help'`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stderr, code := runCLI(t, tc.args...)

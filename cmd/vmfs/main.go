@@ -173,13 +173,21 @@ func checkCommand(c *cli.Context) error {
 		return in(c, err)
 	}
 	want := strings.Fields(c.Command.ArgsUsage)
-	if len(want) > 0 && !strings.HasPrefix(want[0], "[") {
-		if err := needArgs(c, len(want), c.Command.ArgsUsage); err != nil {
-			return in(c, err)
+	optional := 0
+	for _, w := range want {
+		if strings.HasPrefix(w, "[") {
+			optional++
 		}
-		if want[0] == "SRC" {
-			return statSource(c.Args().First())
+	}
+	if n := c.NArg(); n < len(want)-optional || n > len(want) {
+		names := strings.NewReplacer("[", "", "]", "").Replace(c.Command.ArgsUsage)
+		if optional > 0 {
+			names = "at most " + names
 		}
+		return in(c, usagef("%s: expects %s (got %d argument(s))", c.Command.Name, names, n))
+	}
+	if len(want) > 0 && want[0] == "SRC" {
+		return statSource(c.Args().First())
 	}
 	return nil
 }

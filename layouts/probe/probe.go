@@ -116,13 +116,14 @@ func OpenFile(f layouts.File, env *layouts.Env) (layouts.Disk, error) {
 
 func tooSmall(name, format string, size int64) error {
 	if format == raw.Type {
-		return fmt.Errorf("%s: %d bytes, smaller than one %d-byte sector: not a disk", name, size, SectorSize)
+		return fmt.Errorf("%s: %d bytes, smaller than one %d-byte sector: not a disk: %w", name, size, SectorSize, layouts.ErrFormat)
 	}
-	return fmt.Errorf("%s: %s disk of %d bytes, smaller than one %d-byte sector: not a disk", name, format, size, SectorSize)
+	return fmt.Errorf("%s: %s disk of %d bytes, smaller than one %d-byte sector: not a disk: %w", name, format, size, SectorSize, layouts.ErrFormat)
 }
 
 // refuseNamed refuses f, which none of formats recognized, when its name
-// says it is of one of them. Block devices are raw whatever their name.
+// says it is of one of them: a file that claims a format it does not hold
+// is a corrupt image of it. Block devices are raw whatever their name.
 func refuseNamed(f layouts.File, formats []Format) error {
 	if o, ok := layouts.OSFile(f); ok {
 		if st, err := o.Stat(); err == nil && st.Mode()&os.ModeDevice != 0 {
@@ -131,8 +132,8 @@ func refuseNamed(f layouts.File, formats []Format) error {
 	}
 	for _, ft := range formats {
 		if ft.ClaimsName != nil && ft.ClaimsName(f.Name()) {
-			return fmt.Errorf("%s: not a %s image (no %s found): refusing to serve it as raw",
-				f.Name(), strings.ToUpper(ft.Name), ft.Signature)
+			return fmt.Errorf("%s: not a %s image (no %s found): refusing to serve it as raw: %w",
+				f.Name(), strings.ToUpper(ft.Name), ft.Signature, layouts.ErrFormat)
 		}
 	}
 	return nil

@@ -106,8 +106,8 @@ func TestProbeNameSaysFormat(t *testing.T) {
 				d.Close()
 				t.Fatalf("opened as %s", d.Format())
 			}
-			if msg := err.Error(); msg != p+": "+tc.want && !strings.HasPrefix(msg, p+": "+tc.want) {
-				t.Errorf("error %q, want %q", msg, p+": "+tc.want)
+			if msg := err.Error(); !strings.HasPrefix(msg, p+": "+tc.want) || !errors.Is(err, layouts.ErrFormat) {
+				t.Errorf("error %q, want %q wrapping ErrFormat", msg, p+": "+tc.want)
 			}
 		})
 	}
@@ -144,8 +144,8 @@ func TestProbeSectorSize(t *testing.T) {
 					d.Close()
 					t.Fatalf("opened a %d-byte file", tc.size)
 				}
-				if !strings.HasPrefix(err.Error(), p+": "+tc.want) {
-					t.Errorf("error %q, want %q", err, p+": "+tc.want)
+				if !strings.HasPrefix(err.Error(), p+": "+tc.want) || !errors.Is(err, layouts.ErrFormat) {
+					t.Errorf("error %q, want %q wrapping ErrFormat", err, p+": "+tc.want)
 				}
 				return
 			}
@@ -178,7 +178,7 @@ func TestProbeTinyDiskOfAFormat(t *testing.T) {
 		d.Close()
 		t.Fatal("opened a qcow2 of virtual size 0")
 	}
-	if want := p + ": qcow2 disk of 0 bytes, smaller than one 512-byte sector: not a disk"; err.Error() != want {
+	if want := p + ": qcow2 disk of 0 bytes, smaller than one 512-byte sector: not a disk"; !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error %q, want %q", err, want)
 	}
 }

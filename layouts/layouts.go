@@ -70,7 +70,9 @@ type Disk interface {
 }
 
 // Sentinel errors. Format packages wrap them with the file and structure
-// concerned.
+// concerned. They are categories, for errors.Is: their text adds nothing
+// to the message that wraps them, and what shows an error to a person may
+// leave it out (cmd/vmfs does).
 var (
 	// ErrWrongType: the file is not of the format asked; probing moves on.
 	ErrWrongType = errors.New("wrong image type")

@@ -31,7 +31,7 @@ func materializeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "replace existing files in DESTDIR"},
 			&cli.BoolFlag{Name: "verify", Usage: "re-read the written files and compare them with the view"},
 			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "auto (a bar on a terminal), bar, json or none"},
-			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel copy workers"},
+			&cli.IntFlag{Name: "jobs", Value: materialize.DefaultWorkers(), Usage: fmt.Sprintf("parallel copy workers, 1 to %d", materialize.MaxWorkers)},
 		),
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 2, "SRC DESTDIR"); err != nil {
@@ -92,7 +92,7 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 				return err
 			}
 			if len(foreign) > 0 {
-				return fmt.Errorf("%s: the overlay holds writes to %v, which this view does not have: materialize with the --to, --format and --subformat of the mount (or --discard-overlay)", dir, foreign)
+				return fmt.Errorf("%s: the overlay holds writes to %s, which this view does not have: materialize with the --to, --format and --subformat of the mount (or --discard-overlay)", dir, joinNames(foreign))
 			}
 			for i, f := range v.Files {
 				of, err := ov.File(f.Name, f.Content)

@@ -70,8 +70,8 @@ func runMount(c *cli.Context, o mountOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(o.src); err != nil {
-		return fmt.Errorf("%s: %w", o.src, unwrapPathErr(err))
+	if err := statSource(o.src); err != nil {
+		return err
 	}
 	// What needs no view first; the source and emptiness checks follow
 	// once the view says which files it reads.
@@ -242,15 +242,4 @@ func absOr(p string) string {
 		return a
 	}
 	return p
-}
-
-// unwrapPathErr drops the path an *os.PathError repeats.
-func unwrapPathErr(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		if pe.Err == syscall.ENOENT {
-			return fmt.Errorf("no such file")
-		}
-		return pe.Err
-	}
-	return err
 }

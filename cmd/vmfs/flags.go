@@ -4,13 +4,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/vmfs/vmfs/internal/hostfacts"
+	"github.com/vmfs/vmfs/internal/materialize"
 	"github.com/vmfs/vmfs/internal/view"
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/target"
 	"github.com/vmfs/vmfs/translate"
 	"github.com/vmfs/vmfs/translate/targets"
 )
@@ -46,7 +49,7 @@ func allowDevices(c *cli.Context) ([]string, error) {
 		}
 		st, err := os.Stat(abs)
 		if err != nil {
-			return nil, usagef("--allow-device %s: %v", d, unwrapPathErr(err))
+			return nil, usageError{error: fmt.Errorf("--allow-device %w", pathError(d, err))}
 		}
 		if st.Mode()&os.ModeDevice == 0 {
 			return nil, usagef("--allow-device %s: not a device file", d)
@@ -79,20 +82,6 @@ func buildOptions(c *cli.Context, dir string) (view.BuildOptions, error) {
 			return view.BuildOptions{}, usagef("--network-map: %q is not SRC=DST", m)
 		}
 		nm[src] = dst
-	}
-	// A subformat the format has not would be ignored: refuse it.
-	if sub := c.String("subformat"); sub != "" {
-		format := c.String("format")
-		if format == "" {
-			t, err := targets.Get(c.String("to"))
-			if err != nil {
-				return view.BuildOptions{}, usagef("--to: %v", err)
-			}
-			format = t.DefaultFormat()
-		}
-		if format != "vmdk" && format != "vhd" {
-			return view.BuildOptions{}, usagef("--subformat %s: format %s has no subformats (vmdk: monolithicSparse, monolithicFlat; vhd: dynamic, fixed)", sub, format)
-		}
 	}
 	devs, err := allowDevices(c)
 	if err != nil {
@@ -130,4 +119,83 @@ func hostFacts(c *cli.Context, to string, mount bool) *translate.Host {
 		return nil
 	}
 	return hostfacts.Probe(c.Context, mount, true, os.Getenv)
+}
+
+// checkGlobalFlags checks the flags given before the command.
+func checkGlobalFlags(c *cli.Context) error {
+	switch lvl := c.String("log-level"); strings.ToLower(lvl) {
+	case "debug", "info", "warn", "error":
+	default:
+		return usagef("--log-level: %q is not debug, info, warn or error", lvl)
+	}
+	return nil
+}
+
+// checkFlags checks every flag c's command takes, before anything is
+// opened: a wrong command line is a usage error however far the command
+// would have gone.
+func checkFlags(c *cli.Context) error {
+	if hasFlag(c, "to") {
+		t, err := targets.Get(c.String("to"))
+		if err != nil {
+			return usagef("--to: %w", err)
+		}
+		format := c.String("format")
+		if format == "" {
+			format = t.DefaultFormat()
+		} else if err := target.CheckFormat(format); err != nil {
+			return usagef("--format: %w", err)
+		}
+		if err := target.CheckSubformat(format, c.String("subformat")); err != nil {
+			return usagef("--subformat: %w", err)
+		}
+		if _, err := buildOptions(c, ""); err != nil {
+			return err
+		}
+	}
+	if hasFlag(c, "allow-path") {
+		if err := checkAllowPaths(c.StringSlice("allow-path")); err != nil {
+			return err
+		}
+	}
+	if hasFlag(c, "jobs") {
+		if j := c.Int("jobs"); j < 1 || j > materialize.MaxWorkers {
+			return usagef("--jobs: %d is not from 1 to %d", j, materialize.MaxWorkers)
+		}
+	}
+	if hasFlag(c, "progress") {
+		switch p := c.String("progress"); p {
+		case "auto", "bar", "json", "none":
+		default:
+			return usagef("--progress: %q is not auto, bar, json or none", p)
+		}
+	}
+	return nil
+}
+
+// checkAllowPaths: each --allow-path must be a directory.
+func checkAllowPaths(dirs []string) error {
+	for _, d := range dirs {
+		st, err := os.Stat(d)
+		if err != nil {
+			return usageError{error: fmt.Errorf("--allow-path %v", pathError(d, err))}
+		}
+		if !st.IsDir() {
+			return usagef("--allow-path %s: not a directory", d)
+		}
+	}
+	return nil
+}
+
+// hasFlag says whether c's command takes the flag name.
+func hasFlag(c *cli.Context, name string) bool {
+	if c.Command == nil {
+		return false
+	}
+	for _, f := range c.Command.Flags {
+		if slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
 }

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/vmfs/vmfs/layouts"
 )
 
 // Exit codes: distinct failures, distinct codes.
@@ -17,12 +20,6 @@ const (
 	exitError = 1 // the operation failed
 	exitUsage = 2 // the command line was wrong
 )
-
-type usageError struct{ error }
-
-func usagef(format string, args ...any) error {
-	return usageError{fmt.Errorf(format, args...)}
-}
 
 func main() {
 	os.Exit(run(os.Args))
@@ -47,22 +44,170 @@ func run(args []string) int {
 		},
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
-		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
-			return usageError{err}
+		Before:               func(c *cli.Context) error { return in(c, checkGlobalFlags(c)) },
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return in(c, usagef("unknown command %q", c.Args().First()))
+			}
+			return cli.ShowAppHelp(c)
 		},
+		OnUsageError:   onUsageError,
 		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	for _, cmd := range app.Commands {
+		// Every flag and argument is checked before any source is
+		// opened, and a usage error is one line, not the help.
+		cmd.OnUsageError = onUsageError
+		cmd.Before = checkCommand
 	}
 	err := app.Run(args)
 	if err == nil {
 		return 0
 	}
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
-	fmt.Fprintf(os.Stderr, "vmfs: %s\n", msg)
 	var ue usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "flag provided but not defined") {
+	if errors.As(err, &ue) {
+		fmt.Fprintf(os.Stderr, "vmfs: %s; %s\n", message(err), hint(app, args, ue.command))
 		return exitUsage
 	}
+	fmt.Fprintf(os.Stderr, "vmfs: %s\n", message(err))
 	return exitError
+}
+
+// message is the one line an error shows. The sentinels of layouts for
+// corrupt images and unsupported features are categories for errors.Is;
+// their text is not shown as it stands ("...: corrupt image"): a corrupt
+// structure's message says what is wrong, and an unsupported feature is
+// said "not supported" once, by the message or here. ErrRefused's
+// "reference refused" is kept: it says what vmfs did. Line breaks become
+// spaces.
+func message(err error) string {
+	msg := err.Error()
+	if errors.Is(err, layouts.ErrFormat) {
+		msg = strings.ReplaceAll(msg, ": "+layouts.ErrFormat.Error(), "")
+	}
+	if errors.Is(err, layouts.ErrUnsupported) {
+		rest := strings.ReplaceAll(msg, ": "+layouts.ErrUnsupported.Error(), "")
+		if l := strings.ToLower(rest); strings.Contains(l, "not supported") || strings.Contains(l, "unsupported") {
+			msg = rest
+		} else {
+			msg = strings.ReplaceAll(msg, ": "+layouts.ErrUnsupported.Error(), ": not supported")
+		}
+	}
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(msg)
+}
+
+// hint is what a usage error adds: where the right usage is, for command
+// ("vmfs" for the global flags, "" for the command args name).
+func hint(app *cli.App, args []string, command string) string {
+	if command == "" {
+		for _, a := range args[min(len(args), 1):] {
+			if cmd := app.Command(a); cmd != nil {
+				command = cmd.Name
+				break
+			}
+		}
+	}
+	if command == "" || command == app.Name {
+		return "see 'vmfs --help'"
+	}
+	return fmt.Sprintf("see 'vmfs %s --help'", command)
+}
+
+// usageError is a command line the user must change, in command when
+// known.
+type usageError struct {
+	error
+	command string
+}
+
+func (e usageError) Unwrap() error { return e.error }
+
+func usagef(format string, args ...any) error {
+	return usageError{error: fmt.Errorf(format, args...)}
+}
+
+// in says which command a usage error is about.
+func in(c *cli.Context, err error) error {
+	var ue usageError
+	if errors.As(err, &ue) && ue.command == "" {
+		ue.command = c.App.Name
+		if c.Command != nil && c.Command.Name != "" {
+			ue.command = c.Command.Name
+		}
+		return ue
+	}
+	return err
+}
+
+// Messages of the flag package, reworded for people.
+var (
+	undefinedFlag = regexp.MustCompile(`^flag provided but not defined: -+(.*)$`)
+	invalidValue  = regexp.MustCompile(`^invalid value "(.*)" for flag -+([^:]*): (.*)$`)
+	needsArgument = regexp.MustCompile(`^flag needs an argument: -+(.*)$`)
+)
+
+// onUsageError rewords an error of flag parsing as one line naming the
+// flag once.
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	msg := err.Error()
+	if m := undefinedFlag.FindStringSubmatch(msg); m != nil {
+		msg = fmt.Sprintf("unknown flag --%s", m[1])
+	} else if m := invalidValue.FindStringSubmatch(msg); m != nil {
+		why := "not a valid value"
+		if strings.Contains(m[3], "parse error") || strings.Contains(m[3], "invalid syntax") {
+			why = "not a number"
+		} else if strings.Contains(m[3], "out of range") {
+			why = "out of range"
+		}
+		msg = fmt.Sprintf("--%s: %q is %s", m[2], m[1], why)
+	} else if m := needsArgument.FindStringSubmatch(msg); m != nil {
+		msg = fmt.Sprintf("--%s needs a value", m[1])
+	}
+	return in(c, usageError{error: errors.New(msg)})
+}
+
+// checkCommand runs before a command's action: its flags, then the count
+// of its arguments, then that SRC exists.
+func checkCommand(c *cli.Context) error {
+	if err := checkFlags(c); err != nil {
+		return in(c, err)
+	}
+	want := strings.Fields(c.Command.ArgsUsage)
+	optional := 0
+	for _, w := range want {
+		if strings.HasPrefix(w, "[") {
+			optional++
+		}
+	}
+	if n := c.NArg(); n < len(want)-optional || n > len(want) {
+		names := strings.NewReplacer("[", "", "]", "").Replace(c.Command.ArgsUsage)
+		if optional > 0 {
+			names = "at most " + names
+		}
+		return in(c, usagef("%s: expects %s (got %d argument(s))", c.Command.Name, names, n))
+	}
+	if len(want) > 0 && want[0] == "SRC" {
+		return statSource(c.Args().First())
+	}
+	return nil
+}
+
+// statSource checks that the source exists, with the wording every
+// command uses: "nope.vmx: no such file or directory".
+func statSource(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return pathError(path, err)
+	}
+	return nil
+}
+
+// pathError says what went wrong with path, naming it once.
+func pathError(path string, err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", path, pe.Err)
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }
 
 func logger(c *cli.Context) *slog.Logger {
@@ -80,3 +225,6 @@ func needArgs(c *cli.Context, n int, names string) error {
 	}
 	return nil
 }
+
+// joinNames lists names for a message, without the brackets of a Go slice.
+func joinNames(names []string) string { return strings.Join(names, ", ") }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,8 +38,11 @@ type File struct {
 type Options struct {
 	Force  bool // replace existing files
 	Verify bool // re-read what was written and compare
-	// Workers copying in parallel (default 4) and the size of one I/O
-	// (default 4 MiB).
+	// Workers copying in parallel (0: DefaultWorkers, at most MaxWorkers)
+	// and the size of one I/O (0: DefaultChunkSize; MinChunkSize to
+	// MaxChunkSize, a multiple of MinChunkSize). Each worker holds one
+	// buffer of the chunk size; the chunk shrinks, when need be, so that
+	// all buffers together stay within MaxBufferBytes.
 	Workers   int
 	ChunkSize int64
 	// Progress is called now and then with bytes done and the total; calls
@@ -75,15 +79,48 @@ const partialSuffix = ".vmfs-partial"
 // ErrSource: a run would write over a source file.
 var ErrSource = errors.New("refused")
 
+// Bounds of the copy: whatever the options, a run holds at most
+// MaxBufferBytes of copy buffers (plus two chunks for --verify).
+const (
+	MaxWorkers       = 64
+	DefaultChunkSize = 4 << 20
+	MinChunkSize     = zeroBlock
+	MaxChunkSize     = 64 << 20
+	MaxBufferBytes   = 128 << 20
+)
+
+// DefaultWorkers is the number of workers a run uses unless told: the
+// CPU count, but at least 4 (workers mostly wait for I/O, so a small
+// machine still keeps several reads in flight) and at most 8 (past that
+// a disk gains little and memory grows).
+func DefaultWorkers() int { return min(max(runtime.NumCPU(), 4), 8) }
+
+// bound applies the defaults and limits of Options.
+func (o *Options) bound() error {
+	if o.Workers == 0 {
+		o.Workers = DefaultWorkers()
+	}
+	if o.Workers < 1 || o.Workers > MaxWorkers {
+		return fmt.Errorf("materialize: %d workers: want 1 to %d", o.Workers, MaxWorkers)
+	}
+	if o.ChunkSize == 0 {
+		o.ChunkSize = DefaultChunkSize
+	}
+	if o.ChunkSize < MinChunkSize || o.ChunkSize > MaxChunkSize || o.ChunkSize%MinChunkSize != 0 {
+		return fmt.Errorf("materialize: chunk size %d: want a multiple of %d from %d to %d", o.ChunkSize, MinChunkSize, MinChunkSize, MaxChunkSize)
+	}
+	if limit := MaxBufferBytes / int64(o.Workers) / MinChunkSize * MinChunkSize; o.ChunkSize > limit {
+		o.ChunkSize = limit
+	}
+	return nil
+}
+
 // Run writes files into dir. On any failure or cancellation the temporary
 // files are removed and no file under a final name is incomplete.
 func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, error) {
 	start := time.Now()
-	if opts.Workers <= 0 {
-		opts.Workers = 4
-	}
-	if opts.ChunkSize <= 0 {
-		opts.ChunkSize = 4 << 20
+	if err := opts.bound(); err != nil {
+		return Summary{}, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Summary{}, fmt.Errorf("%s: %w", dir, err)

@@ -1,8 +1,6 @@
 package view
 
 import (
-	"fmt"
-
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/bootfacts"
 	"github.com/vmfs/vmfs/translate"
@@ -57,7 +55,7 @@ func Inspect(src string, env *layouts.Env) (*translate.Machine, []DiskInfo, erro
 		}
 		disk.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", d.Path, err)
+			return nil, nil, diskError(d.Path, err)
 		}
 		infos = append(infos, info)
 	}

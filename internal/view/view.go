@@ -110,7 +110,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 			Subformat:   opts.Subformat,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", d.Path, err)
+			return nil, diskError(d.Path, err)
 		}
 		td := translate.TargetDisk{Format: format, Size: disk.Size()}
 		for _, f := range files {
@@ -129,7 +129,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		if opts.BootFacts != nil {
 			bf, err := opts.BootFacts(disk)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", d.Path, err)
+				return nil, diskError(d.Path, err)
 			}
 			td.Boot = bf
 		}
@@ -228,6 +228,11 @@ func openMachineDisk(m *translate.Machine, d translate.Disk, env *layouts.Env) (
 		// A domain XML names its disks by absolute path: say which
 		// descriptor named the refused one.
 		return nil, fmt.Errorf("%s: %w", m.Source, err)
+	}
+	if err == nil {
+		if code, msg, ok := probe.SizeWarning(disk); ok {
+			m.Warn(code, "%s: %s", d.Path, msg)
+		}
 	}
 	return disk, err
 }

@@ -7,7 +7,9 @@ package target
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/qcow2"
@@ -70,7 +72,7 @@ var builders = map[string]Builder{
 			}
 			return []File{{Suffix: ".vmdk", Content: desc, Primary: true}, {Suffix: "-flat.vmdk", Content: flat}}, nil
 		}
-		return nil, fmt.Errorf("vmdk: subformat %q is not supported (supported: monolithicSparse, monolithicFlat): %w", opts.Subformat, layouts.ErrUnsupported)
+		return nil, checkVariant("vmdk", opts.Subformat)
 	},
 	"vhdx": func(src layouts.Disk, _ string, _ Options) ([]File, error) {
 		img, err := vhdx.Synthesize(src)
@@ -86,7 +88,7 @@ var builders = map[string]Builder{
 		case "fixed":
 			synth = vhd.SynthesizeFixed
 		default:
-			return nil, fmt.Errorf("vhd: subformat %q is not supported (supported: dynamic, fixed): %w", opts.Subformat, layouts.ErrUnsupported)
+			return nil, checkVariant("vhd", opts.Subformat)
 		}
 		img, err := synth(src)
 		if err != nil {
@@ -113,11 +115,50 @@ func Formats() []string {
 	return out
 }
 
+// Subformats lists the variants a format takes, its default first; formats
+// with one variant have none.
+func Subformats(format string) []string {
+	switch format {
+	case "vmdk":
+		return []string{"monolithicSparse", "monolithicFlat"}
+	case "vhd":
+		return []string{"dynamic", "fixed"}
+	}
+	return nil
+}
+
+// CheckFormat says whether Build makes images of format.
+func CheckFormat(format string) error {
+	if _, ok := builders[format]; !ok {
+		return fmt.Errorf("image format %q is not supported (vmfs makes %s): %w", format, strings.Join(Formats(), ", "), layouts.ErrUnsupported)
+	}
+	return nil
+}
+
+// CheckSubformat says whether subformat ("" for the default) is a variant
+// of format.
+func CheckSubformat(format, subformat string) error {
+	if err := CheckFormat(format); err != nil {
+		return err
+	}
+	return checkVariant(format, subformat)
+}
+
+func checkVariant(format, subformat string) error {
+	subs := Subformats(format)
+	switch {
+	case subformat == "" || slices.Contains(subs, subformat):
+		return nil
+	case len(subs) == 0:
+		return fmt.Errorf("%s variant %q is not supported (%s has no variants): %w", format, subformat, format, layouts.ErrUnsupported)
+	}
+	return fmt.Errorf("%s variant %q is not supported (known: %s): %w", format, subformat, strings.Join(subs, ", "), layouts.ErrUnsupported)
+}
+
 // Build makes the target image of src in format.
 func Build(format string, src layouts.Disk, base string, opts Options) ([]File, error) {
-	b, ok := builders[format]
-	if !ok {
-		return nil, fmt.Errorf("target format %q is not supported (supported: %v)", format, Formats())
+	if err := CheckSubformat(format, opts.Subformat); err != nil {
+		return nil, err
 	}
-	return b(src, base, opts)
+	return builders[format](src, base, opts)
 }

@@ -178,9 +178,10 @@ func BareDisk(path string) (*translate.Machine, error) {
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	// The disk the user named may be a block device; what it names may not.
-	d, err := probe.Open(abs, &layouts.Env{AllowDevices: []string{abs}})
+	// The error of probe names the file: it is the whole message.
+	d, err := probe.Open(path, &layouts.Env{AllowDevices: []string{abs}})
 	if err != nil {
-		return nil, fmt.Errorf("source: %s: not a descriptor, and not a disk vmfs can open: %w", path, err)
+		return nil, err
 	}
 	facts, ferr := bootfacts.Read(d)
 	format, vsize := d.Format(), d.Size()

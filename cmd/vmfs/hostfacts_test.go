@@ -76,8 +76,8 @@ func TestDomainTypeFollowsHost(t *testing.T) {
 		{"bad-fallback", []string{"--network-fallback", "bridge"}, "--network-fallback"},
 		{"bad-domain-type", []string{"--domain-type", "xen"}, "--domain-type"},
 		// qcow2, libvirt's default, has no subformat: it would be ignored.
-		{"subformat-of-default-format", []string{"--subformat", "fixed"}, "format qcow2 has no subformats"},
-		{"subformat-of-raw", []string{"--format", "raw", "--subformat", "monolithicFlat"}, "format raw has no subformats"},
+		{"subformat-of-default-format", []string{"--subformat", "fixed"}, "qcow2 has no variants"},
+		{"subformat-of-raw", []string{"--format", "raw", "--subformat", "monolithicFlat"}, "raw has no variants"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			stderr, code := runCLI(t, append(append([]string{"materialize"}, c.args...), src, t.TempDir())...)

@@ -211,7 +211,8 @@ func TestProbeBlockDeviceIsRaw(t *testing.T) {
 	if err := os.Symlink(dev, link); err != nil {
 		t.Fatal(err)
 	}
-	d, err := Open(link, nil)
+	// The device is named by the user (--allow-device, or as SRC).
+	d, err := Open(link, &layouts.Env{AllowDevices: []string{dev}})
 	if err != nil {
 		t.Fatalf("%s (%s): %v", link, dev, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -60,10 +61,7 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 		return err
 	}
 	defer v.Close()
-	files := make([]materialize.File, len(v.Files))
-	for i, f := range v.Files {
-		files[i] = materialize.File{Name: f.Name, Content: f.Content, Mode: f.Mode, Disk: f.Disk}
-	}
+	files := slices.Clone(v.Files)
 	if err := materialize.CheckProtected(dest, files, v.Sources); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"runtime/pprof"
 	"strconv"
 	"syscall"
@@ -121,10 +122,7 @@ func serve(c *cli.Context, o mountOptions, mnt string, rep *mount.Reporter) erro
 	for _, w := range v.Warnings {
 		rep.Warn(w.String())
 	}
-	entries := make([]fusefs.Entry, len(v.Files))
-	for i, f := range v.Files {
-		entries[i] = fusefs.Entry{Name: f.Name, Content: f.Content, Mode: f.Mode}
-	}
+	entries := slices.Clone(v.Files)
 	var ovDir string
 	if !o.readOnly {
 		ovDir = o.overlay

@@ -7,27 +7,17 @@ package view
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/vmfs/vmfs/internal/viewfile"
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/probe"
 	"github.com/vmfs/vmfs/layouts/target"
 	"github.com/vmfs/vmfs/layouts/vdi"
 	"github.com/vmfs/vmfs/translate"
 )
-
-// File is one file of the view.
-type File struct {
-	Name    string
-	Content layouts.Disk
-	Mode    fs.FileMode
-	// Disk is true for disk image files (and their extents), false for
-	// descriptors and reports.
-	Disk bool
-}
 
 // Options say what to build.
 type Options struct {
@@ -53,7 +43,7 @@ type View struct {
 	Machine  *translate.Machine
 	Target   translate.Target
 	Format   string
-	Files    []File
+	Files    []viewfile.File
 	Warnings []translate.Warning
 	// Disks are the opened source disks, in the machine's disk order.
 	Disks []layouts.Disk
@@ -124,7 +114,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 					}
 				}
 			}
-			v.Files = append(v.Files, File{Name: name, Content: f.Content, Mode: 0o600, Disk: true})
+			v.Files = append(v.Files, viewfile.File{Name: name, Content: f.Content, Mode: 0o600, Disk: true})
 		}
 		if opts.BootFacts != nil {
 			bf, err := opts.BootFacts(disk)
@@ -141,7 +131,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		return nil, fmt.Errorf("%s: %w", m.Source, err)
 	}
 	v.Warnings = append(append([]translate.Warning(nil), m.Warnings...), warns...)
-	var descs []File
+	var descs []viewfile.File
 	for _, o := range outs {
 		mode := o.Mode
 		if mode == 0 {
@@ -161,10 +151,10 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 			v.manifests = append(v.manifests, m)
 			content = m
 		}
-		descs = append(descs, File{Name: o.Name, Content: content, Mode: mode})
+		descs = append(descs, viewfile.File{Name: o.Name, Content: content, Mode: mode})
 	}
 	if len(v.Warnings) > 0 {
-		descs = append(descs, File{Name: v.Name + ".warnings.txt", Content: layouts.Bytes("text", []byte(Report(v.Warnings))), Mode: 0o600})
+		descs = append(descs, viewfile.File{Name: v.Name + ".warnings.txt", Content: layouts.Bytes("text", []byte(Report(v.Warnings))), Mode: 0o600})
 	}
 	v.Files = append(descs, v.Files...)
 	ok = true

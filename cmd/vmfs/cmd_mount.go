@@ -18,6 +18,7 @@ import (
 	"github.com/vmfs/vmfs/internal/mount"
 	"github.com/vmfs/vmfs/internal/overlay"
 	"github.com/vmfs/vmfs/internal/view"
+	"github.com/vmfs/vmfs/translate"
 )
 
 type mountOptions struct {
@@ -162,7 +163,7 @@ func serve(c *cli.Context, o mountOptions, mnt string, rep *mount.Reporter) erro
 		Logger:   log,
 		Debug:    o.debug,
 	}
-	if gid, ok := hypervisorGroup(bo.To); ok {
+	if gid, ok := hypervisorGroup(v.Target); ok {
 		fo.GID, fo.DirMode = gid, 0o710
 	}
 	if o.share {
@@ -218,13 +219,14 @@ func startCPUProfile(path string) (func(), error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-// hypervisorGroup is the group QEMU runs as under libvirt (Debian:
-// libvirt-qemu), which must traverse the mount to open the disks.
-func hypervisorGroup(to string) (uint32, bool) {
-	if to != "libvirt" {
+// hypervisorGroup is the group the target's hypervisor runs as (QEMU
+// under libvirt: libvirt-qemu), which must traverse the mount to open the
+// disks, when the target names one and this host has it.
+func hypervisorGroup(t translate.Target) (uint32, bool) {
+	if t.Group() == "" {
 		return 0, false
 	}
-	g, err := user.LookupGroup("libvirt-qemu")
+	g, err := user.LookupGroup(t.Group())
 	if err != nil {
 		return 0, false
 	}

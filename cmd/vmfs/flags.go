@@ -21,7 +21,7 @@ import (
 // translateFlags are shared by mount and materialize.
 func translateFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "to", Value: "libvirt", Usage: "target: libvirt, qemu, vmware, virtualbox, ovf, hyperv"},
+		&cli.StringFlag{Name: "to", Value: "libvirt", Usage: targets.Help()},
 		&cli.StringFlag{Name: "format", Usage: "disk image format: raw, qcow2, vmdk, vhdx, vhd, vdi (default: the target's)"},
 		&cli.StringFlag{Name: "subformat", Usage: "image variant: monolithicSparse|monolithicFlat (vmdk), dynamic|fixed (vhd)"},
 		&cli.StringFlag{Name: "devices", Value: "preserve", Usage: "device mapping: preserve, virtio or compat"},

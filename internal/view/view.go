@@ -94,7 +94,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 			return nil, err
 		}
 		v.Disks = append(v.Disks, disk)
-		base := fmt.Sprintf("%s-disk%d", v.Name, i)
+		base := t.DiskName(m, i)
 		files, err := target.Build(format, disk, filepath.Join(opts.Dir, base), target.Options{
 			AdapterType: vmdkAdapter(d),
 			Subformat:   opts.Subformat,

@@ -1,0 +1,57 @@
+package translate
+
+import "fmt"
+
+// DiskName is how most targets name disk i of m: "<name>-disk<i>", the
+// name made safe by FileName.
+func DiskName(m *Machine, i int) string {
+	return fmt.Sprintf("%s-disk%d", FileName(m.Name), i)
+}
+
+// Option is a translation option, named as its flag is without the
+// dashes.
+type Option string
+
+// The translation options.
+const (
+	OptDevices         Option = "devices"
+	OptNetworkMap      Option = "network-map"
+	OptDomainType      Option = "domain-type"
+	OptNetworkFallback Option = "network-fallback"
+)
+
+// OptionSpec says what an option is to the targets: its flag, the code
+// of the warning the mapping raises for it, and which targets act on it
+// (by what their Caps say, the one place a target states it).
+type OptionSpec struct {
+	Option Option
+	// Code is the warning code (or its stem) of the option's mapping.
+	Code string
+	// Taken says whether a target with caps c acts on the option;
+	// another target warns that it ignores it.
+	Taken func(c Caps) bool
+}
+
+// Flag is the option's command-line flag.
+func (s OptionSpec) Flag() string { return "--" + string(s.Option) }
+
+// OptionSpecs lists every translation option, once. It is not written
+// after program start.
+var OptionSpecs = []OptionSpec{
+	{Option: OptDevices, Code: "MAP_DEVICES", Taken: func(c Caps) bool { return c.FixedDevices == "" }},
+	{Option: OptNetworkMap, Code: "MAP_NET", Taken: func(c Caps) bool { return c.NoNetworkNames == "" }},
+	{Option: OptDomainType, Code: "MAP_DOMAIN_TYPE", Taken: func(c Caps) bool { return c.DomainType }},
+	{Option: OptNetworkFallback, Code: "MAP_NET_FALLBACK", Taken: func(c Caps) bool { return c.HostNetworks }},
+}
+
+// Takes lists the options a target with caps c acts on, in the order of
+// OptionSpecs.
+func Takes(c Caps) []Option {
+	var out []Option
+	for _, s := range OptionSpecs {
+		if s.Taken(c) {
+			out = append(out, s.Option)
+		}
+	}
+	return out
+}

@@ -55,3 +55,21 @@ func Takes(c Caps) []Option {
 	}
 	return out
 }
+
+// Check refuses option values no target knows, in the words of their
+// flags: the one check of them (Map falls back, with a warning, for
+// callers that skip it).
+func (o Options) Check() error {
+	switch o.Devices {
+	case Preserve, Virtio, Compat:
+	default:
+		return fmt.Errorf("--devices: %q is not one of %s, %s, %s", o.Devices, Preserve, Virtio, Compat)
+	}
+	if dt := o.DomainType; dt != "" && dt != DomainKVM && dt != DomainQEMU {
+		return fmt.Errorf("--domain-type: %q is not %s or %s", dt, DomainKVM, DomainQEMU)
+	}
+	if f := o.NetworkFallback; f != "" && f != FallbackUser {
+		return fmt.Errorf("--network-fallback: %q is not %s", f, FallbackUser)
+	}
+	return nil
+}

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmfs/vmfs/internal/units"
 	"github.com/vmfs/vmfs/internal/viewfile"
 
 	"github.com/vmfs/vmfs/layouts"
@@ -242,7 +243,7 @@ func checkSpace(dir string, need int64) error {
 	}
 	free := int64(st.Bavail) * st.Bsize
 	if need > free {
-		return fmt.Errorf("%s: not enough free space: %s needed, %s free", dir, human(need), human(free))
+		return fmt.Errorf("%s: not enough free space: %s needed, %s free", dir, units.Bytes(need), units.Bytes(free))
 	}
 	return nil
 }
@@ -417,19 +418,6 @@ func verify(ctx context.Context, path string, f viewfile.File, opts Options) err
 		}
 	}
 	return nil
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // journalName lists the files being renamed into place while that lasts.

@@ -121,4 +121,11 @@ func TestREADMETable(t *testing.T) {
 	if !strings.Contains(string(b), Table()) {
 		t.Errorf("README.md lacks the table of targets; it must read:\n%s", Table())
 	}
+	var names []string
+	for _, tg := range All() {
+		names = append(names, tg.Name())
+	}
+	if row := "| `--to " + strings.Join(names, `\|`) + "` |"; !strings.Contains(string(b), row) {
+		t.Errorf("README.md's flag table lacks %s", row)
+	}
 }

@@ -35,20 +35,22 @@ type OptionSpec struct {
 // Flag is the option's command-line flag.
 func (s OptionSpec) Flag() string { return "--" + string(s.Option) }
 
-// OptionSpecs lists every translation option, once. It is not written
-// after program start.
-var OptionSpecs = []OptionSpec{
-	{Option: OptDevices, Code: "MAP_DEVICES", Taken: func(c Caps) bool { return c.FixedDevices == "" }},
-	{Option: OptNetworkMap, Code: "MAP_NET", Taken: func(c Caps) bool { return c.NoNetworkNames == "" }},
-	{Option: OptDomainType, Code: "MAP_DOMAIN_TYPE", Taken: func(c Caps) bool { return c.DomainType }},
-	{Option: OptNetworkFallback, Code: "MAP_NET_FALLBACK", Taken: func(c Caps) bool { return c.HostNetworks }},
+// OptionSpecs lists every translation option, once (a new list each
+// call: no caller can change another's).
+func OptionSpecs() []OptionSpec {
+	return []OptionSpec{
+		{Option: OptDevices, Code: "MAP_DEVICES", Taken: func(c Caps) bool { return c.FixedDevices == "" }},
+		{Option: OptNetworkMap, Code: "MAP_NET", Taken: func(c Caps) bool { return c.NoNetworkNames == "" }},
+		{Option: OptDomainType, Code: "MAP_DOMAIN_TYPE", Taken: func(c Caps) bool { return c.DomainType }},
+		{Option: OptNetworkFallback, Code: "MAP_NET_FALLBACK", Taken: func(c Caps) bool { return c.HostNetworks }},
+	}
 }
 
 // Takes lists the options a target with caps c acts on, in the order of
 // OptionSpecs.
 func Takes(c Caps) []Option {
 	var out []Option
-	for _, s := range OptionSpecs {
+	for _, s := range OptionSpecs() {
 		if s.Taken(c) {
 			out = append(out, s.Option)
 		}

@@ -39,7 +39,7 @@ func materializeCommand() *cli.Command {
 			if c.IsSet("overlay") && c.Bool("discard-overlay") {
 				return usagef("--overlay and --discard-overlay exclude each other")
 			}
-			so, err := sessionOptions(c, "")
+			so, err := sessionOptions(c)
 			if err != nil {
 				return err
 			}

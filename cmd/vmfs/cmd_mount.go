@@ -54,7 +54,7 @@ func mountCommand() *cli.Command {
 			if err := needArgs(c, 2, "SRC MOUNTPOINT"); err != nil {
 				return err
 			}
-			so, err := sessionOptions(c, "")
+			so, err := sessionOptions(c)
 			if err != nil {
 				return err
 			}

@@ -61,8 +61,8 @@ func allowDevices(c *cli.Context) ([]string, error) {
 }
 
 // sessionOptions parses the flags mount and materialize share into the
-// options of a session whose files the target sees in dir.
-func sessionOptions(c *cli.Context, dir string) (session.Options, error) {
+// options of a session (its Dir is the command's to set).
+func sessionOptions(c *cli.Context) (session.Options, error) {
 	topts := translate.Options{
 		Devices:         c.String("devices"),
 		NetworkMap:      map[string]string{},
@@ -95,7 +95,6 @@ func sessionOptions(c *cli.Context, dir string) (session.Options, error) {
 		To:        c.String("to"),
 		Format:    c.String("format"),
 		Subformat: c.String("subformat"),
-		Dir:       dir,
 		Env:       env,
 		Translate: topts,
 	}, nil
@@ -145,7 +144,7 @@ func checkFlags(c *cli.Context) error {
 		if err := target.CheckSubformat(format, c.String("subformat")); err != nil {
 			return usagef("--subformat: %w", err)
 		}
-		if _, err := sessionOptions(c, ""); err != nil {
+		if _, err := sessionOptions(c); err != nil {
 			return err
 		}
 	}

@@ -68,14 +68,14 @@ func TestEveryOptionReachesEveryTarget(t *testing.T) {
 		{name: "format=raw", flag: "--format", code: "FORMAT", format: "raw", set: func(*translate.Options) {}},
 	}
 	for i, c := range cases {
-		for _, s := range translate.OptionSpecs {
+		for _, s := range translate.OptionSpecs() {
 			if s.Option == c.opt {
 				cases[i].flag, cases[i].code = s.Flag(), s.Code
 			}
 		}
 	}
 	// Every option has a case.
-	for _, s := range translate.OptionSpecs {
+	for _, s := range translate.OptionSpecs() {
 		found := false
 		for _, c := range cases {
 			found = found || c.opt == s.Option

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -236,5 +237,39 @@ func TestUseOverlayExisting(t *testing.T) {
 	var fe *ForeignError
 	if !errors.As(err, &fe) || !slices.Equal(fe.Names, []string{"bare-disk0.qcow2"}) {
 		t.Errorf("foreign overlay: %v", err)
+	}
+}
+
+// TestBareDiskUnderThePolicy: the bare disk is opened once, under the
+// session's policy: a backing file in an --allow-path directory is
+// reached, and refused without it.
+func TestBareDiskUnderThePolicy(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed")
+	}
+	root := t.TempDir()
+	base, top := filepath.Join(root, "base"), filepath.Join(root, "top")
+	os.Mkdir(base, 0o755)
+	os.Mkdir(top, 0o755)
+	if err := os.WriteFile(filepath.Join(base, "base.raw"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(top, "top.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-b", "../base/base.raw", "-F", "raw", src).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	if s, err := Open(src, Options{To: "libvirt", Format: "raw", Dir: "/mnt/view"}); err == nil {
+		s.Close()
+		t.Fatal("a backing file outside the disk's directory was reached without --allow-path")
+	} else if !errors.Is(err, layouts.ErrRefused) {
+		t.Fatalf("without --allow-path: %v, want a refusal", err)
+	}
+	s, err := Open(src, Options{To: "libvirt", Format: "raw", Dir: "/mnt/view", Env: &layouts.Env{AllowDirs: []string{base}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.View.Sources.Paths(); !slices.Contains(got, filepath.Join(base, "base.raw")) {
+		t.Errorf("sources %q lack the backing file", got)
 	}
 }

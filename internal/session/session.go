@@ -179,6 +179,9 @@ func (s *Session) UseOverlay(o OverlayOptions) (OverlayInfo, error) {
 			return info, ErrNoOverlay
 		}
 	}
+	if err := s.checkOverlayDir(dir); err != nil {
+		return info, err
+	}
 	ov, err := overlay.Open(dir, overlay.Options{Fresh: o.Fresh, Logger: o.Logger})
 	if err != nil {
 		return info, err
@@ -225,6 +228,25 @@ type ForeignError struct {
 func (e *ForeignError) Error() string {
 	return fmt.Sprintf("%s: the overlay holds writes to %s, which this view does not have: materialize with the --to, --format and --subformat of the mount (or --discard-overlay)",
 		e.Dir, strings.Join(e.Names, ", "))
+}
+
+// checkOverlayDir refuses an overlay directory that holds a source file:
+// the overlay creates, and with --fresh removes, files of its own there,
+// and the source's folder is not vmfs's to write.
+func (s *Session) checkOverlayDir(dir string) error {
+	real, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if r, err := filepath.EvalSymlinks(real); err == nil {
+		real = r
+	}
+	for _, p := range s.View.Sources.Paths() {
+		if p == real || filepath.Dir(p) == real {
+			return fmt.Errorf("%s: overlay directory holds the source file %s: choose an overlay outside the source's folders: %w", dir, p, layouts.ErrRefused)
+		}
+	}
+	return nil
 }
 
 // OverlayDir is the directory of the overlay in use, "" when none.

@@ -273,3 +273,39 @@ func TestBareDiskUnderThePolicy(t *testing.T) {
 		t.Errorf("sources %q lack the backing file", got)
 	}
 }
+
+// TestOverlayOutsideTheSource: an overlay directory that holds a source
+// file (named directly or through a symlink) is refused before anything is
+// created in it; one elsewhere is used.
+func TestOverlayOutsideTheSource(t *testing.T) {
+	src := bareDisk(t)
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(filepath.Dir(src), link); err != nil {
+		t.Fatal(err)
+	}
+	for name, dir := range map[string]string{"source folder": filepath.Dir(src), "symlink to it": link} {
+		t.Run(name, func(t *testing.T) {
+			s, err := Open(src, Options{To: "libvirt", Format: "qcow2", Dir: "/mnt/view"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			_, err = s.UseOverlay(OverlayOptions{Dir: dir})
+			if !errors.Is(err, layouts.ErrRefused) || !strings.Contains(err.Error(), src) {
+				t.Fatalf("UseOverlay(%s) = %v, want a refusal naming %s", dir, err, src)
+			}
+			ents, _ := os.ReadDir(filepath.Dir(src))
+			if len(ents) != 1 {
+				t.Errorf("the source folder holds %d entries after the refusal, want only the disk", len(ents))
+			}
+		})
+	}
+	s, err := Open(src, Options{To: "libvirt", Format: "qcow2", Dir: "/mnt/view"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.UseOverlay(OverlayOptions{Dir: t.TempDir()}); err != nil {
+		t.Fatalf("an overlay outside the source: %v", err)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/vmfs/vmfs/layouts/bootfacts"
 )
 
 // Warning codes of the mapping step. They are stable.
@@ -255,4 +257,50 @@ func (mp *Mapping) checkHostNetworks(h *Host, fallback, name string) {
 			mp.warn(WarnNetMissing, "%s network %q %s: the machine will not start here; create it, choose another with --network-map, or use --network-fallback user", name, n.Network, state)
 		}
 	}
+}
+
+// WarnFirmwareFromDisk: the descriptor does not state the firmware and
+// the boot disk's partition table settles it (UEFI).
+const WarnFirmwareFromDisk = "FIRMWARE_FROM_DISK"
+
+// FirmwareFromBoot is the firmware a disk's partition table calls for: a
+// GPT with an EFI System Partition and no BIOS boot partition means UEFI,
+// anything else BIOS.
+func FirmwareFromBoot(b bootfacts.Facts) Firmware {
+	if b.Table == "gpt" && b.HasESP && !b.HasBIOSBP {
+		return UEFI
+	}
+	return BIOS
+}
+
+// SettleFirmware settles a firmware m's descriptor left unstated from the
+// boot disk (the first of disks), by FirmwareFromBoot; UEFI so chosen is
+// said in a warning of m.
+func SettleFirmware(m *Machine, disks []TargetDisk) {
+	if m.Firmware != FirmwareUnknown || len(disks) == 0 {
+		return
+	}
+	m.Firmware = FirmwareFromBoot(disks[0].Boot)
+	if m.Firmware == UEFI {
+		m.Warn(WarnFirmwareFromDisk, "the descriptor does not state the firmware; the boot disk has an EFI System Partition: UEFI")
+	}
+}
+
+// VMDKAdapter is the adapter type a VMDK image of disk d declares in its
+// descriptor: the source's IDE or SCSI controller (BusLogic, pvscsi, else
+// LSI Logic), LSI Logic for any other bus.
+func VMDKAdapter(d Disk) string {
+	switch d.Bus {
+	case BusIDE:
+		return "ide"
+	case BusSCSI:
+		switch d.Controller {
+		case "buslogic":
+			return "buslogic"
+		case "pvscsi":
+			return "pvscsi"
+		}
+		return "lsilogic"
+	}
+	return "lsilogic"
 }

@@ -26,7 +26,7 @@ func Build(src string, opts BuildOptions) (*View, error) {
 		return nil, err
 	}
 	if opts.BootFacts == nil {
-		opts.BootFacts = func(d layouts.Disk) (translate.BootFacts, error) { return bootfacts.Read(d) }
+		opts.BootFacts = func(d layouts.Disk) (bootfacts.Facts, error) { return bootfacts.Read(d) }
 	}
 	v, err := New(m, t, opts.Options)
 	if err != nil {
@@ -64,9 +64,9 @@ func Inspect(src string, env *layouts.Env) (*translate.Machine, []DiskInfo, erro
 
 // DiskInfo describes one source disk.
 type DiskInfo struct {
-	Path        string              `json:"path"`
-	Format      string              `json:"format"`
-	VirtualSize int64               `json:"virtual_size"`
-	Allocated   int64               `json:"allocated"`
-	Boot        translate.BootFacts `json:"boot"`
+	Path        string          `json:"path"`
+	Format      string          `json:"format"`
+	VirtualSize int64           `json:"virtual_size"`
+	Allocated   int64           `json:"allocated"`
+	Boot        bootfacts.Facts `json:"boot"`
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/bootfacts"
 	"github.com/vmfs/vmfs/layouts/probe"
 	"github.com/vmfs/vmfs/layouts/target"
 	"github.com/vmfs/vmfs/layouts/vdi"
@@ -44,7 +45,7 @@ type Options struct {
 	Translate translate.Options
 	// BootFacts, when set, reads what a disk's partition table says about
 	// booting it.
-	BootFacts func(layouts.Disk) (translate.BootFacts, error)
+	BootFacts func(layouts.Disk) (bootfacts.Facts, error)
 }
 
 // View is the target VM.
@@ -106,7 +107,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		v.Disks = append(v.Disks, disk)
 		base := fmt.Sprintf("%s-disk%d", v.Name, i)
 		files, err := target.Build(format, disk, filepath.Join(opts.Dir, base), target.Options{
-			AdapterType: vmdkAdapter(d),
+			AdapterType: translate.VMDKAdapter(d),
 			Subformat:   opts.Subformat,
 		})
 		if err != nil {
@@ -135,7 +136,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		}
 		tdisks = append(tdisks, td)
 	}
-	firmwareFromDisk(m, tdisks)
+	translate.SettleFirmware(m, tdisks)
 	outs, warns, err := t.Emit(m, tdisks, opts.Translate)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Source, err)
@@ -179,22 +180,6 @@ func Report(ws []translate.Warning) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
-}
-
-func vmdkAdapter(d translate.Disk) string {
-	switch d.Bus {
-	case translate.BusIDE:
-		return "ide"
-	case translate.BusSCSI:
-		switch d.Controller {
-		case "buslogic":
-			return "buslogic"
-		case "pvscsi":
-			return "pvscsi"
-		}
-		return "lsilogic"
-	}
-	return "lsilogic"
 }
 
 // openMachineDisk opens disk d of m. A disk named by a VM directory's
@@ -319,20 +304,4 @@ func (v *View) Close() error {
 	}
 	v.Disks = nil
 	return first
-}
-
-// firmwareFromDisk settles a firmware the descriptor left unstated from the
-// boot disk: a GPT with an EFI System Partition and no BIOS boot partition
-// means UEFI, anything else BIOS.
-func firmwareFromDisk(m *translate.Machine, disks []translate.TargetDisk) {
-	if m.Firmware != translate.FirmwareUnknown || len(disks) == 0 {
-		return
-	}
-	b := disks[0].Boot
-	if b.Table == "gpt" && b.HasESP && !b.HasBIOSBP {
-		m.Firmware = translate.UEFI
-		m.Warn("FIRMWARE_FROM_DISK", "the descriptor does not state the firmware; the boot disk has an EFI System Partition: UEFI")
-		return
-	}
-	m.Firmware = translate.BIOS
 }

@@ -204,8 +204,8 @@ func BareDisk(path string) (*translate.Machine, error) {
 	switch {
 	case ferr != nil:
 		m.Warn(WarnBootFacts, "%s: partition table unreadable (%v): BIOS firmware assumed", base, ferr)
-	case facts.HasESP && !facts.HasBIOSBP:
-		m.Firmware = translate.UEFI
+	default:
+		m.Firmware = translate.FirmwareFromBoot(facts)
 	}
 	m.Warn(WarnBareDisk, "%s is a bare %s disk: the machine around it is made up (%d vCPUs, %d MiB, one e1000e NIC, %s firmware from its %s partition table)",
 		base, format, BareDiskCPUs, BareDiskMemoryMiB, m.Firmware, orNone(facts.Table))

@@ -97,20 +97,44 @@ type Caps struct {
 	// falls back to TCG by itself.
 	DomainType    bool
 	AccelFallback bool
+	// Hardware is the virtual hardware the target offers: Map places the
+	// machine's devices on it.
+	Hardware Hardware
 }
 
-// Mapping is the translation options resolved for one machine and one
-// target: what the emitter writes, with every option's warnings raised
-// once, here.
+// Mapping is one machine mapped onto one target: the translation options
+// resolved and every device placed on the target's hardware, with every
+// warning raised once, here. The emitter writes it.
 type Mapping struct {
 	// Devices is the device policy: preserve, virtio or compat.
 	Devices string
 	// DomainType is kvm or qemu; "" for a target without one, or one that
 	// picks its accelerator itself.
 	DomainType string
+	// Machine is the machine type: QEMU's "q35" or "pc" (i440fx, when
+	// IDE devices are kept); "1" or "2", the Hyper-V generation.
+	Machine string
+	// Video is the video model.
+	Video string
+	// Drives are the disks and CD-ROMs placed; Controllers the disk
+	// controllers they need, in the order of first use.
+	Drives      []Drive
+	Controllers []Controller
+	// BootDisk is the index of the disk the firmware boots first, where
+	// the target names one (Hyper-V); -1 for none.
+	BootDisk int
+	// MemoryMiB is the memory where the target rounds it (Hyper-V), 0
+	// otherwise.
+	MemoryMiB int64
+	// SecureBootTemplate is the secure boot template of a target that
+	// names one (Hyper-V), "" otherwise.
+	SecureBootTemplate string
 	// NICs, one per Machine.NICs.
-	NICs     []NICMap
-	Warnings []Warning
+	NICs []NICMap
+	// SerialOmit, one per Machine.Serials where the target places them:
+	// the port is left out.
+	SerialOmit []bool
+	Warnings   []Warning
 }
 
 // NICMap is where one NIC is attached.
@@ -123,17 +147,27 @@ type NICMap struct {
 	// User: user-mode networking (the network is missing on this host
 	// and --network-fallback user was given).
 	User bool
+	// Model is the target's NIC model; Omit: the NIC has no place on the
+	// target and is left out.
+	Model string
+	Omit  bool
+	// MAC is the address in the target's form where the target rewrites
+	// it (Hyper-V: AABBCCDDEEFF); "" otherwise, or when it is malformed.
+	MAC string
 }
 
 func (mp *Mapping) warn(code, format string, args ...any) {
 	mp.Warnings = append(mp.Warnings, Warning{Code: code, Message: fmt.Sprintf(format, args...)})
 }
 
-// Map resolves opts for m on a target with caps. It fails only on an
-// option value that has no meaning (a domain type other than kvm or qemu,
-// a network fallback other than user).
-func Map(m *Machine, opts Options, caps Caps) (*Mapping, error) {
-	mp := &Mapping{}
+// Map maps m, with its disks at disks (in the order of m.Disks), onto a
+// target with caps: it resolves opts and places every device on
+// caps.Hardware. It fails on an option value that has no meaning (a
+// domain type other than kvm or qemu, a network fallback other than
+// user) and on a machine the hardware cannot hold; the Mapping returned
+// with a placement error holds the warnings raised before it.
+func Map(m *Machine, disks []TargetDisk, opts Options, caps Caps) (*Mapping, error) {
+	mp := &Mapping{BootDisk: -1}
 	name := caps.Target
 	if name == "" {
 		name = "this"
@@ -220,6 +254,9 @@ func Map(m *Machine, opts Options, caps Caps) (*Mapping, error) {
 	case fallback == "" || caps.UserNetworking:
 	default:
 		mp.warn(WarnIgnored, "--network-fallback %s has no effect on the %s target: its networks are not this host's libvirt networks", fallback, name)
+	}
+	if err := mp.place(m, disks, &caps.Hardware); err != nil {
+		return mp, err
 	}
 	return mp, nil
 }

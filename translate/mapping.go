@@ -156,6 +156,16 @@ type NICMap struct {
 	MAC string
 }
 
+// Said is mp's warnings: none for a nil Mapping (Map failed on an
+// option), those raised before the failure when Map failed placing a
+// device.
+func (mp *Mapping) Said() []Warning {
+	if mp == nil {
+		return nil
+	}
+	return mp.Warnings
+}
+
 func (mp *Mapping) warn(code, format string, args ...any) {
 	mp.Warnings = append(mp.Warnings, Warning{Code: code, Message: fmt.Sprintf(format, args...)})
 }

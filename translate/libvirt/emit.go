@@ -72,11 +72,7 @@ func yesNo(b bool) string {
 func Domain(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) (*libvirtxml.Domain, []translate.Warning, error) {
 	mp, err := translate.Map(m, disks, opts, Target{}.Caps())
 	if err != nil {
-		var warns []translate.Warning
-		if mp != nil {
-			warns = mp.Warnings
-		}
-		return nil, warns, fmt.Errorf("libvirt: %s: %w", m.Name, err)
+		return nil, mp.Said(), fmt.Errorf("libvirt: %s: %w", m.Name, err)
 	}
 	warns := mp.Warnings
 	if m.CPUs <= 0 || m.MemoryMiB <= 0 {

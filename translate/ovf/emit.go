@@ -219,11 +219,7 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]byte, []translate.Warning, error) {
 	mp, err := translate.Map(m, disks, opts, Target{}.Caps())
 	if err != nil {
-		var warns []translate.Warning
-		if mp != nil {
-			warns = mp.Warnings
-		}
-		return nil, warns, fmt.Errorf("ovf: %s: %w", m.Name, err)
+		return nil, mp.Said(), fmt.Errorf("ovf: %s: %w", m.Name, err)
 	}
 	warns := mp.Warnings
 	env := xEnvelope{Xmlns: nsOVF, XmlnsOVF: nsOVF, XmlnsRASD: nsRASD, XmlnsVSSD: nsVSSD, XmlnsVMW: nsVMW, XmlnsCIM: nsCIM, XmlnsXSI: nsXSI, Version: "1.0"}

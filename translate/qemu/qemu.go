@@ -87,11 +87,7 @@ const varsArg = "\x00vars"
 func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]string, []translate.Warning, error) {
 	mp, err := translate.Map(m, disks, opts, Target{}.Caps())
 	if err != nil {
-		var warns []translate.Warning
-		if mp != nil {
-			warns = mp.Warnings
-		}
-		return nil, warns, fmt.Errorf("qemu: %s: %w", m.Name, err)
+		return nil, mp.Said(), fmt.Errorf("qemu: %s: %w", m.Name, err)
 	}
 	warns := mp.Warnings
 	if m.CPUs <= 0 || m.MemoryMiB <= 0 {

@@ -133,11 +133,7 @@ func vmwareUUID(u string) (string, bool) {
 func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]byte, []translate.Warning, error) {
 	mp, err := translate.Map(m, disks, opts, Target{}.Caps())
 	if err != nil {
-		var warns []translate.Warning
-		if mp != nil {
-			warns = mp.Warnings
-		}
-		return nil, warns, fmt.Errorf("vmx: %s: %w", m.Name, err)
+		return nil, mp.Said(), fmt.Errorf("vmx: %s: %w", m.Name, err)
 	}
 	warns := mp.Warnings
 	w := &writer{}

@@ -185,8 +185,8 @@ func orUnknown(s string) string {
 }
 
 // busFor places a device of the given source bus and controller by the
-// policy: rules under preserve, virtio or compat otherwise. ok is false
-// when no rule matches.
+// policy: the first of rules that matches under preserve (none: the
+// source's bus, no model), virtio or compat otherwise.
 func (mp *Mapping) busFor(rules []BusRule, virtio, compat BusRule, what string, bus Bus, ctl string) (Bus, string) {
 	switch mp.Devices {
 	case Virtio:

@@ -47,9 +47,10 @@ type Hardware struct {
 	VirtioNIC, CompatNIC string
 	// Video is the video model; VirtioVideo under --devices virtio.
 	Video, VirtioVideo string
-	// Formats are the image formats the target opens (lowercase); ""
-	// opens any. FormatCode and FormatSay warn of a disk in another
-	// format ({i}: the disk's index, {format}: its format).
+	// Formats are the image formats the target opens (lowercase); none:
+	// any. FormatCode and FormatSay warn of a disk in another format
+	// ({i}: the disk's index, {format}: its format). LayoutVirtualBox and
+	// LayoutHyperV have their own format rules.
 	Formats    []string
 	FormatCode string
 	FormatSay  string
@@ -63,6 +64,8 @@ type Hardware struct {
 	// SerialTypes are the serial port types the target keeps (a port
 	// needs a path too); SerialCode and SerialSay warn of each port left
 	// out ({type}), or of all at once ({n}: how many) when SerialOnce.
+	// LayoutQEMU (a pty console) and LayoutHyperV (COM1 and COM2 as
+	// named pipes) have their own rules.
 	SerialTypes           []string
 	SerialCode, SerialSay string
 	SerialOnce            bool

@@ -116,8 +116,9 @@ type Mapping struct {
 	Machine string
 	// Video is the video model.
 	Video string
-	// Drives are the disks and CD-ROMs placed; Controllers the disk
-	// controllers they need, in the order of first use.
+	// Drives are the disks and CD-ROMs placed, disks first; Controllers
+	// the disk controllers they need, in the order of first use (Hyper-V:
+	// the SCSI controllers to add to those New-VM creates).
 	Drives      []Drive
 	Controllers []Controller
 	// BootDisk is the index of the disk the firmware boots first, where

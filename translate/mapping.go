@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/vmfs/vmfs/layouts/bootfacts"
 )
 
 // Warning codes of the mapping step. They are stable.
@@ -95,20 +97,45 @@ type Caps struct {
 	// falls back to TCG by itself.
 	DomainType    bool
 	AccelFallback bool
+	// Hardware is the virtual hardware the target offers: Map places the
+	// machine's devices on it.
+	Hardware Hardware
 }
 
-// Mapping is the translation options resolved for one machine and one
-// target: what the emitter writes, with every option's warnings raised
-// once, here.
+// Mapping is one machine mapped onto one target: the translation options
+// resolved and every device placed on the target's hardware, with every
+// warning raised once, here. The emitter writes it.
 type Mapping struct {
 	// Devices is the device policy: preserve, virtio or compat.
 	Devices string
 	// DomainType is kvm or qemu; "" for a target without one, or one that
 	// picks its accelerator itself.
 	DomainType string
+	// Machine is the machine type: QEMU's "q35" or "pc" (i440fx, when
+	// IDE devices are kept); "1" or "2", the Hyper-V generation.
+	Machine string
+	// Video is the video model.
+	Video string
+	// Drives are the disks and CD-ROMs placed, disks first; Controllers
+	// the disk controllers they need, in the order of first use (Hyper-V:
+	// the SCSI controllers to add to those New-VM creates).
+	Drives      []Drive
+	Controllers []Controller
+	// BootDisk is the index of the disk the firmware boots first, where
+	// the target names one (Hyper-V); -1 for none.
+	BootDisk int
+	// MemoryMiB is the memory where the target rounds it (Hyper-V), 0
+	// otherwise.
+	MemoryMiB int64
+	// SecureBootTemplate is the secure boot template of a target that
+	// names one (Hyper-V), "" otherwise.
+	SecureBootTemplate string
 	// NICs, one per Machine.NICs.
-	NICs     []NICMap
-	Warnings []Warning
+	NICs []NICMap
+	// SerialOmit, one per Machine.Serials where the target places them:
+	// the port is left out.
+	SerialOmit []bool
+	Warnings   []Warning
 }
 
 // NICMap is where one NIC is attached.
@@ -121,17 +148,37 @@ type NICMap struct {
 	// User: user-mode networking (the network is missing on this host
 	// and --network-fallback user was given).
 	User bool
+	// Model is the target's NIC model; Omit: the NIC has no place on the
+	// target and is left out.
+	Model string
+	Omit  bool
+	// MAC is the address in the target's form where the target rewrites
+	// it (Hyper-V: AABBCCDDEEFF); "" otherwise, or when it is malformed.
+	MAC string
+}
+
+// Said is mp's warnings: none for a nil Mapping (Map failed on an
+// option), those raised before the failure when Map failed placing a
+// device.
+func (mp *Mapping) Said() []Warning {
+	if mp == nil {
+		return nil
+	}
+	return mp.Warnings
 }
 
 func (mp *Mapping) warn(code, format string, args ...any) {
 	mp.Warnings = append(mp.Warnings, Warning{Code: code, Message: fmt.Sprintf(format, args...)})
 }
 
-// Map resolves opts for m on a target with caps. It fails only on an
-// option value that has no meaning (a domain type other than kvm or qemu,
-// a network fallback other than user).
-func Map(m *Machine, opts Options, caps Caps) (*Mapping, error) {
-	mp := &Mapping{}
+// Map maps m, with its disks at disks (in the order of m.Disks), onto a
+// target with caps: it resolves opts and places every device on
+// caps.Hardware. It fails on an option value that has no meaning (a
+// domain type other than kvm or qemu, a network fallback other than
+// user) and on a machine the hardware cannot hold; the Mapping returned
+// with a placement error holds the warnings raised before it.
+func Map(m *Machine, disks []TargetDisk, opts Options, caps Caps) (*Mapping, error) {
+	mp := &Mapping{BootDisk: -1}
 	name := caps.Target
 	if name == "" {
 		name = "this"
@@ -219,6 +266,9 @@ func Map(m *Machine, opts Options, caps Caps) (*Mapping, error) {
 	default:
 		mp.warn(WarnIgnored, "--network-fallback %s has no effect on the %s target: its networks are not this host's libvirt networks", fallback, name)
 	}
+	if err := mp.place(m, disks, &caps.Hardware); err != nil {
+		return mp, err
+	}
 	return mp, nil
 }
 
@@ -255,4 +305,50 @@ func (mp *Mapping) checkHostNetworks(h *Host, fallback, name string) {
 			mp.warn(WarnNetMissing, "%s network %q %s: the machine will not start here; create it, choose another with --network-map, or use --network-fallback user", name, n.Network, state)
 		}
 	}
+}
+
+// WarnFirmwareFromDisk: the descriptor does not state the firmware and
+// the boot disk's partition table settles it (UEFI).
+const WarnFirmwareFromDisk = "FIRMWARE_FROM_DISK"
+
+// FirmwareFromBoot is the firmware a disk's partition table calls for: a
+// GPT with an EFI System Partition and no BIOS boot partition means UEFI,
+// anything else BIOS.
+func FirmwareFromBoot(b bootfacts.Facts) Firmware {
+	if b.Table == "gpt" && b.HasESP && !b.HasBIOSBP {
+		return UEFI
+	}
+	return BIOS
+}
+
+// SettleFirmware settles a firmware m's descriptor left unstated from the
+// boot disk (the first of disks), by FirmwareFromBoot; UEFI so chosen is
+// said in a warning of m.
+func SettleFirmware(m *Machine, disks []TargetDisk) {
+	if m.Firmware != FirmwareUnknown || len(disks) == 0 {
+		return
+	}
+	m.Firmware = FirmwareFromBoot(disks[0].Boot)
+	if m.Firmware == UEFI {
+		m.Warn(WarnFirmwareFromDisk, "the descriptor does not state the firmware; the boot disk has an EFI System Partition: UEFI")
+	}
+}
+
+// VMDKAdapter is the adapter type a VMDK image of disk d declares in its
+// descriptor: the source's IDE or SCSI controller (BusLogic, pvscsi, else
+// LSI Logic), LSI Logic for any other bus.
+func VMDKAdapter(d Disk) string {
+	switch d.Bus {
+	case BusIDE:
+		return "ide"
+	case BusSCSI:
+		switch d.Controller {
+		case "buslogic":
+			return "buslogic"
+		case "pvscsi":
+			return "pvscsi"
+		}
+		return "lsilogic"
+	}
+	return "lsilogic"
 }

@@ -76,7 +76,7 @@ func TestMap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			mp, err := Map(tt.m, tt.opts, tt.caps)
+			mp, err := Map(tt.m, nil, tt.opts, tt.caps)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err %v, want %q", err, tt.err)

@@ -5,13 +5,17 @@
 //
 // Source parsers live in translate/<format> (vmx, ovf, vbox, libvirt) and
 // return a *Machine; target emitters live there too and implement Target.
-// translate asks layouts only for a disk's size and boot facts.
+// translate asks layouts only for a disk's size and boot facts (the
+// bootfacts.Facts type is layouts'; translate imports it, never the other
+// way round).
 package translate
 
 import (
 	"fmt"
 	"io/fs"
 	"strings"
+
+	"github.com/vmfs/vmfs/layouts/bootfacts"
 )
 
 // Firmware of a machine.
@@ -154,18 +158,11 @@ type TargetDisk struct {
 	// Size is the virtual size in bytes.
 	Size int64
 	// Boot facts read from the disk by layouts.
-	Boot BootFacts
+	Boot bootfacts.Facts
 	// UUID is the image's own UUID, canonical form, where the target
 	// descriptor must repeat it (a .vbox names VDI images by the UUID in
 	// their header); "" when not known.
 	UUID string
-}
-
-// BootFacts are what the disk's partition table says about booting it.
-type BootFacts struct {
-	Table     string // "gpt", "mbr", "" when none was found
-	HasESP    bool   // a GPT EFI System Partition
-	HasBIOSBP bool   // a GPT BIOS boot partition
 }
 
 // Options steer the mapping from the source's devices to the target's.

@@ -101,8 +101,8 @@ func Inspect(src string, env *layouts.Env) (*translate.Machine, []view.DiskInfo,
 
 // bootFacts reads a disk's boot facts, except those of the bare disk that
 // loading l read already.
-func bootFacts(l *source.Loaded) func(int, layouts.Disk) (translate.BootFacts, error) {
-	return func(i int, d layouts.Disk) (translate.BootFacts, error) {
+func bootFacts(l *source.Loaded) func(int, layouts.Disk) (bootfacts.Facts, error) {
+	return func(i int, d layouts.Disk) (bootfacts.Facts, error) {
 		if i == 0 && l.Disk != nil {
 			return l.Boot, l.BootErr
 		}

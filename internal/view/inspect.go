@@ -2,6 +2,7 @@ package view
 
 import (
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/bootfacts"
 	"github.com/vmfs/vmfs/translate"
 )
 
@@ -49,9 +50,9 @@ func closeAll(ds []layouts.Disk) {
 
 // DiskInfo describes one source disk.
 type DiskInfo struct {
-	Path        string              `json:"path"`
-	Format      string              `json:"format"`
-	VirtualSize int64               `json:"virtual_size"`
-	Allocated   int64               `json:"allocated"`
-	Boot        translate.BootFacts `json:"boot"`
+	Path        string          `json:"path"`
+	Format      string          `json:"format"`
+	VirtualSize int64           `json:"virtual_size"`
+	Allocated   int64           `json:"allocated"`
+	Boot        bootfacts.Facts `json:"boot"`
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmfs/vmfs/internal/viewfile"
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/bootfacts"
 	"github.com/vmfs/vmfs/layouts/probe"
 	"github.com/vmfs/vmfs/layouts/target"
 	"github.com/vmfs/vmfs/layouts/vdi"
@@ -34,7 +35,7 @@ type Options struct {
 	Translate translate.Options
 	// BootFacts, when set, reads what the partition table of disk i (the
 	// machine's index) says about booting it.
-	BootFacts func(i int, d layouts.Disk) (translate.BootFacts, error)
+	BootFacts func(i int, d layouts.Disk) (bootfacts.Facts, error)
 	// Opened holds, by the machine's disk index, disks the caller opened
 	// already (a bare disk, opened to make its machine), under Env; a nil
 	// entry, or one past the list's end, is opened here. The view owns
@@ -109,7 +110,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		v.Disks = append(v.Disks, disk)
 		base := t.DiskName(m, i)
 		files, err := target.Build(format, disk, filepath.Join(opts.Dir, base), target.Options{
-			AdapterType: vmdkAdapter(d),
+			AdapterType: translate.VMDKAdapter(d),
 			Subformat:   opts.Subformat,
 		})
 		if err != nil {
@@ -138,7 +139,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		}
 		tdisks = append(tdisks, td)
 	}
-	firmwareFromDisk(m, tdisks)
+	translate.SettleFirmware(m, tdisks)
 	outs, warns, err := t.Emit(m, tdisks, opts.Translate)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Source, err)
@@ -182,22 +183,6 @@ func Report(ws []translate.Warning) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
-}
-
-func vmdkAdapter(d translate.Disk) string {
-	switch d.Bus {
-	case translate.BusIDE:
-		return "ide"
-	case translate.BusSCSI:
-		switch d.Controller {
-		case "buslogic":
-			return "buslogic"
-		case "pvscsi":
-			return "pvscsi"
-		}
-		return "lsilogic"
-	}
-	return "lsilogic"
 }
 
 // openMachineDisk opens disk d of m. A disk named by a VM directory's
@@ -336,20 +321,4 @@ func (v *View) Close() error {
 	}
 	v.Disks = nil
 	return first
-}
-
-// firmwareFromDisk settles a firmware the descriptor left unstated from the
-// boot disk: a GPT with an EFI System Partition and no BIOS boot partition
-// means UEFI, anything else BIOS.
-func firmwareFromDisk(m *translate.Machine, disks []translate.TargetDisk) {
-	if m.Firmware != translate.FirmwareUnknown || len(disks) == 0 {
-		return
-	}
-	b := disks[0].Boot
-	if b.Table == "gpt" && b.HasESP && !b.HasBIOSBP {
-		m.Firmware = translate.UEFI
-		m.Warn("FIRMWARE_FROM_DISK", "the descriptor does not state the firmware; the boot disk has an EFI System Partition: UEFI")
-		return
-	}
-	m.Firmware = translate.BIOS
 }

@@ -19,8 +19,16 @@ import (
 	"github.com/diskfs/go-diskfs/partition/mbr"
 
 	"github.com/vmfs/vmfs/layouts"
-	"github.com/vmfs/vmfs/translate"
 )
+
+// Facts are what a disk's partition table says about booting it. They
+// are layouts' own: a disk's facts, read without knowing the machine
+// around it; translate's mapping step decides the firmware from them.
+type Facts struct {
+	Table     string // "gpt", "mbr", "" when none was found
+	HasESP    bool   // a GPT EFI System Partition
+	HasBIOSBP bool   // a GPT BIOS boot partition
+}
 
 // Partition type GUIDs.
 const (
@@ -39,7 +47,7 @@ const maxEntries = 4096
 // Read returns the boot facts of d. A disk without a partition table gives
 // empty facts and no error; a GPT that is corrupt gives an error wrapping
 // layouts.ErrFormat.
-func Read(d layouts.Disk) (facts translate.BootFacts, err error) {
+func Read(d layouts.Disk) (facts Facts, err error) {
 	limit := min(d.Size(), Window)
 	if limit < 512 {
 		return facts, nil
@@ -79,12 +87,12 @@ func readStart(d layouts.Disk, n int64) ([]byte, error) {
 }
 
 // FromBytes reads the boot facts from the first bytes of a disk.
-func FromBytes(b []byte) (facts translate.BootFacts, err error) {
+func FromBytes(b []byte) (facts Facts, err error) {
 	defer func() {
 		// go-diskfs is a third-party parser fed hostile bytes: a panic in
 		// it must not take the process down.
 		if r := recover(); r != nil {
-			facts, err = translate.BootFacts{}, fmt.Errorf("bootfacts: partition table parser failed (%v): %w", r, layouts.ErrFormat)
+			facts, err = Facts{}, fmt.Errorf("bootfacts: partition table parser failed (%v): %w", r, layouts.ErrFormat)
 		}
 	}()
 	if len(b) < 512 {

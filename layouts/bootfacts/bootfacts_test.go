@@ -15,7 +15,6 @@ import (
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/probe"
 	"github.com/vmfs/vmfs/layouts/raw"
-	"github.com/vmfs/vmfs/translate"
 )
 
 // image writes a raw image of size bytes with partly random content and
@@ -49,11 +48,11 @@ func image(t testing.TB, dir, name string, size int64, script string) string {
 }
 
 // oracle asks sfdisk what the table holds.
-func oracle(t *testing.T, p string) translate.BootFacts {
+func oracle(t *testing.T, p string) Facts {
 	t.Helper()
 	out, err := exec.Command("sfdisk", "-J", p).Output()
 	if err != nil {
-		return translate.BootFacts{} // no table
+		return Facts{} // no table
 	}
 	var j struct {
 		PT struct {
@@ -66,7 +65,7 @@ func oracle(t *testing.T, p string) translate.BootFacts {
 	if err := json.Unmarshal(out, &j); err != nil {
 		t.Fatal(err)
 	}
-	f := translate.BootFacts{Table: map[string]string{"gpt": "gpt", "dos": "mbr"}[j.PT.Label]}
+	f := Facts{Table: map[string]string{"gpt": "gpt", "dos": "mbr"}[j.PT.Label]}
 	for _, p := range j.PT.Partitions {
 		switch strings.ToUpper(p.Type) {
 		case ESPType:
@@ -102,17 +101,17 @@ func TestRead(t *testing.T) {
 		name   string
 		size   int64
 		script string
-		want   translate.BootFacts
+		want   Facts
 	}{
-		{"gpt-esp", 5<<20 + 1234*512, "label: gpt\nsize=1MiB, type=" + ESPType + "\ntype=" + linuxType + "\n", translate.BootFacts{Table: "gpt", HasESP: true}},
-		{"gpt-bios-boot", 4<<20 + 7*512, "label: gpt\nsize=1MiB, type=" + BIOSBootType + "\ntype=" + linuxType + "\n", translate.BootFacts{Table: "gpt", HasBIOSBP: true}},
-		{"gpt-both", 6<<20 + 512, "label: gpt\nsize=1MiB, type=" + BIOSBootType + "\nsize=1MiB, type=" + ESPType + "\ntype=" + linuxType + "\n", translate.BootFacts{Table: "gpt", HasESP: true, HasBIOSBP: true}},
-		{"gpt-1024-entries", 5<<20 + 512, "label: gpt\ntable-length: 1024\nsize=1MiB, type=" + linuxType + "\nsize=1MiB, type=" + ESPType + "\n", translate.BootFacts{Table: "gpt", HasESP: true}},
-		{"gpt-linux-only", 3<<20 + 3*512, "label: gpt\ntype=" + linuxType + "\n", translate.BootFacts{Table: "gpt"}},
-		{"mbr", 3<<20 + 5*512, "label: dos\ntype=83, bootable\n", translate.BootFacts{Table: "mbr"}},
-		{"mbr-efi-type", 3<<20 + 9*512, "label: dos\ntype=ef\n", translate.BootFacts{Table: "mbr"}},
-		{"none", 2<<20 + 11*512, "", translate.BootFacts{}},
-		{"tiny", 300, "", translate.BootFacts{}},
+		{"gpt-esp", 5<<20 + 1234*512, "label: gpt\nsize=1MiB, type=" + ESPType + "\ntype=" + linuxType + "\n", Facts{Table: "gpt", HasESP: true}},
+		{"gpt-bios-boot", 4<<20 + 7*512, "label: gpt\nsize=1MiB, type=" + BIOSBootType + "\ntype=" + linuxType + "\n", Facts{Table: "gpt", HasBIOSBP: true}},
+		{"gpt-both", 6<<20 + 512, "label: gpt\nsize=1MiB, type=" + BIOSBootType + "\nsize=1MiB, type=" + ESPType + "\ntype=" + linuxType + "\n", Facts{Table: "gpt", HasESP: true, HasBIOSBP: true}},
+		{"gpt-1024-entries", 5<<20 + 512, "label: gpt\ntable-length: 1024\nsize=1MiB, type=" + linuxType + "\nsize=1MiB, type=" + ESPType + "\n", Facts{Table: "gpt", HasESP: true}},
+		{"gpt-linux-only", 3<<20 + 3*512, "label: gpt\ntype=" + linuxType + "\n", Facts{Table: "gpt"}},
+		{"mbr", 3<<20 + 5*512, "label: dos\ntype=83, bootable\n", Facts{Table: "mbr"}},
+		{"mbr-efi-type", 3<<20 + 9*512, "label: dos\ntype=ef\n", Facts{Table: "mbr"}},
+		{"none", 2<<20 + 11*512, "", Facts{}},
+		{"tiny", 300, "", Facts{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,48 +21,26 @@ package hyperv
 import (
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/vmfs/vmfs/translate"
 )
 
-// Warning codes. They are stable.
+// Warning codes, raised by translate.Map on Hyper-V's hardware. They are
+// stable.
 const (
-	// WarnDiskFormat: a disk is in a format Hyper-V cannot attach (not
-	// vhdx or vhd), or a VHD on a Generation 2 machine, which needs VHDX.
-	WarnDiskFormat = "HYPERV_DISK_FORMAT"
-	// WarnNIC: a source NIC model becomes a synthetic Hyper-V adapter.
-	WarnNIC = "HYPERV_NIC"
-	// WarnDrivers: a guest not known to be Windows must have the Hyper-V
-	// storage (and VMBus) drivers to find its disks on SCSI.
-	WarnDrivers = "HYPERV_DRIVERS"
-	// WarnCDROM: a CD-ROM could not be attached, or its image is not part
-	// of the output.
-	WarnCDROM = "HYPERV_CDROM"
-	// WarnSerial: serial ports past COM2 are dropped; COM ports become
-	// named pipes.
-	WarnSerial = "HYPERV_SERIAL"
-	// WarnMemory: the memory size was rounded up to Hyper-V's 2 MiB unit.
-	WarnMemory = "HYPERV_MEMORY"
-	// WarnFirmware: the firmware was not stated and the boot disk looks
-	// UEFI-only, yet Generation 1 (BIOS) was chosen.
-	WarnFirmware = "HYPERV_FIRMWARE"
-	// WarnMAC: a source MAC address is malformed; Hyper-V assigns one.
-	WarnMAC = "HYPERV_MAC"
+	WarnDiskFormat = translate.WarnHyperVDiskFormat
+	WarnNIC        = translate.WarnHyperVNIC
+	WarnDrivers    = translate.WarnHyperVDrivers
+	WarnCDROM      = translate.WarnHyperVCDROM
+	WarnSerial     = translate.WarnHyperVSerial
+	WarnMemory     = translate.WarnHyperVMemory
+	WarnFirmware   = translate.WarnHyperVFirmware
+	WarnMAC        = translate.WarnHyperVMAC
 )
 
-// Hyper-V limits.
-const (
-	ideSlots       = 4  // two IDE controllers, two locations each (Gen 1)
-	scsiLocations  = 64 // locations per SCSI controller
-	scsiMax        = 4  // SCSI controllers per machine
-	comPorts       = 2  // COM1 and COM2
-	memoryUnitMiB  = 2  // startup memory is a multiple of 2 MiB
-	secureWindows  = "MicrosoftWindows"
-	secureUEFICA   = "MicrosoftUEFICertificateAuthority"
-	defaultNICName = "Network Adapter"
-)
+// defaultNICName names the network adapters.
+const defaultNICName = "Network Adapter"
 
 // Target is the hyperv target.
 type Target struct{}
@@ -75,7 +53,11 @@ func (Target) DefaultFormat() string { return "vhdx" }
 // Caps: Hyper-V has one set of devices; a mapped network names the
 // virtual switch of its NICs.
 func (Target) Caps() translate.Caps {
-	return translate.Caps{Target: "hyperv", FixedDevices: "a Hyper-V machine has Hyper-V's own devices (synthetic SCSI disks and network adapters; IDE on Generation 1)"}
+	return translate.Caps{
+		Target:       "hyperv",
+		FixedDevices: "a Hyper-V machine has Hyper-V's own devices (synthetic SCSI disks and network adapters; IDE on Generation 1)",
+		Hardware:     translate.Hardware{Layout: translate.LayoutHyperV},
+	}
 }
 
 // utf8BOM starts the script: Windows PowerShell 5.1 reads a script without
@@ -84,42 +66,9 @@ func (Target) Caps() translate.Caps {
 // Lines end in LF, which PowerShell accepts.
 const utf8BOM = "\uFEFF"
 
-// slot is where a drive is attached.
-type slot struct {
-	scsi       bool
-	controller int
-	location   int
-}
-
-func (s slot) String() string {
-	if s.scsi {
-		return fmt.Sprintf("SCSI %d:%d", s.controller, s.location)
-	}
-	return fmt.Sprintf("IDE %d:%d", s.controller, s.location)
-}
-
-// ideOrder is the order in which Generation 1 disks take IDE slots; a
-// CD-ROM, when the machine has one, gets 1:0 (where Hyper-V puts its DVD
-// drive), so the disks skip it.
-var ideOrder = []slot{{false, 0, 0}, {false, 0, 1}, {false, 1, 0}, {false, 1, 1}}
-
-// plan is the device layout of the generated machine.
-type plan struct {
-	gen       int
-	bootDisk  int    // index into disks, -1 when there is none
-	diskSlots []slot // per disk
-	cdSlots   []slot // per CD-ROM; cdOK false for a dropped drive
-	cdOK      []bool
-	scsiCtls  int // SCSI controllers to add with Add-VMScsiController
-}
-
 // Emit writes <name>.ps1, mode 0644.
 func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]translate.OutFile, []translate.Warning, error) {
-	mp, err := translate.Map(m, opts, Target{}.Caps())
-	if err != nil {
-		return nil, nil, fmt.Errorf("hyperv: %s: %w", m.Name, err)
-	}
-	b, warns, err := script(m, disks, mp)
+	b, warns, err := script(m, disks, opts)
 	if err != nil {
 		return nil, warns, err
 	}
@@ -129,69 +78,21 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 // Script returns the PowerShell script for m with its disks at disks, and
 // the warnings of the mapping.
 func Script(m *translate.Machine, disks []translate.TargetDisk) ([]byte, []translate.Warning, error) {
-	mp, err := translate.Map(m, translate.Options{}, Target{}.Caps())
+	return script(m, disks, translate.Options{})
+}
+
+// script is Script with options: a NIC whose network --network-map names
+// is connected to the switch of that name.
+func script(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]byte, []translate.Warning, error) {
+	mp, err := translate.Map(m, disks, opts, Target{}.Caps())
 	if err != nil {
 		return nil, nil, fmt.Errorf("hyperv: %s: %w", m.Name, err)
 	}
-	return script(m, disks, mp)
-}
-
-// script is Script with the options as mp resolved them: a NIC whose
-// network --network-map names is connected to the switch of that name.
-func script(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Mapping) ([]byte, []translate.Warning, error) {
 	warns := mp.Warnings
-	warn := func(code, format string, args ...any) {
-		warns = append(warns, translate.Warning{Code: code, Message: fmt.Sprintf(format, args...)})
-	}
-	if m.CPUs <= 0 || m.MemoryMiB <= 0 {
-		return nil, nil, fmt.Errorf("hyperv: %s: machine has %d CPUs and %d MiB of memory", m.Name, m.CPUs, m.MemoryMiB)
-	}
-	if len(disks) != len(m.Disks) {
-		return nil, nil, fmt.Errorf("hyperv: %s: %d target disks for %d machine disks", m.Name, len(disks), len(m.Disks))
-	}
-	windows := isWindows(m)
-	p, err := layout(m, disks)
-	if err != nil {
-		return nil, nil, err
-	}
+	gen := mp.Machine
+	cds := mp.Drives[len(disks):]
 
-	memMiB := m.MemoryMiB
-	if r := memMiB % memoryUnitMiB; r != 0 {
-		memMiB += memoryUnitMiB - r
-		warn(WarnMemory, "memory of %d MiB rounded up to %d MiB: Hyper-V assigns memory in units of %d MiB", m.MemoryMiB, memMiB, memoryUnitMiB)
-	}
-	memBytes := memMiB << 20
-
-	if m.Firmware == translate.FirmwareUnknown && p.bootDisk >= 0 {
-		if b := disks[p.bootDisk].Boot; b.HasESP && !b.HasBIOSBP {
-			warn(WarnFirmware, "the source does not state its firmware and the boot disk has an EFI System Partition but no BIOS boot partition: Generation 1 (BIOS) was chosen and may not boot; change -Generation 1 to 2 in the script if the guest boots with UEFI")
-		}
-	}
-	for i, d := range disks {
-		switch f := strings.ToLower(d.Format); {
-		case f != "vhdx" && f != "vhd":
-			warn(WarnDiskFormat, "disk %d (%s) is %s, which Hyper-V cannot attach: use --format vhdx", i, comment(filepath.Base(d.Path)), comment(d.Format))
-		case f == "vhd" && p.gen == 2:
-			warn(WarnDiskFormat, "disk %d (%s) is a VHD, which a Generation 2 machine cannot attach: use --format vhdx", i, comment(filepath.Base(d.Path)))
-		}
-	}
-	anySCSI := false
-	for _, s := range p.diskSlots {
-		anySCSI = anySCSI || s.scsi
-	}
-	if !windows && anySCSI {
-		warn(WarnDrivers, "the guest is not known to be Windows and its disks are on Hyper-V's synthetic SCSI controller: the guest needs the Hyper-V drivers (hv_vmbus, hv_storvsc; hv_netvsc for the network) in its kernel or initramfs before the move")
-	}
-
-	for i, c := range m.CDROMs {
-		if !p.cdOK[i] {
-			warn(WarnCDROM, "CD-ROM %d (%s) dropped: a Generation 1 machine has DVD drives on IDE only and its %d IDE slots are taken", i, comment(orEmpty(c.Path)), ideSlots)
-		}
-	}
-	outDir := ""
-	if len(disks) > 0 {
-		outDir = filepath.Dir(disks[0].Path)
-	}
+	memBytes := mp.MemoryMiB << 20
 
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -218,14 +119,13 @@ func script(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Ma
 		w("$disk%d = Join-Path -Path $DiskDir -ChildPath %s\n", i, Quote(filepath.Base(d.Path)))
 	}
 	for i, c := range m.CDROMs {
-		if !p.cdOK[i] || c.Path == "" {
+		if cds[i].Omit || c.Path == "" {
 			continue
 		}
-		if rel, ok := inside(outDir, c.Path); ok {
+		if rel := cds[i].Local; rel != "" {
 			w("$iso%d = Join-Path -Path $DiskDir -ChildPath %s\n", i, Quote(rel))
 		} else {
 			w("$iso%d = %s\n", i, Quote(c.Path))
-			warn(WarnCDROM, "CD-ROM %d image %s is not part of the output: copy it to the Hyper-V host and attach it with Set-VMDvdDrive; the script leaves the drive empty when it does not find the file", i, comment(c.Path))
 		}
 	}
 	if len(disks) > 0 {
@@ -242,7 +142,7 @@ func script(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Ma
 	}
 	b.WriteString("if (@(Get-VM | Where-Object { $_.Name -eq $vmName }).Count -gt 0) { throw ('a virtual machine with this name exists already: ' + $vmName) }\n\n")
 
-	w("$vm = New-VM -Name $vmName -Generation %d -MemoryStartupBytes %d -NoVHD -Path $VMPath\n", p.gen, memBytes)
+	w("$vm = New-VM -Name $vmName -Generation %s -MemoryStartupBytes %d -NoVHD -Path $VMPath\n", gen, memBytes)
 	b.WriteString("try {\n")
 	w("    Set-VMMemory -VM $vm -DynamicMemoryEnabled $false -StartupBytes %d\n", memBytes)
 	w("    Set-VMProcessor -VM $vm -Count %d\n", m.CPUs)
@@ -251,15 +151,15 @@ func script(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Ma
 	b.WriteString("    # New-VM adds a network adapter (and a DVD drive on Generation 1): start from none.\n")
 	b.WriteString("    Remove-VMNetworkAdapter -VM $vm\n")
 	b.WriteString("    Get-VMDvdDrive -VM $vm | Remove-VMDvdDrive\n")
-	for i := 0; i < p.scsiCtls; i++ {
+	for range mp.Controllers {
 		b.WriteString("    Add-VMScsiController -VM $vm\n")
 	}
 	bootVar := ""
-	for i, s := range p.diskSlots {
+	for i, s := range mp.Drives[:len(disks)] {
 		src := m.Disks[i]
 		w("    # disk %d: source %s\n", i, comment(string(src.Bus)+" "+src.Controller))
 		pass := ""
-		if i == p.bootDisk {
+		if i == mp.BootDisk {
 			pass = " -Passthru"
 			bootVar = "$bootDrive"
 			b.WriteString("    $bootDrive =")
@@ -267,24 +167,24 @@ func script(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Ma
 			b.WriteString("    $null =")
 		}
 		ct := "IDE"
-		if s.scsi {
+		if s.Bus == translate.BusSCSI {
 			ct = "SCSI"
 		}
-		w(" Add-VMHardDiskDrive -VM $vm -ControllerType %s -ControllerNumber %d -ControllerLocation %d -Path $disk%d%s\n", ct, s.controller, s.location, i, pass)
+		w(" Add-VMHardDiskDrive -VM $vm -ControllerType %s -ControllerNumber %d -ControllerLocation %d -Path $disk%d%s\n", ct, s.Controller, s.Unit, i, pass)
 	}
 	for i, c := range m.CDROMs {
-		if !p.cdOK[i] {
+		s := cds[i]
+		if s.Omit {
 			continue
 		}
-		s := p.cdSlots[i]
 		assign := "$null ="
 		pass := ""
-		if bootVar == "" && p.gen == 2 {
+		if bootVar == "" && gen == "2" {
 			bootVar = "$bootDrive"
 			assign = "$bootDrive ="
 			pass = " -Passthru"
 		}
-		add := fmt.Sprintf("Add-VMDvdDrive -VM $vm -ControllerNumber %d -ControllerLocation %d", s.controller, s.location)
+		add := fmt.Sprintf("Add-VMDvdDrive -VM $vm -ControllerNumber %d -ControllerLocation %d", s.Controller, s.Unit)
 		if c.Path == "" {
 			w("    %s %s%s\n", assign, add, pass)
 			continue
@@ -301,21 +201,10 @@ func script(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Ma
 		b.WriteString("    if ($SwitchName -ne '') { $net['SwitchName'] = $SwitchName }\n")
 	}
 	for i, n := range m.NICs {
-		if !synthetic(n.Model) {
-			model := n.Model
-			if model == "" {
-				model = "unstated"
-			}
-			warn(WarnNIC, "NIC %d (source model %s) becomes a synthetic Hyper-V network adapter: the guest needs the Hyper-V network driver (hv_netvsc on Linux; in-box on Windows since Windows Server 2008) and sees a new adapter", i, comment(model))
-		}
 		w("    # NIC %d: source %s\n", i, comment(strings.TrimSpace(n.Model+" "+n.Type+" "+n.Network)))
 		mac := ""
-		if n.MAC != "" {
-			if s, ok := staticMAC(n.MAC); ok {
-				mac = " -StaticMacAddress " + Quote(s)
-			} else {
-				warn(WarnMAC, "NIC %d MAC address %q is malformed: Hyper-V assigns one", i, n.MAC)
-			}
+		if s := mp.NICs[i].MAC; s != "" {
+			mac = " -StaticMacAddress " + Quote(s)
 		}
 		if i < len(mp.NICs) && mp.NICs[i].Mapped {
 			// --network-map names this NIC's switch, whatever -SwitchName says.
@@ -325,23 +214,15 @@ func script(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Ma
 		w("    Add-VMNetworkAdapter -VM $vm -Name %s%s @net\n", Quote(fmt.Sprintf("%s %d", defaultNICName, i+1)), mac)
 	}
 	for i := range m.Serials {
-		if i >= comPorts {
-			warn(WarnSerial, "serial port %d dropped: Hyper-V has %d COM ports", i, comPorts)
+		if mp.SerialOmit[i] {
 			continue
 		}
 		pipe := fmt.Sprintf(`\\.\pipe\%s-com%d`, translate.FileName(m.Name), i+1)
 		w("    Set-VMComPort -VM $vm -Number %d -Path %s\n", i+1, Quote(pipe))
 	}
-	if len(m.Serials) > 0 {
-		warn(WarnSerial, "serial ports become named pipes (\\\\.\\pipe\\%s-com1 ...) on the Hyper-V host", translate.FileName(m.Name))
-	}
-	if p.gen == 2 {
+	if gen == "2" {
 		if m.SecureBoot {
-			tmpl := secureUEFICA
-			if windows {
-				tmpl = secureWindows
-			}
-			w("    Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate %s\n", Quote(tmpl))
+			w("    Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate %s\n", Quote(mp.SecureBootTemplate))
 		} else {
 			b.WriteString("    Set-VMFirmware -VM $vm -EnableSecureBoot Off\n")
 		}
@@ -367,175 +248,6 @@ func script(m *translate.Machine, disks []translate.TargetDisk, mp *translate.Ma
 	return []byte(b.String()), warns, nil
 }
 
-// layout places the disks and CD-ROMs on Hyper-V's controllers.
-func layout(m *translate.Machine, disks []translate.TargetDisk) (plan, error) {
-	p := plan{gen: 1, bootDisk: -1}
-	if m.Firmware == translate.UEFI {
-		p.gen = 2
-	}
-	p.bootDisk = bootDisk(m, disks)
-	p.diskSlots = make([]slot, len(disks))
-	p.cdSlots = make([]slot, len(m.CDROMs))
-	p.cdOK = make([]bool, len(m.CDROMs))
-	scsiUsed := 0
-	nextSCSI := func() (slot, bool) {
-		if scsiUsed >= scsiMax*scsiLocations {
-			return slot{}, false
-		}
-		s := slot{true, scsiUsed / scsiLocations, scsiUsed % scsiLocations}
-		scsiUsed++
-		return s, true
-	}
-	var order []int // disks, boot disk first
-	if p.bootDisk >= 0 {
-		order = append(order, p.bootDisk)
-	}
-	for i := range disks {
-		if i != p.bootDisk {
-			order = append(order, i)
-		}
-	}
-	if p.gen == 2 {
-		for _, i := range order {
-			s, ok := nextSCSI()
-			if !ok {
-				return p, fmt.Errorf("hyperv: %s: %d disks and CD-ROMs do not fit on %d SCSI controllers", m.Name, len(disks)+len(m.CDROMs), scsiMax)
-			}
-			p.diskSlots[i] = s
-		}
-		for i := range m.CDROMs {
-			s, ok := nextSCSI()
-			if !ok {
-				return p, fmt.Errorf("hyperv: %s: %d disks and CD-ROMs do not fit on %d SCSI controllers", m.Name, len(disks)+len(m.CDROMs), scsiMax)
-			}
-			p.cdSlots[i], p.cdOK[i] = s, true
-		}
-		// Generation 2 comes with SCSI controller 0.
-		if scsiUsed > 0 {
-			p.scsiCtls = (scsiUsed+scsiLocations-1)/scsiLocations - 1
-		}
-		return p, nil
-	}
-	// Generation 1: IDE for the boot disk and as many disks as fit, one
-	// IDE slot kept for a CD-ROM (DVD drives attach to IDE only), the rest
-	// on SCSI, which Generation 1 cannot boot from.
-	reserved := slot{false, 1, 0}
-	free := map[slot]bool{}
-	for _, s := range ideOrder {
-		free[s] = true
-	}
-	diskIDE := ideSlots
-	if len(m.CDROMs) > 0 {
-		diskIDE--
-	}
-	used := 0
-	for _, i := range order {
-		if used < diskIDE {
-			for _, s := range ideOrder {
-				if free[s] && (len(m.CDROMs) == 0 || s != reserved) {
-					p.diskSlots[i] = s
-					free[s] = false
-					break
-				}
-			}
-			used++
-			continue
-		}
-		s, ok := nextSCSI()
-		if !ok {
-			return p, fmt.Errorf("hyperv: %s: %d disks do not fit on IDE and %d SCSI controllers", m.Name, len(disks), scsiMax)
-		}
-		p.diskSlots[i] = s
-	}
-	cdOrder := append([]slot{reserved}, ideOrder...)
-	for i := range m.CDROMs {
-		for _, s := range cdOrder {
-			if free[s] {
-				p.cdSlots[i], p.cdOK[i] = s, true
-				free[s] = false
-				break
-			}
-		}
-	}
-	if scsiUsed > 0 {
-		p.scsiCtls = (scsiUsed + scsiLocations - 1) / scsiLocations
-	}
-	return p, nil
-}
-
-// bootDisk picks the disk to boot: the one with the lowest boot order the
-// source states, else the first with a partition table, else the first.
-func bootDisk(m *translate.Machine, disks []translate.TargetDisk) int {
-	if len(disks) == 0 {
-		return -1
-	}
-	best := -1
-	for i, d := range m.Disks {
-		if d.BootOrder > 0 && (best < 0 || d.BootOrder < m.Disks[best].BootOrder) {
-			best = i
-		}
-	}
-	if best >= 0 {
-		return best
-	}
-	for i, d := range disks {
-		if d.Boot.Table != "" {
-			return i
-		}
-	}
-	return 0
-}
-
-func orEmpty(path string) string {
-	if path == "" {
-		return "empty"
-	}
-	return path
-}
-
-// inside returns path relative to dir when path is inside dir.
-func inside(dir, path string) (string, bool) {
-	if dir == "" || !filepath.IsAbs(path) {
-		return "", false
-	}
-	rel, err := filepath.Rel(dir, path)
-	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", false
-	}
-	return rel, true
-}
-
-// isWindows reports whether the guest is Windows, from the libosinfo id or
-// the source's own guest OS identifier.
-func isWindows(m *translate.Machine) bool {
-	g := strings.ToLower(m.GuestOS)
-	return strings.HasPrefix(m.OSInfo, "http://microsoft.com/win") ||
-		strings.HasPrefix(g, "win") || strings.Contains(g, "windows") || strings.HasPrefix(g, "longhorn")
-}
-
-// synthetic reports whether a source NIC model already is Hyper-V's
-// synthetic adapter.
-func synthetic(model string) bool {
-	switch strings.ToLower(model) {
-	case "netvsc", "hv_netvsc", "hyperv", "hyper-v", "synthetic":
-		return true
-	}
-	return false
-}
-
-// staticMAC turns aa:bb:cc:dd:ee:ff into AABBCCDDEEFF, the form
-// -StaticMacAddress takes.
-func staticMAC(mac string) (string, bool) {
-	s := strings.ToUpper(strings.NewReplacer(":", "", "-", "").Replace(mac))
-	if len(s) != 12 {
-		return "", false
-	}
-	if _, err := strconv.ParseUint(s, 16, 64); err != nil {
-		return "", false
-	}
-	return s, true
-}
-
 // singleQuotes are the characters PowerShell takes as a single quote: the
 // ASCII apostrophe and the typographic quotes U+2018 to U+201B.
 const singleQuotes = "'\u2018\u2019\u201a\u201b"
@@ -557,13 +269,5 @@ func Quote(s string) string {
 	return b.String()
 }
 
-// comment makes s safe inside a one-line # comment: line breaks (including
-// the Unicode ones) and other control characters become spaces.
-func comment(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// comment makes s safe inside a one-line # comment.
+func comment(s string) string { return translate.Comment(s) }

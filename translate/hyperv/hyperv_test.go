@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode"
 
+	"github.com/vmfs/vmfs/layouts/bootfacts"
 	"github.com/vmfs/vmfs/translate"
 )
 
@@ -507,7 +508,7 @@ func TestScript(t *testing.T) {
 				m.Firmware = translate.FirmwareUnknown
 				return m
 			},
-			disks: []translate.TargetDisk{{Path: "/out/vm-disk0.vhdx", Format: "vhdx", Boot: translate.BootFacts{Table: "gpt", HasESP: true}}},
+			disks: []translate.TargetDisk{{Path: "/out/vm-disk0.vhdx", Format: "vhdx", Boot: bootfacts.Facts{Table: "gpt", HasESP: true}}},
 			want:  []string{"$vm = New-VM -Name $vmName -Generation 1 -MemoryStartupBytes 1073741824 -NoVHD -Path $VMPath"},
 			codes: []string{WarnFirmware},
 		},

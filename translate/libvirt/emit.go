@@ -15,16 +15,6 @@ import (
 	"github.com/vmfs/vmfs/translate"
 )
 
-// OVMF firmware as Debian's ovmf package installs it: the files its
-// /usr/share/qemu/firmware descriptors name, which libvirt's firmware
-// auto-selection picks. The qemu target names them directly.
-const (
-	OVMFCode           = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	OVMFVars           = "/usr/share/OVMF/OVMF_VARS_4M.fd"
-	OVMFCodeSecureBoot = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd"
-	OVMFVarsSecureBoot = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
-)
-
 const libosinfoNS = "http://libosinfo.org/xmlns/libvirt/domain/1.0"
 
 // Target is the libvirt target.
@@ -36,9 +26,9 @@ func (Target) Name() string          { return "libvirt" }
 func (Target) DefaultFormat() string { return "qcow2" }
 
 // Caps: NICs on libvirt networks ("default" unless mapped), checked
-// against this host's libvirt; a domain type.
+// against this host's libvirt; a domain type; QEMU's hardware.
 func (Target) Caps() translate.Caps {
-	return translate.Caps{Target: "libvirt", DefaultNetwork: "default", HostNetworks: true, DomainType: true}
+	return translate.Caps{Target: "libvirt", DefaultNetwork: "default", HostNetworks: true, DomainType: true, Hardware: translate.QEMUHardware()}
 }
 
 // Emit writes <name>.xml.
@@ -80,15 +70,11 @@ func yesNo(b bool) string {
 
 // Domain builds the libvirt domain of m.
 func Domain(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) (*libvirtxml.Domain, []translate.Warning, error) {
-	mp, err := translate.Map(m, opts, Target{}.Caps())
+	mp, err := translate.Map(m, disks, opts, Target{}.Caps())
 	if err != nil {
-		return nil, nil, fmt.Errorf("libvirt: %s: %w", m.Name, err)
+		return nil, mp.Said(), fmt.Errorf("libvirt: %s: %w", m.Name, err)
 	}
-	plan, pw, err := PlanFor(m, disks, mp)
-	warns := append(mp.Warnings, pw...)
-	if err != nil {
-		return nil, warns, fmt.Errorf("libvirt: %s: %w", m.Name, err)
-	}
+	warns := mp.Warnings
 	if m.CPUs <= 0 || m.MemoryMiB <= 0 {
 		return nil, warns, fmt.Errorf("libvirt: %s: machine has %d CPUs and %d MiB of memory", m.Name, m.CPUs, m.MemoryMiB)
 	}
@@ -101,7 +87,7 @@ func Domain(m *translate.Machine, disks []translate.TargetDisk, opts translate.O
 		CurrentMemory: &libvirtxml.DomainCurrentMemory{Value: uint(m.MemoryMiB), Unit: "MiB"},
 		VCPU:          &libvirtxml.DomainVCPU{Placement: "static", Value: uint(m.CPUs)},
 		OS: &libvirtxml.DomainOS{
-			Type: &libvirtxml.DomainOSType{Arch: "x86_64", Machine: plan.Machine, Type: "hvm"},
+			Type: &libvirtxml.DomainOSType{Arch: "x86_64", Machine: mp.Machine, Type: "hvm"},
 		},
 		Features: &libvirtxml.DomainFeatureList{
 			ACPI: &libvirtxml.DomainFeature{},
@@ -152,15 +138,15 @@ func Domain(m *translate.Machine, disks []translate.TargetDisk, opts translate.O
 	}
 
 	dev := dom.Devices
-	for _, c := range plan.Controllers {
-		ctl := libvirtxml.DomainController{Type: c.Type, Index: uintp(uint(c.Index)), Model: c.Model}
+	for _, c := range mp.Controllers {
+		ctl := libvirtxml.DomainController{Type: string(c.Bus), Index: uintp(uint(c.Index)), Model: c.Model}
 		dev.Controllers = append(dev.Controllers, ctl)
 	}
-	for _, d := range plan.Drives {
+	for _, d := range mp.Drives {
 		disk := libvirtxml.DomainDisk{
 			Device: "disk",
 			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: d.Format},
-			Target: &libvirtxml.DomainDiskTarget{Dev: d.Dev, Bus: d.Bus},
+			Target: &libvirtxml.DomainDiskTarget{Dev: d.Dev, Bus: string(d.Bus)},
 		}
 		if d.CDROM {
 			disk.Device = "cdrom"
@@ -171,7 +157,7 @@ func Domain(m *translate.Machine, disks []translate.TargetDisk, opts translate.O
 		if d.Path != "" {
 			disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: d.Path}}
 		}
-		if d.Bus != "virtio" {
+		if d.Bus != translate.BusVirtio {
 			disk.Address = &libvirtxml.DomainAddress{Drive: &libvirtxml.DomainAddressDrive{
 				Controller: uintp(uint(d.Controller)), Bus: uintp(uint(d.AddrBus)), Target: uintp(0), Unit: uintp(uint(d.Unit)),
 			}}
@@ -181,7 +167,7 @@ func Domain(m *translate.Machine, disks []translate.TargetDisk, opts translate.O
 		}
 		dev.Disks = append(dev.Disks, disk)
 	}
-	for _, n := range plan.NICs {
+	for i, n := range mp.NICs {
 		iface := libvirtxml.DomainInterface{
 			Source: &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: n.Network}},
 			Model:  &libvirtxml.DomainInterfaceModel{Type: n.Model},
@@ -189,8 +175,8 @@ func Domain(m *translate.Machine, disks []translate.TargetDisk, opts translate.O
 		if n.User {
 			iface.Source = &libvirtxml.DomainInterfaceSource{User: &libvirtxml.DomainInterfaceSourceUser{}}
 		}
-		if n.MAC != "" {
-			iface.MAC = &libvirtxml.DomainInterfaceMAC{Address: n.MAC}
+		if mac := m.NICs[i].MAC; mac != "" {
+			iface.MAC = &libvirtxml.DomainInterfaceMAC{Address: mac}
 		}
 		dev.Interfaces = append(dev.Interfaces, iface)
 	}
@@ -204,7 +190,7 @@ func Domain(m *translate.Machine, disks []translate.TargetDisk, opts translate.O
 	}}
 	dev.Inputs = []libvirtxml.DomainInput{{Type: "tablet", Bus: "usb"}}
 	dev.Graphics = []libvirtxml.DomainGraphic{{VNC: &libvirtxml.DomainGraphicVNC{Port: -1, AutoPort: "yes"}}}
-	dev.Videos = []libvirtxml.DomainVideo{{Model: libvirtxml.DomainVideoModel{Type: plan.Video}}}
+	dev.Videos = []libvirtxml.DomainVideo{{Model: libvirtxml.DomainVideoModel{Type: mp.Video}}}
 	return dom, warns, nil
 }
 

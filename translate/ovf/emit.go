@@ -43,7 +43,48 @@ func (Target) DefaultFormat() string { return "vmdk" }
 // Caps: VMware has no virtio devices; --devices virtio uses its
 // paravirtual ones.
 func (Target) Caps() translate.Caps {
-	return translate.Caps{Target: "ovf", VirtioSubstitute: "VMware's paravirtual devices (VirtualSCSI disks, VmxNet3 NICs)"}
+	return translate.Caps{Target: "ovf", VirtioSubstitute: "VMware's paravirtual devices (VirtualSCSI disks, VmxNet3 NICs)", Hardware: Hardware()}
+}
+
+// Hardware is what a VMware machine imported from an OVF of
+// VirtualSystemType offers, as OVF names it.
+func Hardware() translate.Hardware {
+	moves := translate.BusRule{To: translate.BusSATA, Code: WarnEmitBus, Say: "{what} on the {bus} bus moves to SATA"}
+	return translate.Hardware{
+		Layout: translate.LayoutVMware,
+		Disks: []translate.BusRule{
+			{Bus: translate.BusSCSI, Models: []string{"lsilogic", ""}, To: translate.BusSCSI, Model: "lsilogic"},
+			{Bus: translate.BusSCSI, Models: []string{"buslogic"}, To: translate.BusSCSI, Model: "buslogic"},
+			{Bus: translate.BusSCSI, Models: []string{"lsisas1068", "lsisas1078", "lsilogicsas"}, To: translate.BusSCSI, Model: "lsilogicsas"},
+			{Bus: translate.BusSCSI, Models: []string{"pvscsi", "vmpvscsi"}, To: translate.BusSCSI, Model: "VirtualSCSI"},
+			{Bus: translate.BusSCSI, To: translate.BusSCSI, Model: "lsilogicsas", Code: WarnEmitBus, Say: "{what} is on a {ctl} SCSI controller, which VMware lacks: LSI Logic SAS used"},
+			{Bus: translate.BusSATA, To: translate.BusSATA},
+			{Bus: translate.BusIDE, To: translate.BusIDE},
+			{Bus: translate.BusNVMe, To: translate.BusNVMe},
+			moves,
+		},
+		CDROMs: []translate.BusRule{
+			{Bus: translate.BusIDE, To: translate.BusIDE},
+			{Bus: translate.BusSATA, To: translate.BusSATA},
+			moves,
+		},
+		VirtioDisk:  translate.BusRule{To: translate.BusSCSI, Model: "VirtualSCSI"},
+		CompatDisk:  translate.BusRule{To: translate.BusSATA},
+		VirtioCDROM: translate.BusRule{To: translate.BusSATA},
+		CompatCDROM: translate.BusRule{To: translate.BusSATA},
+		NICs: []translate.ModelRule{
+			{Models: []string{"e1000", "", "82540em", "82543gc", "82545em"}, To: "E1000"},
+			{Models: []string{"e1000e"}, To: "E1000e"},
+			{Models: []string{"vmxnet3", "vmxnet", "vmxnet2"}, To: "VmxNet3"},
+			{Models: []string{"pcnet", "vlance", "pcnet32", "am79c970a", "am79c973"}, To: "PCNet32"},
+			{To: "E1000", Code: WarnEmitNIC, Say: "NIC {i} model {model} is not a VMware adapter: E1000 used"},
+		},
+		VirtioNIC: "VmxNet3", CompatNIC: "E1000",
+		Formats: []string{"vmdk"}, FormatCode: WarnEmitFormat, FormatSay: "disk {i} is a {format} image: VMware imports only VMDK from an OVF",
+		UnitsCode:       WarnEmitUnits,
+		CDROMImagesCode: WarnEmitCDROM, CDROMImagesSay: "CD-ROM {i} image {path} is not packaged: the drive is left empty",
+		SerialCode: WarnEmitSerial, SerialSay: "{n} serial port(s) are not written to the OVF", SerialOnce: true,
+	}
 }
 
 // Namespaces of an OVF 1.0 envelope.
@@ -174,55 +215,13 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 	}, warns, nil
 }
 
-// place is a device's controller and unit in the generated machine.
-type place struct {
-	bus  translate.Bus
-	ctl  int
-	unit int
-}
-
-var (
-	unitsPer = map[translate.Bus]int{translate.BusSCSI: 16, translate.BusSATA: 30, translate.BusIDE: 2, translate.BusNVMe: 15}
-	ctlsPer  = map[translate.Bus]int{translate.BusSCSI: 4, translate.BusSATA: 4, translate.BusIDE: 2, translate.BusNVMe: 4}
-)
-
-// allocator hands out free controller slots, keeping the source's when free.
-type allocator map[place]bool
-
-func (a allocator) take(bus translate.Bus, ctl, unit int) (place, bool) {
-	p := place{bus, ctl, unit}
-	okUnit := unit >= 0 && unit < unitsPer[bus] && !(bus == translate.BusSCSI && unit == 7)
-	if okUnit && ctl >= 0 && ctl < ctlsPer[bus] && !a[p] {
-		a[p] = true
-		return p, true
-	}
-	for c := 0; c < ctlsPer[bus]; c++ {
-		for u := 0; u < unitsPer[bus]; u++ {
-			q := place{bus, c, u}
-			if (bus == translate.BusSCSI && u == 7) || a[q] {
-				continue
-			}
-			a[q] = true
-			return q, true
-		}
-	}
-	return place{}, false
-}
-
 // Marshal generates the .ovf of m with its disks at disks.
 func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]byte, []translate.Warning, error) {
-	if len(disks) != len(m.Disks) {
-		return nil, nil, fmt.Errorf("ovf: %s: %d target disks for %d source disks", m.Name, len(disks), len(m.Disks))
-	}
-	mp, err := translate.Map(m, opts, Target{}.Caps())
+	mp, err := translate.Map(m, disks, opts, Target{}.Caps())
 	if err != nil {
-		return nil, nil, fmt.Errorf("ovf: %s: %w", m.Name, err)
+		return nil, mp.Said(), fmt.Errorf("ovf: %s: %w", m.Name, err)
 	}
 	warns := mp.Warnings
-	warn := func(code, f string, a ...any) {
-		warns = append(warns, translate.Warning{Code: code, Message: fmt.Sprintf(f, a...)})
-	}
-	policy := mp.Devices
 	env := xEnvelope{Xmlns: nsOVF, XmlnsOVF: nsOVF, XmlnsRASD: nsRASD, XmlnsVSSD: nsVSSD, XmlnsVMW: nsVMW, XmlnsCIM: nsCIM, XmlnsXSI: nsXSI, Version: "1.0"}
 	env.Disks.Info = "Virtual disk information"
 	name := m.Name
@@ -258,102 +257,57 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 	}
 	hw.Items = append(hw.Items, cpu, xItem{AllocationUnits: "byte * 2^20", Description: "Memory Size", ElementName: fmt.Sprintf("%dMB of memory", mem), InstanceID: id(), ResourceType: "4", VirtualQuantity: strconv.FormatInt(mem, 10)})
 
-	// Choose buses.
-	busFor := func(b translate.Bus, ctl, what string) (translate.Bus, string) {
-		switch policy {
-		case "virtio":
-			return translate.BusSCSI, "VirtualSCSI"
-		case "compat":
-			return translate.BusSATA, ""
-		}
-		switch b {
-		case translate.BusSCSI:
-			switch strings.ToLower(ctl) {
-			case "lsilogic", "":
-				return b, "lsilogic"
-			case "buslogic":
-				return b, "buslogic"
-			case "lsisas1068", "lsisas1078", "lsilogicsas":
-				return b, "lsilogicsas"
-			case "pvscsi", "vmpvscsi":
-				return b, "VirtualSCSI"
-			}
-			warn(WarnEmitBus, "%s is on a %s SCSI controller, which VMware lacks: LSI Logic SAS used", what, ctl)
-			return b, "lsilogicsas"
-		case translate.BusSATA, translate.BusIDE, translate.BusNVMe:
-			return b, ""
-		}
-		warn(WarnEmitBus, "%s on the %s bus moves to SATA", what, b)
-		return translate.BusSATA, ""
+	models := map[[2]any]string{} // (bus, index) → controller model
+	for _, c := range mp.Controllers {
+		models[[2]any{c.Bus, c.Index}] = c.Model
 	}
-	alloc := allocator{}
-	ctlIDs := map[[2]int]string{} // (bus kind, index) → instance id
-	busKind := map[translate.Bus]int{translate.BusIDE: 0, translate.BusSCSI: 1, translate.BusSATA: 2, translate.BusNVMe: 3}
+	ctlIDs := map[[2]any]string{} // (bus, index) → instance id
 	var devItems []xItem
 	var ctlItems []xItem
-	controllerID := func(p place, sub string) string {
-		k := [2]int{busKind[p.bus], p.ctl}
+	// A controller's item takes its instance id when its first device does.
+	controllerID := func(bus translate.Bus, index int) string {
+		k := [2]any{bus, index}
 		if s, ok := ctlIDs[k]; ok {
 			return s
 		}
-		it := xItem{Address: strconv.Itoa(p.ctl), InstanceID: id()}
-		switch p.bus {
+		it := xItem{Address: strconv.Itoa(index), InstanceID: id()}
+		switch bus {
 		case translate.BusIDE:
-			it.Description, it.ElementName, it.ResourceType = "IDE Controller", fmt.Sprintf("IDE %d", p.ctl), "5"
+			it.Description, it.ElementName, it.ResourceType = "IDE Controller", fmt.Sprintf("IDE %d", index), "5"
 		case translate.BusSCSI:
-			it.Description, it.ElementName, it.ResourceType, it.ResourceSubType = "SCSI Controller", fmt.Sprintf("SCSI controller %d", p.ctl), "6", sub
+			it.Description, it.ElementName, it.ResourceType, it.ResourceSubType = "SCSI Controller", fmt.Sprintf("SCSI controller %d", index), "6", models[k]
 		case translate.BusSATA:
-			it.Description, it.ElementName, it.ResourceType, it.ResourceSubType = "SATA Controller", fmt.Sprintf("SATA controller %d", p.ctl), "20", "vmware.sata.ahci"
+			it.Description, it.ElementName, it.ResourceType, it.ResourceSubType = "SATA Controller", fmt.Sprintf("SATA controller %d", index), "20", "vmware.sata.ahci"
 		case translate.BusNVMe:
-			it.Description, it.ElementName, it.ResourceType, it.ResourceSubType = "NVMe Controller", fmt.Sprintf("NVMe controller %d", p.ctl), "20", "vmware.nvme.controller"
+			it.Description, it.ElementName, it.ResourceType, it.ResourceSubType = "NVMe Controller", fmt.Sprintf("NVMe controller %d", index), "20", "vmware.nvme.controller"
 		}
 		ctlItems = append(ctlItems, it)
 		ctlIDs[k] = it.InstanceID
 		return it.InstanceID
 	}
-	for i, d := range m.Disks {
-		bus, sub := busFor(d.Bus, d.Controller, fmt.Sprintf("disk %d", i))
-		p, ok := alloc.take(bus, d.ControllerIndex, d.Unit)
-		if !ok {
-			return nil, warns, fmt.Errorf("ovf: %s: no free %s slot for disk %d", m.Name, bus, i)
+	for _, d := range mp.Drives {
+		if d.Omit {
+			continue
 		}
-		parent := controllerID(p, sub)
+		parent := controllerID(d.Bus, d.Controller)
+		if d.CDROM {
+			devItems = append(devItems, xItem{Required: "false", AddressOnParent: strconv.Itoa(d.Unit), AutoAlloc: "false", ElementName: fmt.Sprintf("CD/DVD drive %d", d.Index+1), InstanceID: id(), Parent: parent, ResourceSubType: "vmware.cdrom.remotepassthrough", ResourceType: "15"})
+			continue
+		}
+		i := d.Index
 		fileID, diskID := fmt.Sprintf("file%d", i+1), fmt.Sprintf("vmdisk%d", i+1)
 		env.References = append(env.References, xFile{Href: filepath.Base(disks[i].Path), ID: fileID})
 		size := disks[i].Size
 		if size <= 0 {
-			size = d.Size
+			size = m.Disks[i].Size
 		}
 		env.Disks.Disks = append(env.Disks.Disks, xDisk{Capacity: strconv.FormatInt(size, 10), Units: "byte", DiskID: diskID, FileRef: fileID, Format: formatURI(disks[i].Format)})
-		if f := strings.ToLower(disks[i].Format); f != "" && f != "vmdk" {
-			warn(WarnEmitFormat, "disk %d is a %s image: VMware imports only VMDK from an OVF", i, f)
-		}
-		devItems = append(devItems, xItem{AddressOnParent: strconv.Itoa(p.unit), ElementName: fmt.Sprintf("Hard disk %d", i+1), HostResource: "ovf:/disk/" + diskID, InstanceID: id(), Parent: parent, ResourceType: "17"})
-	}
-	for i, c := range m.CDROMs {
-		bus := c.Bus
-		switch {
-		case policy != "preserve", bus != translate.BusIDE && bus != translate.BusSATA:
-			if policy == "preserve" {
-				warn(WarnEmitBus, "CD-ROM %d on the %s bus moves to SATA", i, bus)
-			}
-			bus = translate.BusSATA
-		}
-		p, ok := alloc.take(bus, c.ControllerIndex, c.Unit)
-		if !ok {
-			warn(WarnEmitUnits, "no free %s slot for CD-ROM %d: left out", bus, i)
-			continue
-		}
-		if c.Path != "" {
-			warn(WarnEmitCDROM, "CD-ROM %d image %s is not packaged: the drive is left empty", i, c.Path)
-		}
-		parent := controllerID(p, "")
-		devItems = append(devItems, xItem{Required: "false", AddressOnParent: strconv.Itoa(p.unit), AutoAlloc: "false", ElementName: fmt.Sprintf("CD/DVD drive %d", i+1), InstanceID: id(), Parent: parent, ResourceSubType: "vmware.cdrom.remotepassthrough", ResourceType: "15"})
+		devItems = append(devItems, xItem{AddressOnParent: strconv.Itoa(d.Unit), ElementName: fmt.Sprintf("Hard disk %d", i+1), HostResource: "ovf:/disk/" + diskID, InstanceID: id(), Parent: parent, ResourceType: "17"})
 	}
 	var nets []string
 	seenNet := map[string]bool{}
 	for i, n := range m.NICs {
-		model := emitNIC(policy, n.Model, i, warn)
+		model := mp.NICs[i].Model
 		net := mp.NICs[i].Network
 		if net == "" {
 			net = "VM Network"
@@ -373,9 +327,6 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 		for _, n := range nets {
 			env.Networks.Networks = append(env.Networks.Networks, xNetwork{Name: n, Description: "The " + n + " network"})
 		}
-	}
-	if len(m.Serials) > 0 {
-		warn(WarnEmitSerial, "%d serial port(s) are not written to the OVF", len(m.Serials))
 	}
 	hw.Items = append(append(hw.Items, ctlItems...), devItems...)
 	fw := "bios"
@@ -408,26 +359,4 @@ func formatURI(f string) string {
 		return "http://www.virtualbox.org/manual/ch12.html#vdi"
 	}
 	return ""
-}
-
-// emitNIC maps a model to an OVF ResourceSubType VMware knows.
-func emitNIC(policy, model string, i int, warn func(string, string, ...any)) string {
-	switch policy {
-	case "virtio":
-		return "VmxNet3"
-	case "compat":
-		return "E1000"
-	}
-	switch strings.ToLower(model) {
-	case "e1000", "", "82540em", "82543gc", "82545em":
-		return "E1000"
-	case "e1000e":
-		return "E1000e"
-	case "vmxnet3", "vmxnet", "vmxnet2":
-		return "VmxNet3"
-	case "pcnet", "vlance", "pcnet32", "am79c970a", "am79c973":
-		return "PCNet32"
-	}
-	warn(WarnEmitNIC, "NIC %d model %s is not a VMware adapter: E1000 used", i, model)
-	return "E1000"
 }

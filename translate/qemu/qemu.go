@@ -1,7 +1,7 @@
 // Package qemu writes the "qemu" target: an executable shell script,
 // <name>.sh, that runs qemu-system-x86_64 with the machine's devices and
-// disks. Devices are mapped exactly as for the libvirt target (the same
-// libvirt.Plan), so both targets build the same virtual hardware.
+// disks. Devices are placed on the hardware the libvirt target declares
+// too (translate.QEMUHardware), so both targets build the same machine.
 package qemu
 
 import (
@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/vmfs/vmfs/translate"
-	"github.com/vmfs/vmfs/translate/libvirt"
 )
 
 // Warning codes. They are stable.
@@ -26,13 +25,15 @@ var _ translate.Target = Target{}
 func (Target) Name() string          { return "qemu" }
 func (Target) DefaultFormat() string { return "qcow2" }
 
-// Caps: the devices of the libvirt target; NICs on QEMU user networking,
-// which names no network; an accelerator (KVM, else TCG, when unset).
+// Caps: the devices of the libvirt target (QEMU's hardware); NICs on QEMU
+// user networking, which names no network; an accelerator (KVM, else TCG,
+// when unset).
 func (Target) Caps() translate.Caps {
 	return translate.Caps{
 		Target:         "qemu",
 		NoNetworkNames: "its NICs use QEMU user networking (edit the -netdev lines to attach them elsewhere)",
 		UserNetworking: true, DomainType: true, AccelFallback: true,
+		Hardware: translate.QEMUHardware(),
 	}
 }
 
@@ -50,9 +51,9 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 	b.WriteString("set -e\n")
 	b.WriteString("dir=$(cd \"$(dirname \"$0\")\" && pwd)\n")
 	if m.Firmware == translate.UEFI {
-		vars := libvirt.OVMFVars
+		vars := translate.OVMFVars
 		if m.SecureBoot {
-			vars = libvirt.OVMFVarsSecureBoot
+			vars = translate.OVMFVarsSecureBoot
 		}
 		fmt.Fprintf(&b, "vars=\"${VMFS_NVRAM:-$dir/%s}\"\n", shellEscapeInDQ(name+"_VARS.fd"))
 		fmt.Fprintf(&b, "[ -e \"$vars\" ] || cp %s \"$vars\"\n", quote(vars))
@@ -84,15 +85,11 @@ const varsArg = "\x00vars"
 
 // Args returns QEMU's arguments for m (the UEFI variable store as varsArg).
 func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]string, []translate.Warning, error) {
-	mp, err := translate.Map(m, opts, Target{}.Caps())
+	mp, err := translate.Map(m, disks, opts, Target{}.Caps())
 	if err != nil {
-		return nil, nil, fmt.Errorf("qemu: %s: %w", m.Name, err)
+		return nil, mp.Said(), fmt.Errorf("qemu: %s: %w", m.Name, err)
 	}
-	plan, pw, err := libvirt.PlanFor(m, disks, mp)
-	warns := append(mp.Warnings, pw...)
-	if err != nil {
-		return nil, warns, fmt.Errorf("qemu: %s: %w", m.Name, err)
-	}
+	warns := mp.Warnings
 	if m.CPUs <= 0 || m.MemoryMiB <= 0 {
 		return nil, warns, fmt.Errorf("qemu: %s: machine has %d CPUs and %d MiB of memory", m.Name, m.CPUs, m.MemoryMiB)
 	}
@@ -102,7 +99,7 @@ func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Opt
 	if m.UUID != "" {
 		add("-uuid", m.UUID)
 	}
-	machine := plan.Machine
+	machine := mp.Machine
 	if m.Firmware == translate.UEFI && m.SecureBoot {
 		machine += ",smm=on"
 	}
@@ -122,9 +119,9 @@ func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Opt
 	}
 	add("-smp", smp)
 	if m.Firmware == translate.UEFI {
-		code := libvirt.OVMFCode
+		code := translate.OVMFCode
 		if m.SecureBoot {
-			code = libvirt.OVMFCodeSecureBoot
+			code = translate.OVMFCodeSecureBoot
 			add("-global", "driver=cfi.pflash01,property=secure,value=on")
 		}
 		add("-drive", "if=pflash,format=raw,readonly=on,file="+optEscape(code))
@@ -132,15 +129,15 @@ func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Opt
 	}
 	add("-nodefaults")
 	ctlID := map[string]string{}
-	for _, c := range plan.Controllers {
-		id := fmt.Sprintf("%s%d", c.Type, c.Index)
-		switch c.Type {
-		case "ide":
+	for _, c := range mp.Controllers {
+		id := fmt.Sprintf("%s%d", c.Bus, c.Index)
+		switch c.Bus {
+		case translate.BusIDE:
 			ctlID[id] = "ide" // built into the i440fx PIIX3
 			continue
-		case "sata":
+		case translate.BusSATA:
 			add("-device", "ahci,id="+id)
-		case "scsi":
+		case translate.BusSCSI:
 			dev := map[string]string{
 				"lsilogic": "lsi53c895a", "lsisas1068": "mptsas1068", "lsisas1078": "megasas-gen2",
 				"vmpvscsi": "pvscsi", "virtio-scsi": "virtio-scsi-pci",
@@ -152,7 +149,7 @@ func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Opt
 		}
 		ctlID[id] = id
 	}
-	for i, d := range plan.Drives {
+	for i, d := range mp.Drives {
 		id := fmt.Sprintf("drive%d", i)
 		drive := "if=none,id=" + id
 		if d.Path != "" {
@@ -167,21 +164,21 @@ func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Opt
 		add("-drive", drive)
 		var dev string
 		switch d.Bus {
-		case "virtio":
+		case translate.BusVirtio:
 			dev = "virtio-blk-pci,drive=" + id
-		case "scsi":
+		case translate.BusSCSI:
 			kind := "scsi-hd"
 			if d.CDROM {
 				kind = "scsi-cd"
 			}
 			dev = fmt.Sprintf("%s,drive=%s,bus=%s.0,scsi-id=%d,lun=0", kind, id, ctlID[fmt.Sprintf("scsi%d", d.Controller)], d.Unit)
-		case "sata":
+		case translate.BusSATA:
 			kind := "ide-hd"
 			if d.CDROM {
 				kind = "ide-cd"
 			}
 			dev = fmt.Sprintf("%s,drive=%s,bus=%s.%d", kind, id, ctlID[fmt.Sprintf("sata%d", d.Controller)], d.Unit)
-		case "ide":
+		case translate.BusIDE:
 			kind := "ide-hd"
 			if d.CDROM {
 				kind = "ide-cd"
@@ -195,7 +192,7 @@ func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Opt
 		}
 		add("-device", dev)
 	}
-	for i, n := range plan.NICs {
+	for i, n := range mp.NICs {
 		id := fmt.Sprintf("net%d", i)
 		add("-netdev", "user,id="+id)
 		model := map[string]string{"virtio": "virtio-net-pci"}[n.Model]
@@ -203,12 +200,12 @@ func Args(m *translate.Machine, disks []translate.TargetDisk, opts translate.Opt
 			model = n.Model
 		}
 		dev := model + ",netdev=" + id
-		if n.MAC != "" {
-			dev += ",mac=" + n.MAC
+		if mac := m.NICs[i].MAC; mac != "" {
+			dev += ",mac=" + mac
 		}
 		add("-device", dev)
 	}
-	if plan.Video == "virtio" {
+	if mp.Video == "virtio" {
 		add("-device", "virtio-vga")
 	} else {
 		add("-device", "VGA")

@@ -48,7 +48,7 @@ type Loaded struct {
 	// and closes it. nil for a descriptor.
 	Disk layouts.Disk
 	// Boot and BootErr are what the bare disk's partition table said.
-	Boot    translate.BootFacts
+	Boot    bootfacts.Facts
 	BootErr error
 }
 
@@ -252,8 +252,8 @@ func bareDisk(path string, env *layouts.Env) (*Loaded, error) {
 	switch {
 	case ferr != nil:
 		m.Warn(WarnBootFacts, "%s: partition table unreadable (%v): BIOS firmware assumed", base, ferr)
-	case facts.HasESP && !facts.HasBIOSBP:
-		m.Firmware = translate.UEFI
+	default:
+		m.Firmware = translate.FirmwareFromBoot(facts)
 	}
 	m.Warn(WarnBareDisk, "%s is a bare %s disk: the machine around it is made up (%d vCPUs, %d MiB, one e1000e NIC, %s firmware from its %s partition table)",
 		base, format, BareDiskCPUs, BareDiskMemoryMiB, m.Firmware, orNone(facts.Table))

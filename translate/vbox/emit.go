@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,15 +14,15 @@ import (
 
 // Warning codes of the emitter. They are stable.
 const (
-	WarnEmitController = "VBOX_EMIT_CONTROLLER" // controller VirtualBox lacks: replaced
-	WarnEmitBus        = "VBOX_EMIT_BUS"        // disk or CD-ROM moved to another bus
-	WarnEmitNIC        = "VBOX_EMIT_NIC"        // NIC model VirtualBox lacks: replaced
-	WarnEmitDiskUUID   = "VBOX_EMIT_DISK_UUID"  // the image's UUID is not known
-	WarnEmitFormat     = "VBOX_EMIT_FORMAT"     // a disk format VirtualBox does not open
-	WarnEmitCDROM      = "VBOX_EMIT_CDROM"      // CD-ROM image path kept as is
-	WarnEmitPolicy     = translate.WarnPolicy   // unknown device policy
-	WarnEmitSerial     = "VBOX_EMIT_SERIAL"     // serial ports are not written
-	WarnEmitUnits      = "VBOX_EMIT_UNITS"      // a controller is full
+	WarnEmitController = "VBOX_EMIT_CONTROLLER"     // controller VirtualBox lacks: replaced
+	WarnEmitBus        = "VBOX_EMIT_BUS"            // disk or CD-ROM moved to another bus
+	WarnEmitNIC        = "VBOX_EMIT_NIC"            // NIC model VirtualBox lacks: replaced
+	WarnEmitDiskUUID   = translate.WarnVBoxDiskUUID // the image's UUID is not known
+	WarnEmitFormat     = translate.WarnVBoxFormat   // a disk format VirtualBox does not open
+	WarnEmitCDROM      = "VBOX_EMIT_CDROM"          // CD-ROM image path kept as is
+	WarnEmitPolicy     = translate.WarnPolicy       // unknown device policy
+	WarnEmitSerial     = "VBOX_EMIT_SERIAL"         // serial ports are not written
+	WarnEmitUnits      = translate.WarnVBoxUnits    // a controller is full
 )
 
 // SettingsVersion is the settings format written (VirtualBox 6.0 and
@@ -39,7 +40,9 @@ func (Target) DefaultFormat() string { return "vdi" }
 
 // Caps: VirtualBox has virtio-scsi and virtio-net; network names are
 // its own.
-func (Target) Caps() translate.Caps { return translate.Caps{Target: "virtualbox"} }
+func (Target) Caps() translate.Caps {
+	return translate.Caps{Target: "virtualbox", Hardware: Hardware()}
+}
 
 type xVirtualBox struct {
 	XMLName xml.Name `xml:"VirtualBox"`
@@ -151,98 +154,76 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 	return []translate.OutFile{{Name: translate.FileName(m.Name) + ".vbox", Data: b, Mode: 0o644}}, warns, nil
 }
 
-// ctlKind is a VirtualBox controller type with its limits.
-type ctlKind struct {
-	typ     string
-	name    string
-	ports   int
-	devices int // per port (IDE: 2)
+// ide are VirtualBox's IDE controllers by source model.
+var ide = []translate.BusRule{
+	{Bus: translate.BusIDE, Models: []string{"piix3"}, To: translate.BusIDE, Model: "PIIX3"},
+	{Bus: translate.BusIDE, Models: []string{"ich6"}, To: translate.BusIDE, Model: "ICH6"},
+	{Bus: translate.BusIDE, To: translate.BusIDE, Model: "PIIX4"},
 }
 
-var kinds = map[string]ctlKind{
-	"PIIX3":       {"PIIX3", "IDE", 2, 2},
-	"PIIX4":       {"PIIX4", "IDE", 2, 2},
-	"ICH6":        {"ICH6", "IDE", 2, 2},
-	"AHCI":        {"AHCI", "SATA", 30, 1},
-	"LsiLogic":    {"LsiLogic", "SCSI", 16, 1},
-	"BusLogic":    {"BusLogic", "SCSI BusLogic", 16, 1},
-	"LsiLogicSas": {"LsiLogicSas", "SAS", 255, 1},
-	"NVMe":        {"NVMe", "NVMe", 255, 1},
-	"VirtioSCSI":  {"VirtioSCSI", "VirtIO", 255, 1},
+// scsi are VirtualBox's SCSI controllers by source model, virtio-scsi
+// apart.
+var scsi = []translate.BusRule{
+	{Bus: translate.BusSCSI, Models: []string{"", "lsilogic"}, To: translate.BusSCSI, Model: "LsiLogic"},
+	{Bus: translate.BusSCSI, Models: []string{"buslogic"}, To: translate.BusSCSI, Model: "BusLogic"},
+	{Bus: translate.BusSCSI, Models: []string{"lsisas1068", "lsisas1078", "lsilogicsas"}, To: translate.BusSCSI, Model: "LsiLogicSas"},
+	{Bus: translate.BusSCSI, Models: []string{"pvscsi", "vmpvscsi"}, To: translate.BusSCSI, Model: "LsiLogic", Code: WarnEmitController, Say: "{what} is on a VMware paravirtual SCSI controller, which VirtualBox lacks: LSI Logic used"},
 }
 
-// controllerFor maps a source bus and model under the device policy.
-func controllerFor(policy string, bus translate.Bus, model, what string, warn func(string, string, ...any)) string {
-	switch policy {
-	case "virtio":
-		return "VirtioSCSI"
-	case "compat":
-		return "AHCI"
-	}
-	switch bus {
-	case translate.BusIDE:
-		switch strings.ToLower(model) {
-		case "piix3":
-			return "PIIX3"
-		case "ich6":
-			return "ICH6"
-		}
-		return "PIIX4"
-	case translate.BusSATA:
-		return "AHCI"
-	case translate.BusNVMe:
-		return "NVMe"
-	case translate.BusSCSI:
-		switch strings.ToLower(model) {
-		case "", "lsilogic":
-			return "LsiLogic"
-		case "buslogic":
-			return "BusLogic"
-		case "lsisas1068", "lsisas1078", "lsilogicsas":
-			return "LsiLogicSas"
-		case "virtio-scsi", "virtio":
-			return "VirtioSCSI"
-		case "pvscsi", "vmpvscsi":
-			warn(WarnEmitController, "%s is on a VMware paravirtual SCSI controller, which VirtualBox lacks: LSI Logic used", what)
-			return "LsiLogic"
-		}
-		warn(WarnEmitController, "%s is on a %s SCSI controller, which VirtualBox lacks: LSI Logic used", what, model)
-		return "LsiLogic"
-	case translate.BusVirtio:
-		warn(WarnEmitBus, "%s is a virtio-blk disk, which VirtualBox lacks: virtio-scsi used", what)
-		return "VirtioSCSI"
-	}
-	warn(WarnEmitBus, "%s on the %s bus moves to SATA", what, bus)
-	return "AHCI"
-}
+var (
+	sata      = translate.BusRule{Bus: translate.BusSATA, To: translate.BusSATA, Model: "AHCI"}
+	otherSCSI = translate.BusRule{Bus: translate.BusSCSI, To: translate.BusSCSI, Model: "LsiLogic", Code: WarnEmitController, Say: "{what} is on a {ctl} SCSI controller, which VirtualBox lacks: LSI Logic used"}
+	moves     = translate.BusRule{To: translate.BusSATA, Model: "AHCI", Code: WarnEmitBus, Say: "{what} on the {bus} bus moves to SATA"}
+)
 
-// nicType maps a NIC model under the device policy.
-func nicType(policy, model string, i int, warn func(string, string, ...any)) string {
-	switch policy {
-	case "virtio":
-		return "virtio"
-	case "compat":
-		return "82540EM"
+// Hardware is what a VirtualBox machine offers, as its settings name it.
+func Hardware() translate.Hardware {
+	virtioSCSI := []string{"virtio-scsi", "virtio"}
+	return translate.Hardware{
+		Layout: translate.LayoutVirtualBox,
+		Disks: slices.Concat(ide, []translate.BusRule{sata, {Bus: translate.BusNVMe, To: translate.BusNVMe, Model: "NVMe"}}, scsi, []translate.BusRule{
+			{Bus: translate.BusSCSI, Models: virtioSCSI, To: translate.BusSCSI, Model: "VirtioSCSI"},
+			otherSCSI,
+			{Bus: translate.BusVirtio, To: translate.BusSCSI, Model: "VirtioSCSI", Code: WarnEmitBus, Say: "{what} is a virtio-blk disk, which VirtualBox lacks: virtio-scsi used"},
+			moves,
+		}),
+		// A CD-ROM on virtio-scsi or NVMe moves to SATA.
+		CDROMs: slices.Concat(ide, []translate.BusRule{sata}, scsi, []translate.BusRule{
+			{Bus: translate.BusSCSI, Models: virtioSCSI, To: translate.BusSATA, Model: "AHCI"},
+			otherSCSI,
+			moves,
+		}),
+		VirtioDisk:  translate.BusRule{To: translate.BusSCSI, Model: "VirtioSCSI"},
+		CompatDisk:  sata,
+		VirtioCDROM: sata,
+		CompatCDROM: sata,
+		Kinds: []translate.ControllerKind{
+			{Model: "PIIX3", Name: "IDE", Ports: 2, Devices: 2},
+			{Model: "PIIX4", Name: "IDE", Ports: 2, Devices: 2},
+			{Model: "ICH6", Name: "IDE", Ports: 2, Devices: 2},
+			{Model: "AHCI", Name: "SATA", Ports: 30, Devices: 1},
+			{Model: "LsiLogic", Name: "SCSI", Ports: 16, Devices: 1},
+			{Model: "BusLogic", Name: "SCSI BusLogic", Ports: 16, Devices: 1},
+			{Model: "LsiLogicSas", Name: "SAS", Ports: 255, Devices: 1},
+			{Model: "NVMe", Name: "NVMe", Ports: 255, Devices: 1},
+			{Model: "VirtioSCSI", Name: "VirtIO", Ports: 255, Devices: 1},
+		},
+		MaxControllers: 8,
+		UnitsCode:      WarnEmitUnits,
+		NICs: []translate.ModelRule{
+			{Models: []string{"e1000", "82540em", ""}, To: "82540EM"},
+			{Models: []string{"82543gc"}, To: "82543GC"},
+			{Models: []string{"82545em"}, To: "82545EM"},
+			{Models: []string{"am79c970a"}, To: "Am79C970A"},
+			{Models: []string{"am79c973", "pcnet", "vlance", "pcnet32"}, To: "Am79C973"},
+			{Models: []string{"virtio"}, To: "virtio"},
+			{Models: []string{"e1000e"}, To: "82545EM", Code: WarnEmitNIC, Say: "NIC {i} is an e1000e, which VirtualBox lacks: Intel 82545EM used"},
+			{To: "82540EM", Code: WarnEmitNIC, Say: "NIC {i} model {model} is not emulated by VirtualBox: Intel 82540EM used"},
+		},
+		VirtioNIC: "virtio", CompatNIC: "82540EM",
+		MaxNICs: 8, NICsCode: WarnEmitNIC, NICsSay: "VirtualBox has 8 network adapters: NIC {i} and later are left out",
+		SerialCode: WarnEmitSerial, SerialSay: "{n} serial port(s) are not written to the .vbox", SerialOnce: true,
 	}
-	switch strings.ToLower(model) {
-	case "e1000", "82540em", "":
-		return "82540EM"
-	case "82543gc":
-		return "82543GC"
-	case "82545em":
-		return "82545EM"
-	case "am79c970a":
-		return "Am79C970A"
-	case "am79c973", "pcnet", "vlance", "pcnet32":
-		return "Am79C973"
-	case "virtio":
-		return "virtio"
-	case "e1000e":
-		warn(WarnEmitNIC, "NIC %d is an e1000e, which VirtualBox lacks: Intel 82545EM used", i)
-		return "82545EM"
-	}
-	warn(WarnEmitNIC, "NIC %d model %s is not emulated by VirtualBox: Intel 82540EM used", i, model)
-	return "82540EM"
 }
 
 // derivedUUID makes a stable UUID from the given parts.
@@ -255,18 +236,11 @@ func derivedUUID(parts ...string) string {
 
 // Marshal generates the .vbox of m with its disks at disks.
 func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]byte, []translate.Warning, error) {
-	if len(disks) != len(m.Disks) {
-		return nil, nil, fmt.Errorf("vbox: %s: %d target disks for %d source disks", m.Name, len(disks), len(m.Disks))
-	}
-	mp, err := translate.Map(m, opts, Target{}.Caps())
+	mp, err := translate.Map(m, disks, opts, Target{}.Caps())
 	if err != nil {
-		return nil, nil, fmt.Errorf("vbox: %s: %w", m.Name, err)
+		return nil, mp.Said(), fmt.Errorf("vbox: %s: %w", m.Name, err)
 	}
 	warns := mp.Warnings
-	warn := func(code, f string, a ...any) {
-		warns = append(warns, translate.Warning{Code: code, Message: fmt.Sprintf(f, a...)})
-	}
-	policy := mp.Devices
 	name := m.Name
 	if name == "" {
 		name = "vm"
@@ -300,128 +274,38 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 	mc.Hardware.Display = xDisplay{Controller: "VMSVGA", VRAMSize: 16}
 	mc.Hardware.Boot = []xOrder{{1, "HardDisk"}, {2, "DVD"}, {3, "None"}, {4, "None"}}
 
-	type slot struct{ port, dev int }
-	type ctl struct {
-		x    *xStorageCtrl
-		kind ctlKind
-		used map[slot]bool
+	ctls := make([]xStorageCtrl, len(mp.Controllers))
+	for i, c := range mp.Controllers {
+		ctls[i] = xStorageCtrl{Name: c.Name, Type: c.Model, PortCount: c.Ports, HostIO: c.Bus == translate.BusIDE, Bootable: true}
 	}
-	var ctls []*ctl
-	byKey := map[string]*ctl{} // VirtualBox type + source controller index
-	place := func(typ string, srcCtl, srcUnit, srcDev int) (*ctl, slot, bool) {
-		k := kinds[typ]
-		key := fmt.Sprintf("%s/%d", typ, srcCtl)
-		if k.devices == 2 {
-			key = typ // one IDE controller, two channels
-		}
-		c := byKey[key]
-		if c == nil {
-			nm := k.name
-			for i := 1; ; i++ {
-				clash := false
-				for _, o := range ctls {
-					if o.x.Name == nm {
-						clash = true
-					}
-				}
-				if !clash {
-					break
-				}
-				nm = fmt.Sprintf("%s %d", k.name, i)
-			}
-			if len(ctls) >= 8 {
-				return nil, slot{}, false
-			}
-			c = &ctl{x: &xStorageCtrl{Name: nm, Type: typ, HostIO: typ == "PIIX3" || typ == "PIIX4" || typ == "ICH6", Bootable: true}, kind: k, used: map[slot]bool{}}
-			ctls = append(ctls, c)
-			byKey[key] = c
-		}
-		want := slot{srcUnit, 0}
-		if k.devices == 2 {
-			want = slot{srcCtl, srcDev}
-		}
-		if want.port >= 0 && want.port < k.ports && want.dev >= 0 && want.dev < k.devices && !c.used[want] {
-			c.used[want] = true
-			return c, want, true
-		}
-		for p := 0; p < k.ports; p++ {
-			for d := 0; d < k.devices; d++ {
-				if s := (slot{p, d}); !c.used[s] {
-					c.used[s] = true
-					return c, s, true
-				}
-			}
-		}
-		return nil, slot{}, false
-	}
-	for i, d := range m.Disks {
-		typ := controllerFor(policy, d.Bus, d.Controller, fmt.Sprintf("disk %d", i), warn)
-		c, s, ok := place(typ, d.ControllerIndex, d.Unit, d.Unit)
-		if !ok {
-			return nil, warns, fmt.Errorf("vbox: %s: no free %s port for disk %d", m.Name, typ, i)
-		}
-		du := disks[i].UUID
-		if _, ok := canonicalUUID(du); !ok {
-			du = derivedUUID("disk", disks[i].Path)
-			if strings.EqualFold(disks[i].Format, "vdi") {
-				warn(WarnEmitDiskUUID, "disk %d: the UUID in the header of %s is not known: VirtualBox will refuse the medium until the media registry names it", i, filepath.Base(disks[i].Path))
-			}
-		}
-		format := strings.ToUpper(disks[i].Format)
-		switch format {
-		case "VDI", "VMDK", "VHD":
-		case "RAW", "":
-			format = "RAW"
-			warn(WarnEmitFormat, "disk %d is a raw image: VirtualBox opens raw images only as .img; use --format vdi", i)
-		default:
-			warn(WarnEmitFormat, "disk %d is a %s image, which VirtualBox does not open: use --format vdi", i, strings.ToLower(format))
-		}
-		mc.HardDisks = append(mc.HardDisks, xHardDisk{UUID: "{" + du + "}", Location: filepath.Base(disks[i].Path), Format: format, Type: "Normal"})
-		c.x.Devices = append(c.x.Devices, xAttached{Type: "HardDisk", Port: s.port, Device: s.dev, Image: &xImage{UUID: "{" + du + "}"}})
-	}
-	for i, cd := range m.CDROMs {
-		typ := "AHCI"
-		if policy == "preserve" {
-			switch cd.Bus {
-			case translate.BusIDE, translate.BusSATA, translate.BusSCSI:
-				typ = controllerFor(policy, cd.Bus, cd.Controller, fmt.Sprintf("CD-ROM %d", i), warn)
-			default:
-				warn(WarnEmitBus, "CD-ROM %d on the %s bus moves to SATA", i, cd.Bus)
-			}
-		}
-		if typ == "VirtioSCSI" || typ == "NVMe" {
-			typ = "AHCI"
-		}
-		c, s, ok := place(typ, cd.ControllerIndex, cd.Unit, cd.Unit)
-		if !ok {
-			warn(WarnEmitUnits, "no free %s port for CD-ROM %d: left out", typ, i)
+	for _, d := range mp.Drives {
+		if d.Omit {
 			continue
 		}
-		ad := xAttached{Passthrough: "false", Type: "DVD", Port: s.port, Device: s.dev}
-		if cd.Path != "" {
-			u := derivedUUID("dvd", cd.Path)
-			mc.DVDImages = append(mc.DVDImages, xImage{UUID: "{" + u + "}", Location: cd.Path})
-			ad.Image = &xImage{UUID: "{" + u + "}"}
+		c := &ctls[d.Controller]
+		if d.CDROM {
+			ad := xAttached{Passthrough: "false", Type: "DVD", Port: d.Unit, Device: d.AddrBus}
+			if d.Path != "" {
+				u := derivedUUID("dvd", d.Path)
+				mc.DVDImages = append(mc.DVDImages, xImage{UUID: "{" + u + "}", Location: d.Path})
+				ad.Image = &xImage{UUID: "{" + u + "}"}
+			}
+			c.Devices = append(c.Devices, ad)
+			continue
 		}
-		c.x.Devices = append(c.x.Devices, ad)
+		du := disks[d.Index].UUID
+		if _, ok := canonicalUUID(du); !ok {
+			du = derivedUUID("disk", d.Path)
+		}
+		mc.HardDisks = append(mc.HardDisks, xHardDisk{UUID: "{" + du + "}", Location: filepath.Base(d.Path), Format: d.Format, Type: "Normal"})
+		c.Devices = append(c.Devices, xAttached{Type: "HardDisk", Port: d.Unit, Device: d.AddrBus, Image: &xImage{UUID: "{" + du + "}"}})
 	}
-	for _, c := range ctls {
-		n := 1
-		for _, d := range c.x.Devices {
-			n = max(n, d.Port+1)
-		}
-		if c.kind.devices == 2 {
-			n = 2
-		}
-		c.x.PortCount = n
-		mc.Controllers = append(mc.Controllers, *c.x)
-	}
+	mc.Controllers = ctls
 	for i, n := range m.NICs {
-		if i >= 8 {
-			warn(WarnEmitNIC, "VirtualBox has 8 network adapters: NIC %d and later are left out", i)
+		if mp.NICs[i].Omit {
 			break
 		}
-		a := xAdapter{Slot: i, Enabled: true, Type: nicType(policy, n.Model, i, warn)}
+		a := xAdapter{Slot: i, Enabled: true, Type: mp.NICs[i].Model}
 		mac := strings.ToUpper(strings.ReplaceAll(n.MAC, ":", ""))
 		if len(mac) != 12 {
 			// VirtualBox needs a MAC: derive one in its own OUI, stable per machine and slot.
@@ -443,9 +327,6 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 			a.Bridged = &xNamed{net}
 		}
 		mc.Hardware.Adapters = append(mc.Hardware.Adapters, a)
-	}
-	if len(m.Serials) > 0 {
-		warn(WarnEmitSerial, "%d serial port(s) are not written to the .vbox", len(m.Serials))
 	}
 	out, err := xml.MarshalIndent(doc, "", "  ")
 	if err != nil {

@@ -288,7 +288,11 @@ func TestPolicies(t *testing.T) {
 				}
 			}
 			for _, n := range got.NICs {
-				nics = append(nics, nicType("preserve", n.Model, 0, func(string, string, ...any) {}))
+				mp, err := translate.Map(&translate.Machine{NICs: []translate.NIC{{Model: n.Model}}}, nil, translate.Options{}, Target{}.Caps())
+				if err != nil {
+					t.Fatal(err)
+				}
+				nics = append(nics, mp.NICs[0].Model)
 			}
 			if strings.Join(ctls, ",") != c.ctls || strings.Join(nics, ",") != c.nics {
 				t.Fatalf("controllers %v NICs %v, want %s %s", ctls, nics, c.ctls, c.nics)

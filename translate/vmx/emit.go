@@ -33,7 +33,52 @@ func (Target) DefaultFormat() string { return "vmdk" }
 // Caps: VMware has no virtio devices; --devices virtio uses its
 // paravirtual ones.
 func (Target) Caps() translate.Caps {
-	return translate.Caps{Target: "vmware", VirtioSubstitute: "VMware's paravirtual devices (pvscsi disks, vmxnet3 NICs)"}
+	return translate.Caps{Target: "vmware", VirtioSubstitute: "VMware's paravirtual devices (pvscsi disks, vmxnet3 NICs)", Hardware: Hardware()}
+}
+
+// scsi are VMware's SCSI controllers by source model; another model
+// gets the LSI Logic SAS.
+var scsi = []translate.BusRule{
+	{Bus: translate.BusSCSI, Models: []string{"lsilogic"}, To: translate.BusSCSI, Model: "lsilogic"},
+	{Bus: translate.BusSCSI, Models: []string{"lsisas1068"}, To: translate.BusSCSI, Model: "lsisas1068"},
+	{Bus: translate.BusSCSI, Models: []string{"pvscsi", "vmpvscsi"}, To: translate.BusSCSI, Model: "pvscsi"},
+	{Bus: translate.BusSCSI, Models: []string{"buslogic"}, To: translate.BusSCSI, Model: "buslogic"},
+	{Bus: translate.BusSCSI, To: translate.BusSCSI, Model: "lsisas1068"},
+}
+
+// serialFileType is VMware's fileType of each serial port type it keeps.
+var serialFileType = map[string]string{"file": "file", "pipe": "pipe", "dev": "device", "tcp": "network"}
+
+// Hardware is what a VMware machine of HardwareVersion offers.
+func Hardware() translate.Hardware {
+	moves := translate.BusRule{To: translate.BusSATA, Code: WarnEmitBus, Say: "{what} on the {bus} bus moves to SATA"}
+	return translate.Hardware{
+		Layout: translate.LayoutVMware,
+		Disks: append(append([]translate.BusRule(nil), scsi...),
+			translate.BusRule{Bus: translate.BusSATA, To: translate.BusSATA},
+			translate.BusRule{Bus: translate.BusIDE, To: translate.BusIDE},
+			translate.BusRule{Bus: translate.BusNVMe, To: translate.BusNVMe},
+			moves),
+		CDROMs: append(append([]translate.BusRule(nil), scsi...),
+			translate.BusRule{Bus: translate.BusSATA, To: translate.BusSATA},
+			translate.BusRule{Bus: translate.BusIDE, To: translate.BusIDE},
+			translate.BusRule{Bus: translate.BusNVMe, To: translate.BusSATA},
+			moves),
+		VirtioDisk:  translate.BusRule{To: translate.BusSCSI, Model: "pvscsi"},
+		CompatDisk:  translate.BusRule{To: translate.BusSATA},
+		VirtioCDROM: translate.BusRule{To: translate.BusSATA},
+		CompatCDROM: translate.BusRule{To: translate.BusSATA},
+		NICs: []translate.ModelRule{
+			{Models: []string{"e1000", "e1000e", "vmxnet3", "vlance", "vmxnet"}, To: ""},
+			{Models: []string{"pcnet"}, To: "vlance"},
+			{Models: []string{""}, To: "e1000e"},
+			{To: "e1000e", Code: WarnEmitNIC, Say: "NIC {i} model {model} is not a VMware adapter: e1000e used"},
+		},
+		VirtioNIC: "vmxnet3", CompatNIC: "e1000",
+		Formats: []string{"vmdk"}, FormatCode: WarnEmitFormat, FormatSay: "disk {i} is a {format} image: VMware opens only VMDK",
+		UnitsCode:   WarnEmitUnits,
+		SerialTypes: []string{"file", "pipe", "dev", "tcp"}, SerialCode: WarnEmitSerial, SerialSay: "serial port ({type}) has no VMware equivalent: left out",
+	}
 }
 
 // Emit writes <name>.vmx.
@@ -86,17 +131,11 @@ func vmwareUUID(u string) (string, bool) {
 
 // Marshal generates the .vmx text of m with its disks at disks.
 func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.Options) ([]byte, []translate.Warning, error) {
-	if len(disks) != len(m.Disks) {
-		return nil, nil, fmt.Errorf("vmx: %s: %d target disks for %d source disks", m.Name, len(disks), len(m.Disks))
-	}
-	mp, err := translate.Map(m, opts, Target{}.Caps())
+	mp, err := translate.Map(m, disks, opts, Target{}.Caps())
 	if err != nil {
-		return nil, nil, fmt.Errorf("vmx: %s: %w", m.Name, err)
+		return nil, mp.Said(), fmt.Errorf("vmx: %s: %w", m.Name, err)
 	}
 	warns := mp.Warnings
-	warn := func(code, f string, a ...any) {
-		warns = append(warns, translate.Warning{Code: code, Message: fmt.Sprintf(f, a...)})
-	}
 	w := &writer{}
 	w.set(".encoding", "UTF-8")
 	w.set("config.version", "8")
@@ -142,133 +181,48 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 	}
 	w.set("svga.present", "TRUE")
 
-	// Place drives: keep the bus where VMware has it, keep addresses when free.
-	type place struct {
-		bus  translate.Bus
-		ctl  int
-		unit int
-	}
-	used := map[place]bool{}
-	ctlModel := map[int]string{} // scsi controller models
-	ctlSeen := map[string]bool{}
-	limit := map[translate.Bus]int{translate.BusSCSI: 16, translate.BusSATA: 30, translate.BusIDE: 2, translate.BusNVMe: 15}
-	ctlLimit := map[translate.Bus]int{translate.BusSCSI: 4, translate.BusSATA: 4, translate.BusIDE: 2, translate.BusNVMe: 4}
-	alloc := func(bus translate.Bus, ctl, unit int) (place, bool) {
-		p := place{bus, ctl, unit}
-		okUnit := unit >= 0 && unit < limit[bus] && !(bus == translate.BusSCSI && unit == 7)
-		if okUnit && ctl >= 0 && ctl < ctlLimit[bus] && !used[p] {
-			used[p] = true
-			return p, true
-		}
-		for c := 0; c < ctlLimit[bus]; c++ {
-			for u := 0; u < limit[bus]; u++ {
-				if bus == translate.BusSCSI && u == 7 {
-					continue
-				}
-				q := place{bus, c, u}
-				if !used[q] {
-					used[q] = true
-					return q, true
-				}
-			}
-		}
-		return place{}, false
-	}
-	scsiModel := func(src string) string {
-		if mp.Devices == translate.Virtio {
-			return "pvscsi"
-		}
-		switch strings.ToLower(src) {
-		case "lsilogic", "lsisas1068", "pvscsi", "buslogic":
-			return strings.ToLower(src)
-		case "vmpvscsi":
-			return "pvscsi"
-		}
-		return "lsisas1068"
-	}
-	busFor := func(b translate.Bus, what string) translate.Bus {
-		switch mp.Devices {
-		case translate.Virtio:
-			return translate.BusSCSI
-		case translate.Compat:
-			return translate.BusSATA
-		}
-		switch b {
-		case translate.BusSCSI, translate.BusSATA, translate.BusIDE, translate.BusNVMe:
-			return b
-		}
-		warn(WarnEmitBus, "%s on the %s bus moves to SATA", what, b)
-		return translate.BusSATA
-	}
+	// Drives as the mapping placed them; controllers in name order.
 	var devLines [][2]string
 	var hddOrder []string
-	for i, d := range m.Disks {
-		bus := busFor(d.Bus, fmt.Sprintf("disk %d", i))
-		p, ok := alloc(bus, d.ControllerIndex, d.Unit)
-		if !ok {
-			return nil, warns, fmt.Errorf("vmx: %s: no free %s slot for disk %d", m.Name, bus, i)
-		}
-		if bus == translate.BusSCSI {
-			if _, ok := ctlModel[p.ctl]; !ok {
-				ctlModel[p.ctl] = scsiModel(d.Controller)
-			}
-		}
-		ns := fmt.Sprintf("%s%d:%d", bus, p.ctl, p.unit)
-		ctlSeen[fmt.Sprintf("%s%d", bus, p.ctl)] = true
-		hddOrder = append(hddOrder, ns)
-		f := strings.ToLower(disks[i].Format)
-		if f != "" && f != "vmdk" {
-			warn(WarnEmitFormat, "disk %d is a %s image: VMware opens only VMDK", i, f)
-		}
-		devLines = append(devLines, [2]string{ns + ".present", "TRUE"}, [2]string{ns + ".fileName", disks[i].Path})
-		if bus == translate.BusSCSI {
-			devLines = append(devLines, [2]string{ns + ".deviceType", "scsi-hardDisk"})
-		}
-		if d.ReadOnly {
-			devLines = append(devLines, [2]string{ns + ".mode", "independent-nonpersistent"})
-		}
-	}
-	for i, c := range m.CDROMs {
-		bus := busFor(c.Bus, fmt.Sprintf("CD-ROM %d", i))
-		if mp.Devices != translate.Preserve {
-			bus = translate.BusSATA
-		}
-		if bus == translate.BusNVMe {
-			bus = translate.BusSATA
-		}
-		p, ok := alloc(bus, c.ControllerIndex, c.Unit)
-		if !ok {
-			warn(WarnEmitUnits, "no free %s slot for CD-ROM %d: left out", bus, i)
+	for _, d := range mp.Drives {
+		if d.Omit {
 			continue
 		}
-		if bus == translate.BusSCSI {
-			if _, ok := ctlModel[p.ctl]; !ok {
-				ctlModel[p.ctl] = scsiModel(c.Controller)
-			}
-		}
-		ns := fmt.Sprintf("%s%d:%d", bus, p.ctl, p.unit)
-		ctlSeen[fmt.Sprintf("%s%d", bus, p.ctl)] = true
+		ns := fmt.Sprintf("%s%d:%d", d.Bus, d.Controller, d.Unit)
 		devLines = append(devLines, [2]string{ns + ".present", "TRUE"})
-		if c.Path != "" {
-			devLines = append(devLines, [2]string{ns + ".deviceType", "cdrom-image"}, [2]string{ns + ".fileName", c.Path})
-		} else {
+		switch {
+		case !d.CDROM:
+			hddOrder = append(hddOrder, ns)
+			devLines = append(devLines, [2]string{ns + ".fileName", d.Path})
+			if d.Bus == translate.BusSCSI {
+				devLines = append(devLines, [2]string{ns + ".deviceType", "scsi-hardDisk"})
+			}
+			if d.ReadOnly {
+				devLines = append(devLines, [2]string{ns + ".mode", "independent-nonpersistent"})
+			}
+		case d.Path != "":
+			devLines = append(devLines, [2]string{ns + ".deviceType", "cdrom-image"}, [2]string{ns + ".fileName", d.Path})
+		default:
 			devLines = append(devLines, [2]string{ns + ".deviceType", "cdrom-raw"}, [2]string{ns + ".fileName", "auto detect"},
 				[2]string{ns + ".startConnected", "FALSE"}, [2]string{ns + ".autodetect", "TRUE"})
 		}
 	}
-	var ctls []string
-	for c := range ctlSeen {
-		ctls = append(ctls, c)
+	ctls := map[string]translate.Controller{}
+	var names []string
+	for _, c := range mp.Controllers {
+		n := fmt.Sprintf("%s%d", c.Bus, c.Index)
+		ctls[n] = c
+		names = append(names, n)
 	}
-	sort.Strings(ctls)
-	for _, c := range ctls {
-		if strings.HasPrefix(c, "ide") {
+	sort.Strings(names)
+	for _, n := range names {
+		c := ctls[n]
+		if c.Bus == translate.BusIDE {
 			continue
 		}
-		w.set(c+".present", "TRUE")
-		if strings.HasPrefix(c, "scsi") {
-			n, _ := strconv.Atoi(strings.TrimPrefix(c, "scsi"))
-			w.set(c+".virtualDev", ctlModel[n])
+		w.set(n+".present", "TRUE")
+		if c.Bus == translate.BusSCSI {
+			w.set(n+".virtualDev", c.Model)
 		}
 	}
 	for _, l := range devLines {
@@ -281,24 +235,7 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 	for i, n := range m.NICs {
 		ns := "ethernet" + strconv.Itoa(i)
 		w.set(ns+".present", "TRUE")
-		model := strings.ToLower(n.Model)
-		switch mp.Devices {
-		case translate.Virtio:
-			model = "vmxnet3"
-		case translate.Compat:
-			model = "e1000"
-		}
-		switch model {
-		case "e1000", "e1000e", "vmxnet3", "vlance", "vmxnet":
-		case "pcnet":
-			model = "vlance"
-		default:
-			if model != "" {
-				warn(WarnEmitNIC, "NIC %d model %s is not a VMware adapter: e1000e used", i, n.Model)
-			}
-			model = "e1000e"
-		}
-		w.set(ns+".virtualDev", model)
+		w.set(ns+".virtualDev", mp.NICs[i].Model)
 		net := mp.NICs[i].Network
 		switch n.Type {
 		case "nat", "hostonly", "bridge":
@@ -334,16 +271,14 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 		}
 	}
 	n := 0
-	for _, sp := range m.Serials {
-		ft := map[string]string{"file": "file", "pipe": "pipe", "dev": "device", "tcp": "network"}[sp.Type]
-		if ft == "" || sp.Path == "" {
-			warn(WarnEmitSerial, "serial port (%s) has no VMware equivalent: left out", sp.Type)
+	for i, sp := range m.Serials {
+		if mp.SerialOmit[i] {
 			continue
 		}
 		ns := "serial" + strconv.Itoa(n)
 		n++
 		w.set(ns+".present", "TRUE")
-		w.set(ns+".fileType", ft)
+		w.set(ns+".fileType", serialFileType[sp.Type])
 		w.set(ns+".fileName", sp.Path)
 	}
 	return []byte(strings.Join(w.lines, "\n") + "\n"), warns, nil

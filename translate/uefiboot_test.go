@@ -1,9 +1,7 @@
-package libvirt
+package translate
 
 import (
 	"testing"
-
-	"github.com/vmfs/vmfs/translate"
 )
 
 // TestUEFIBootDiskLeavesUnbootableSCSI: OVMF cannot boot from LSI, pvscsi
@@ -12,34 +10,35 @@ import (
 func TestUEFIBootDiskLeavesUnbootableSCSI(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		fw       translate.Firmware
+		fw       Firmware
 		ctl      string
 		wantBus  string
 		wantWarn bool
 	}{
-		{"uefi pvscsi", translate.UEFI, "pvscsi", "sata", true},
-		{"uefi lsilogic", translate.UEFI, "lsilogic", "sata", true},
-		{"uefi lsisas1068", translate.UEFI, "lsisas1068", "sata", true},
-		{"uefi virtio-scsi", translate.UEFI, "virtio-scsi", "scsi", false},
-		{"bios pvscsi", translate.BIOS, "pvscsi", "scsi", false},
+		{"uefi pvscsi", UEFI, "pvscsi", "sata", true},
+		{"uefi lsilogic", UEFI, "lsilogic", "sata", true},
+		{"uefi lsisas1068", UEFI, "lsisas1068", "sata", true},
+		{"uefi virtio-scsi", UEFI, "virtio-scsi", "scsi", false},
+		{"bios pvscsi", BIOS, "pvscsi", "scsi", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &translate.Machine{Name: "x", CPUs: 1, MemoryMiB: 64, Firmware: tc.fw, Disks: []translate.Disk{
-				{Path: "/a", Bus: translate.BusSCSI, Controller: tc.ctl},
-				{Path: "/b", Bus: translate.BusSCSI, Controller: tc.ctl, Unit: 1},
+			m := &Machine{Name: "x", CPUs: 1, MemoryMiB: 64, Firmware: tc.fw, Disks: []Disk{
+				{Path: "/a", Bus: BusSCSI, Controller: tc.ctl},
+				{Path: "/b", Bus: BusSCSI, Controller: tc.ctl, Unit: 1},
 			}}
-			disks := []translate.TargetDisk{{Path: "/m/a.qcow2", Format: "qcow2"}, {Path: "/m/b.qcow2", Format: "qcow2"}}
-			p, warns, err := NewPlan(m, disks, translate.Options{})
+			disks := []TargetDisk{{Path: "/m/a.qcow2", Format: "qcow2"}, {Path: "/m/b.qcow2", Format: "qcow2"}}
+			p, err := Map(m, disks, Options{}, Caps{Target: "libvirt", Hardware: QEMUHardware()})
 			if err != nil {
 				t.Fatal(err)
 			}
+			warns := p.Warnings
 			var boot, other string
 			for _, d := range p.Drives {
 				if d.Index == 0 && !d.CDROM {
-					boot = d.Bus
+					boot = string(d.Bus)
 				}
 				if d.Index == 1 && !d.CDROM {
-					other = d.Bus
+					other = string(d.Bus)
 				}
 			}
 			if boot != tc.wantBus || other != "scsi" {

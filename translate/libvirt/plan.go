@@ -123,7 +123,7 @@ func PlanFor(m *translate.Machine, disks []translate.TargetDisk, mp *translate.M
 	}
 	var wants []want
 	for i, d := range m.Disks {
-		w := want{d: Drive{Index: i, Path: disks[i].Path, Format: QEMUFormat(disks[i].Format), ReadOnly: d.ReadOnly, Boot: d.BootOrder}, srcC: d.ControllerIndex, srcU: d.Unit}
+		w := want{d: Drive{Index: i, Path: disks[i].Path, Format: QEMUFormat(disks[i]), ReadOnly: d.ReadOnly, Boot: d.BootOrder}, srcC: d.ControllerIndex, srcU: d.Unit}
 		w.d.Bus, w.model = diskBus(policy, d.Bus, d.Controller, fmt.Sprintf("disk %d", i), warn)
 		wants = append(wants, w)
 	}
@@ -345,10 +345,12 @@ func nicModel(policy, model string, i int, warn func(string, string, ...any)) st
 	}
 }
 
-// QEMUFormat is QEMU's name for an image format: "vpc" for VHD.
-func QEMUFormat(format string) string {
-	if format == "vhd" {
-		return "vpc"
+// QEMUFormat is QEMU's name for the format of d ("vpc" for VHD), as the
+// view found it in the format registry; a disk named without it keeps its
+// format's name.
+func QEMUFormat(d translate.TargetDisk) string {
+	if d.QEMUFormat != "" {
+		return d.QEMUFormat
 	}
-	return format
+	return d.Format
 }

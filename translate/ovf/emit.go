@@ -324,7 +324,7 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 		if size <= 0 {
 			size = d.Size
 		}
-		env.Disks.Disks = append(env.Disks.Disks, xDisk{Capacity: strconv.FormatInt(size, 10), Units: "byte", DiskID: diskID, FileRef: fileID, Format: formatURI(disks[i].Format)})
+		env.Disks.Disks = append(env.Disks.Disks, xDisk{Capacity: strconv.FormatInt(size, 10), Units: "byte", DiskID: diskID, FileRef: fileID, Format: disks[i].OVFFormat})
 		if f := strings.ToLower(disks[i].Format); f != "" && f != "vmdk" {
 			warn(WarnEmitFormat, "disk %d is a %s image: VMware imports only VMDK from an OVF", i, f)
 		}
@@ -394,20 +394,6 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 		return nil, warns, fmt.Errorf("ovf: %s: %w", m.Name, err)
 	}
 	return append([]byte(xml.Header), append(out, '\n')...), warns, nil
-}
-
-func formatURI(f string) string {
-	switch strings.ToLower(f) {
-	case "vmdk", "":
-		return "http://www.vmware.com/interfaces/specifications/vmdk.html#sparse"
-	case "qcow2":
-		return "http://www.gnome.org/~markmc/qcow-image-format.html"
-	case "vhd":
-		return "http://go.microsoft.com/fwlink/?LinkId=137171"
-	case "vdi":
-		return "http://www.virtualbox.org/manual/ch12.html#vdi"
-	}
-	return ""
 }
 
 // emitNIC maps a model to an OVF ResourceSubType VMware knows.

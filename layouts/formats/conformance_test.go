@@ -70,9 +70,10 @@ func openWith(t *testing.T, f layouts.Format, path string) layouts.Disk {
 
 // TestConformanceRead reads an image qemu-img made of each format and
 // variant through the format's own Open and through probing, and checks it
-// against qemu-img: size, bytes (qemu-img convert -O raw), allocation
-// (qemu-img map), and the reader contract (iotest, parallel reads, the
-// ranges MapFile hands out).
+// against qemu-img and the source: size (qemu-img info), bytes (qemu-img
+// convert -O raw, and the source's), allocation (qemu-img map, and no more
+// than the files hold), and the reader contract (Extents, iotest, parallel
+// reads, the ranges MapFile hands out).
 func TestConformanceRead(t *testing.T) {
 	readtest.NeedQemu(t)
 	t.Parallel()
@@ -108,15 +109,34 @@ func TestConformanceRead(t *testing.T) {
 				if !bytes.Equal(got, wantBytes) {
 					t.Fatal("bytes differ from qemu-img convert -O raw")
 				}
+				if !bytes.Equal(got[:min(len(got), len(data))], data[:min(len(got), len(data))]) || len(got) < len(data) || !allZero(got[len(data):]) {
+					t.Fatal("bytes differ from the source's (padded with zeros to the virtual size)")
+				}
 				readtest.CheckExtents(t, d, got)
+				extentsContract(t, d)
+				if alloc, err := layouts.Allocated(d); err != nil {
+					t.Fatal(err)
+				} else if files := filesSize(t, dir, "img"); alloc > files {
+					t.Errorf("allocated %d bytes, more than the %d of the image's files", alloc, files)
+				}
 				if inexactMap[name(f, sub)] {
 					dataWithin(t, d, img, f.QEMUName())
 				} else {
 					readtest.CheckMap(t, d, img, f.QEMUName())
 				}
 				readtest.TestReader(t, d, got)
+				off := max(0, d.Size()-300_000)
+				if err := iotest.TestReader(io.NewSectionReader(d, off, d.Size()-off), got[off:]); err != nil {
+					t.Fatal(err)
+				}
 				synthtest.ParallelReads(t, d)
-				readtest.CheckMapFile(t, d, got, 128<<10+512)
+				// Images qemu-img writes store data plainly: some of it
+				// maps to a file range, which must hold the disk's bytes.
+				for _, step := range []int64{4096, 128<<10 + 512, 3 << 20} {
+					if readtest.CheckMapFile(t, d, got, step) == 0 {
+						t.Errorf("MapFile in pieces of %d: nothing mapped", step)
+					}
+				}
 
 				p, err := probe.Open(img, nil)
 				if err != nil {
@@ -129,6 +149,50 @@ func TestConformanceRead(t *testing.T) {
 			})
 		}
 	}
+}
+
+// extentsContract checks what Extents itself answers: contiguous extents
+// in order, neighbours of different kinds, trimmed to the range asked.
+func extentsContract(t *testing.T, d layouts.Disk) {
+	t.Helper()
+	size := d.Size()
+	for _, r := range [][2]int64{{0, size}, {size/3 + 1, size / 3}, {size - 1000, 5000}} {
+		exts, err := d.Extents(r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos, end := r[0], min(r[0]+r[1], size)
+		for i, e := range exts {
+			if e.Off != pos || e.Len <= 0 || (i > 0 && exts[i-1].Kind == e.Kind) {
+				t.Fatalf("Extents(%d, %d): extent %d %+v breaks the contract (at %d)", r[0], r[1], i, e, pos)
+			}
+			pos = e.End()
+		}
+		if pos != end {
+			t.Fatalf("Extents(%d, %d) ends at %d, want %d", r[0], r[1], pos, end)
+		}
+	}
+}
+
+// filesSize sums the sizes of the files in dir whose names start with
+// prefix.
+func filesSize(t *testing.T, dir, prefix string) int64 {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			st, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum += st.Size()
+		}
+	}
+	return sum
 }
 
 // dataWithin checks that every Data extent of d lies in a range qemu-img

@@ -24,17 +24,38 @@ import (
 	"github.com/vmfs/vmfs/layouts/probe"
 )
 
-// variants are the subformats to try for f: its default ("") and each
-// one it names. qemu-img takes the same names as -o subformat=.
-func variants(f layouts.Format) []string {
-	return append([]string{""}, f.Subformats...)
+// variant is a format with one of its subformats: "" for the default, or
+// one it names (qemu-img takes the same names, as -o subformat=).
+type variant struct {
+	f   layouts.Format
+	sub string
 }
 
-func name(f layouts.Format, sub string) string {
-	if sub == "" {
-		return f.Name
+func (v variant) String() string {
+	if v.sub == "" {
+		return v.f.Name
 	}
-	return f.Name + "/" + sub
+	return v.f.Name + "/" + v.sub
+}
+
+// build synthesizes src in v; base names the files.
+func (v variant) build(src layouts.Disk, base string) ([]layouts.TargetFile, error) {
+	return v.f.Build(src, base, layouts.SynthOptions{Subformat: v.sub})
+}
+
+// variants lists every format of the registry with each of its
+// subformats; written keeps the formats vmfs synthesizes only.
+func variants(written bool) []variant {
+	var out []variant
+	for _, f := range formats.All() {
+		if written && f.Synthesize == nil {
+			continue
+		}
+		for _, sub := range append([]string{""}, f.Subformats...) {
+			out = append(out, variant{f, sub})
+		}
+	}
+	return out
 }
 
 // inexactMap lists the images whose allocation qemu-img map reports
@@ -77,77 +98,76 @@ func openWith(t *testing.T, f layouts.Format, path string) layouts.Disk {
 func TestConformanceRead(t *testing.T) {
 	readtest.NeedQemu(t)
 	t.Parallel()
-	for i, f := range formats.All() {
-		for _, sub := range variants(f) {
-			t.Run(name(f, sub), func(t *testing.T) {
-				t.Parallel()
-				dir := t.TempDir()
-				data, holes := readtest.Content(5_000_000, int64(i+1))
-				src := filepath.Join(dir, "src.bin")
-				readtest.WriteRaw(t, src, data, holes)
-				img := filepath.Join(dir, "img"+suffix(f))
-				args := []string{"convert", "-f", "raw", "-O", f.QEMUName()}
-				if sub != "" {
-					args = append(args, "-o", "subformat="+sub)
-				}
-				readtest.QemuImg(t, append(args, src, img)...)
-				want := filepath.Join(dir, "want.bin")
-				readtest.QemuImg(t, "convert", "-f", f.QEMUName(), "-O", "raw", img, want)
-				wantBytes, err := os.ReadFile(want)
-				if err != nil {
-					t.Fatal(err)
-				}
+	for i, v := range variants(false) {
+		f, sub := v.f, v.sub
+		t.Run(v.String(), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			data, holes := readtest.Content(5_000_000, int64(i+1))
+			src := filepath.Join(dir, "src.bin")
+			readtest.WriteRaw(t, src, data, holes)
+			img := filepath.Join(dir, "img"+suffix(f))
+			args := []string{"convert", "-f", "raw", "-O", f.QEMUName()}
+			if sub != "" {
+				args = append(args, "-o", "subformat="+sub)
+			}
+			readtest.QemuImg(t, append(args, src, img)...)
+			want := filepath.Join(dir, "want.bin")
+			readtest.QemuImg(t, "convert", "-f", f.QEMUName(), "-O", "raw", img, want)
+			wantBytes, err := os.ReadFile(want)
+			if err != nil {
+				t.Fatal(err)
+			}
 
-				d := openWith(t, f, img)
-				if d.Format() != f.Name {
-					t.Errorf("Format() = %q, want %q", d.Format(), f.Name)
+			d := openWith(t, f, img)
+			if d.Format() != f.Name {
+				t.Errorf("Format() = %q, want %q", d.Format(), f.Name)
+			}
+			if vs := readtest.VirtualSizeOf(t, img, f.QEMUName()); d.Size() != vs {
+				t.Fatalf("size %d, qemu-img info says %d", d.Size(), vs)
+			}
+			got := readtest.Dump(t, d, "")
+			if !bytes.Equal(got, wantBytes) {
+				t.Fatal("bytes differ from qemu-img convert -O raw")
+			}
+			if !bytes.Equal(got[:min(len(got), len(data))], data[:min(len(got), len(data))]) || len(got) < len(data) || !allZero(got[len(data):]) {
+				t.Fatal("bytes differ from the source's (padded with zeros to the virtual size)")
+			}
+			readtest.CheckExtents(t, d, got)
+			extentsContract(t, d)
+			if alloc, err := layouts.Allocated(d); err != nil {
+				t.Fatal(err)
+			} else if files := filesSize(t, dir, "img"); alloc > files {
+				t.Errorf("allocated %d bytes, more than the %d of the image's files", alloc, files)
+			}
+			if inexactMap[v.String()] {
+				dataWithin(t, d, img, f.QEMUName())
+			} else {
+				readtest.CheckMap(t, d, img, f.QEMUName())
+			}
+			readtest.TestReader(t, d, got)
+			off := max(0, d.Size()-300_000)
+			if err := iotest.TestReader(io.NewSectionReader(d, off, d.Size()-off), got[off:]); err != nil {
+				t.Fatal(err)
+			}
+			synthtest.ParallelReads(t, d)
+			// Images qemu-img writes store data plainly: some of it
+			// maps to a file range, which must hold the disk's bytes.
+			for _, step := range []int64{4096, 128<<10 + 512, 3 << 20} {
+				if readtest.CheckMapFile(t, d, got, step) == 0 {
+					t.Errorf("MapFile in pieces of %d: nothing mapped", step)
 				}
-				if vs := readtest.VirtualSizeOf(t, img, f.QEMUName()); d.Size() != vs {
-					t.Fatalf("size %d, qemu-img info says %d", d.Size(), vs)
-				}
-				got := readtest.Dump(t, d, "")
-				if !bytes.Equal(got, wantBytes) {
-					t.Fatal("bytes differ from qemu-img convert -O raw")
-				}
-				if !bytes.Equal(got[:min(len(got), len(data))], data[:min(len(got), len(data))]) || len(got) < len(data) || !allZero(got[len(data):]) {
-					t.Fatal("bytes differ from the source's (padded with zeros to the virtual size)")
-				}
-				readtest.CheckExtents(t, d, got)
-				extentsContract(t, d)
-				if alloc, err := layouts.Allocated(d); err != nil {
-					t.Fatal(err)
-				} else if files := filesSize(t, dir, "img"); alloc > files {
-					t.Errorf("allocated %d bytes, more than the %d of the image's files", alloc, files)
-				}
-				if inexactMap[name(f, sub)] {
-					dataWithin(t, d, img, f.QEMUName())
-				} else {
-					readtest.CheckMap(t, d, img, f.QEMUName())
-				}
-				readtest.TestReader(t, d, got)
-				off := max(0, d.Size()-300_000)
-				if err := iotest.TestReader(io.NewSectionReader(d, off, d.Size()-off), got[off:]); err != nil {
-					t.Fatal(err)
-				}
-				synthtest.ParallelReads(t, d)
-				// Images qemu-img writes store data plainly: some of it
-				// maps to a file range, which must hold the disk's bytes.
-				for _, step := range []int64{4096, 128<<10 + 512, 3 << 20} {
-					if readtest.CheckMapFile(t, d, got, step) == 0 {
-						t.Errorf("MapFile in pieces of %d: nothing mapped", step)
-					}
-				}
+			}
 
-				p, err := probe.Open(img, nil)
-				if err != nil {
-					t.Fatalf("probe: %v", err)
-				}
-				defer p.Close()
-				if p.Format() != f.Name {
-					t.Errorf("probing found %q, want %q", p.Format(), f.Name)
-				}
-			})
-		}
+			p, err := probe.Open(img, nil)
+			if err != nil {
+				t.Fatalf("probe: %v", err)
+			}
+			defer p.Close()
+			if p.Format() != f.Name {
+				t.Errorf("probing found %q, want %q", p.Format(), f.Name)
+			}
+		})
 	}
 }
 
@@ -235,86 +255,82 @@ func suffix(f layouts.Format) string {
 func TestConformanceSynth(t *testing.T) {
 	synthtest.NeedQemuImg(t)
 	t.Parallel()
-	for _, f := range formats.All() {
-		if f.Synthesize == nil {
-			continue
-		}
-		for _, sub := range variants(f) {
-			t.Run(name(f, sub), func(t *testing.T) {
-				t.Parallel()
-				dir := t.TempDir()
-				const size = 6<<20 + 3*512
-				srcPath := filepath.Join(dir, "src.bin")
-				synthtest.MakeRaw(t, srcPath, size, 5, []synthtest.Piece{
-					{Off: 0, N: 70000}, {Off: 1 << 20, N: 4096, Zero: true}, {Off: 2<<20 - 512, N: 1 << 20},
-					{Off: 5 << 20, N: 100}, {Off: size - 512, N: 512},
-				})
-				src := synthtest.OpenRaw(t, srcPath)
-				base := filepath.Join(dir, "disk")
-				files, err := f.Build(src, base, layouts.SynthOptions{Subformat: sub})
-				if err != nil {
-					t.Fatal(err)
-				}
-				primary := ""
-				for _, tf := range files {
-					p := base + tf.Suffix
-					synthtest.WriteSparse(t, tf.Content, p)
-					if tf.Primary {
-						if primary != "" {
-							t.Fatal("two primary files")
-						}
-						primary = p
-					}
-				}
-				if primary == "" {
-					t.Fatal("no primary file")
-				}
-				q := f.QEMUName()
-				if got := qemuInfoFormat(t, primary); got != q && !qemuCannotProbe[name(f, sub)] {
-					t.Errorf("qemu-img info probes the image as %q, want %q", got, q)
-				}
-				if out, err := synthtest.QemuImgErr(t, "check", "-f", q, primary); err != nil && !strings.Contains(err.Error(), "does not support checks") {
-					t.Errorf("qemu-img check: %v", err)
-				} else if err == nil && !strings.Contains(out, "No errors were found") {
-					t.Errorf("qemu-img check: %s", out)
-				}
-				if _, err := synthtest.QemuImgErr(t, "compare", "-f", "raw", "-F", q, srcPath, primary); err != nil {
-					t.Errorf("qemu-img compare: %v", err)
-				}
-				if vs := readtest.VirtualSizeOf(t, primary, q); vs != size {
-					t.Errorf("qemu-img info: virtual size %d, want %d", vs, size)
-				}
-				if err := synthtest.Covered(synthtest.DataRanges(t, srcPath, "raw"), synthtest.DataRanges(t, primary, q)); err != nil {
-					t.Errorf("qemu-img map: %v", err)
-				}
-
-				back := openWith(t, f, primary)
-				want := readtest.Dump(t, src, "")
-				if got := readtest.Dump(t, back, ""); !bytes.Equal(got, want) {
-					t.Error("the image read back differs from the source")
-				}
-				if f.Identity != nil {
-					id, ok := f.Identity(files[0].Content)
-					if !ok || id == "" {
-						t.Error("Identity finds nothing in a synthesized image")
-					}
-					if id2, _ := f.Identity(synthtest.OpenRaw(t, primary)); id2 != id {
-						t.Errorf("Identity %q of the written file, %q of the image", id2, id)
-					}
-				}
-
-				// The same source gives the same bytes.
-				again, err := f.Build(src, base, layouts.SynthOptions{Subformat: sub})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := range files {
-					if digest(t, files[i].Content) != digest(t, again[i].Content) {
-						t.Errorf("file %s: the same source gave different bytes", files[i].Suffix)
-					}
-				}
+	for _, v := range variants(true) {
+		f := v.f
+		t.Run(v.String(), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			const size = 6<<20 + 3*512
+			srcPath := filepath.Join(dir, "src.bin")
+			synthtest.MakeRaw(t, srcPath, size, 5, []synthtest.Piece{
+				{Off: 0, N: 70000}, {Off: 1 << 20, N: 4096, Zero: true}, {Off: 2<<20 - 512, N: 1 << 20},
+				{Off: 5 << 20, N: 100}, {Off: size - 512, N: 512},
 			})
-		}
+			src := synthtest.OpenRaw(t, srcPath)
+			base := filepath.Join(dir, "disk")
+			files, err := v.build(src, base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			primary := ""
+			for _, tf := range files {
+				p := base + tf.Suffix
+				synthtest.WriteSparse(t, tf.Content, p)
+				if tf.Primary {
+					if primary != "" {
+						t.Fatal("two primary files")
+					}
+					primary = p
+				}
+			}
+			if primary == "" {
+				t.Fatal("no primary file")
+			}
+			q := f.QEMUName()
+			if got := qemuInfoFormat(t, primary); got != q && !qemuCannotProbe[v.String()] {
+				t.Errorf("qemu-img info probes the image as %q, want %q", got, q)
+			}
+			if out, err := synthtest.QemuImgErr(t, "check", "-f", q, primary); err != nil && !strings.Contains(err.Error(), "does not support checks") {
+				t.Errorf("qemu-img check: %v", err)
+			} else if err == nil && !strings.Contains(out, "No errors were found") {
+				t.Errorf("qemu-img check: %s", out)
+			}
+			if _, err := synthtest.QemuImgErr(t, "compare", "-f", "raw", "-F", q, srcPath, primary); err != nil {
+				t.Errorf("qemu-img compare: %v", err)
+			}
+			if vs := readtest.VirtualSizeOf(t, primary, q); vs != size {
+				t.Errorf("qemu-img info: virtual size %d, want %d", vs, size)
+			}
+			if err := synthtest.Covered(synthtest.DataRanges(t, srcPath, "raw"), synthtest.DataRanges(t, primary, q)); err != nil {
+				t.Errorf("qemu-img map: %v", err)
+			}
+
+			back := openWith(t, f, primary)
+			want := readtest.Dump(t, src, "")
+			if got := readtest.Dump(t, back, ""); !bytes.Equal(got, want) {
+				t.Error("the image read back differs from the source")
+			}
+			if f.Identity != nil {
+				id, ok := f.Identity(files[0].Content)
+				if !ok || id == "" {
+					t.Error("Identity finds nothing in a synthesized image")
+				}
+				if id2, _ := f.Identity(synthtest.OpenRaw(t, primary)); id2 != id {
+					t.Errorf("Identity %q of the written file, %q of the image", id2, id)
+				}
+			}
+
+			// The same source gives the same bytes.
+			again, err := v.build(src, base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range files {
+				if digest(t, files[i].Content) != digest(t, again[i].Content) {
+					t.Errorf("file %s: the same source gave different bytes", files[i].Suffix)
+				}
+			}
+		})
 	}
 }
 
@@ -335,45 +351,40 @@ func digest(t *testing.T, d layouts.Disk) [32]byte {
 // parallel reads.
 func TestConformanceImage(t *testing.T) {
 	t.Parallel()
-	for _, f := range formats.All() {
-		if f.Synthesize == nil {
-			continue
+	for _, v := range variants(true) {
+		build := func(t *testing.T, src layouts.Disk) []layouts.TargetFile {
+			t.Helper()
+			files, err := v.build(src, "disk")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return files
 		}
-		for _, sub := range variants(f) {
-			build := func(t *testing.T, src layouts.Disk) []layouts.TargetFile {
-				t.Helper()
-				files, err := f.Build(src, "disk", layouts.SynthOptions{Subformat: sub})
-				if err != nil {
+		t.Run(v.String(), func(t *testing.T) {
+			t.Parallel()
+			small := &synthtest.Fake{Length: 3<<20 + 512, Data: []layouts.Extent{
+				{Off: 1000, Len: 70000, Kind: layouts.Data},
+				{Off: 2<<20 - 4096, Len: 8192, Kind: layouts.Data},
+				{Off: 3 << 20, Len: 512, Kind: layouts.Data},
+			}}
+			for _, tf := range build(t, small) {
+				content := make([]byte, tf.Content.Size())
+				if _, err := tf.Content.ReadAt(content, 0); err != nil {
 					t.Fatal(err)
 				}
-				return files
+				if err := iotest.TestReader(io.NewSectionReader(tf.Content, 0, tf.Content.Size()), content); err != nil {
+					t.Errorf("%s: %v", tf.Suffix, err)
+				}
 			}
-			t.Run(name(f, sub), func(t *testing.T) {
-				t.Parallel()
-				small := &synthtest.Fake{Length: 3<<20 + 512, Data: []layouts.Extent{
-					{Off: 1000, Len: 70000, Kind: layouts.Data},
-					{Off: 2<<20 - 4096, Len: 8192, Kind: layouts.Data},
-					{Off: 3 << 20, Len: 512, Kind: layouts.Data},
-				}}
-				for _, tf := range build(t, small) {
-					content := make([]byte, tf.Content.Size())
-					if _, err := tf.Content.ReadAt(content, 0); err != nil {
-						t.Fatal(err)
-					}
-					if err := iotest.TestReader(io.NewSectionReader(tf.Content, 0, tf.Content.Size()), content); err != nil {
-						t.Errorf("%s: %v", tf.Suffix, err)
-					}
+			for _, tf := range build(t, synthtest.FakeScattered(4<<30+512, 300, 3<<20)) {
+				if img, ok := tf.Content.(*layouts.Image); ok {
+					synthtest.GenChunks(t, img)
 				}
-				for _, tf := range build(t, synthtest.FakeScattered(4<<30+512, 300, 3<<20)) {
-					if img, ok := tf.Content.(*layouts.Image); ok {
-						synthtest.GenChunks(t, img)
-					}
-				}
-				for _, tf := range build(t, synthtest.FakeScattered(16<<20+512, 12, 300000)) {
-					synthtest.ParallelReads(t, tf.Content)
-				}
-			})
-		}
+			}
+			for _, tf := range build(t, synthtest.FakeScattered(16<<20+512, 12, 300000)) {
+				synthtest.ParallelReads(t, tf.Content)
+			}
+		})
 	}
 }
 
@@ -386,31 +397,18 @@ func FuzzOpen(f *testing.F) {
 	src := &synthtest.Fake{Length: 64<<10 + 512, Data: []layouts.Extent{
 		{Off: 4096, Len: 9000, Kind: layouts.Data}, {Off: 64 << 10, Len: 512, Kind: layouts.Data},
 	}}
-	for _, ft := range formats.All() {
-		if ft.Synthesize == nil {
-			continue
+	for _, v := range variants(true) {
+		files, err := v.build(src, "seed")
+		if err != nil {
+			f.Fatal(err)
 		}
-		for _, sub := range variants(ft) {
-			files, err := ft.Build(src, "seed", layouts.SynthOptions{Subformat: sub})
-			if err != nil {
-				f.Fatal(err)
-			}
-			if files[0].Content.Size() > maxSeed {
-				// The fuzzer crawls over large inputs: the image's
-				// metadata, up to maxSeed, still seeds its parser.
-				b := make([]byte, maxSeed)
-				if _, err := files[0].Content.ReadAt(b, 0); err != nil && err != io.EOF {
-					f.Fatal(err)
-				}
-				f.Add(b)
-				continue
-			}
-			b := make([]byte, files[0].Content.Size())
-			if _, err := files[0].Content.ReadAt(b, 0); err != nil && err != io.EOF {
-				f.Fatal(err)
-			}
-			f.Add(b)
+		// The fuzzer crawls over large inputs: the image's metadata, up
+		// to maxSeed, still seeds its parser.
+		b := make([]byte, min(files[0].Content.Size(), maxSeed))
+		if _, err := files[0].Content.ReadAt(b, 0); err != nil && err != io.EOF {
+			f.Fatal(err)
 		}
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file := &layouts.SectionFile{R: bytes.NewReader(b), N: int64(len(b)), Path: "/nonexistent/fuzz.img"}
@@ -527,34 +525,29 @@ func FuzzRoundTrip(f *testing.F) {
 		if _, err := src.ReadAt(want, 0); err != nil && err != io.EOF {
 			t.Fatal(err)
 		}
-		for _, ft := range formats.All() {
-			if ft.Synthesize == nil {
-				continue
+		for _, v := range variants(true) {
+			files, err := v.build(src, "/nonexistent/rt")
+			if err != nil {
+				t.Fatalf("%s: %v", v, err)
 			}
-			for _, sub := range variants(ft) {
-				files, err := ft.Build(src, "/nonexistent/rt", layouts.SynthOptions{Subformat: sub})
-				if err != nil {
-					t.Fatalf("%s: %v", name(ft, sub), err)
-				}
-				if len(files) != 1 {
-					continue // files that name each other: TestConformanceSynth writes them out
-				}
-				img := files[0].Content
-				file := &layouts.SectionFile{R: img, N: img.Size(), Path: "/nonexistent/rt" + files[0].Suffix}
-				d, err := ft.Open(file, formats.Env(nil, probe.Open))
-				if err != nil {
-					t.Fatalf("%s: opening the synthesized image: %v", name(ft, sub), err)
-				}
-				got := make([]byte, d.Size())
-				if n, err := d.ReadAt(got, 0); n != len(got) || (err != nil && err != io.EOF) {
-					t.Fatalf("%s: ReadAt = %d, %v", name(ft, sub), n, err)
-				}
-				if len(got) < len(want) || !bytes.Equal(got[:len(want)], want) || !allZero(got[len(want):]) {
-					t.Fatalf("%s: %d bytes read back differ from the %d-byte source", name(ft, sub), len(got), len(want))
-				}
-				readtest.CheckExtents(t, d, got)
-				d.Close()
+			if len(files) != 1 {
+				continue // files that name each other: TestConformanceSynth writes them out
 			}
+			img := files[0].Content
+			file := &layouts.SectionFile{R: img, N: img.Size(), Path: "/nonexistent/rt" + files[0].Suffix}
+			d, err := v.f.Open(file, formats.Env(nil, probe.Open))
+			if err != nil {
+				t.Fatalf("%s: opening the synthesized image: %v", v, err)
+			}
+			got := make([]byte, d.Size())
+			if n, err := d.ReadAt(got, 0); n != len(got) || (err != nil && err != io.EOF) {
+				t.Fatalf("%s: ReadAt = %d, %v", v, n, err)
+			}
+			if len(got) < len(want) || !bytes.Equal(got[:len(want)], want) || !allZero(got[len(want):]) {
+				t.Fatalf("%s: %d bytes read back differ from the %d-byte source", v, len(got), len(want))
+			}
+			readtest.CheckExtents(t, d, got)
+			d.Close()
 		}
 	})
 }

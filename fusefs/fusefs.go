@@ -21,6 +21,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/vmfs/vmfs/internal/viewfile"
 	"github.com/vmfs/vmfs/layouts"
 )
 
@@ -33,13 +34,6 @@ type Writable interface {
 	Punch(off, n int64) error
 	// Sync makes everything written durable.
 	Sync() error
-}
-
-// Entry is one file of the mount.
-type Entry struct {
-	Name    string
-	Content layouts.Disk
-	Mode    fs.FileMode
 }
 
 // Options of a mount.
@@ -60,7 +54,7 @@ type Options struct {
 const maxRequest = 1<<20 - 8<<10
 
 // Mount serves entries at mountpoint and returns once the mount is ready.
-func Mount(mountpoint string, entries []Entry, opts Options) (*fuse.Server, error) {
+func Mount(mountpoint string, entries []viewfile.File, opts Options) (*fuse.Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = discardLogger()
 	}
@@ -126,7 +120,7 @@ func raiseReadAhead(mountpoint string, max int, log *slog.Logger) {
 
 type root struct {
 	gofs.Inode
-	entries []Entry
+	entries []viewfile.File
 	opts    Options
 	splice  spliceCache
 	zeros   *os.File // the zero file holes are spliced from, or nil

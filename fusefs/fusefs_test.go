@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmfs/vmfs/internal/viewfile"
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/raw"
 )
@@ -46,7 +47,7 @@ func sparseImageWith(t *testing.T, first int) (*layouts.Image, []byte) {
 
 // mountTest mounts entries in a temporary directory and unmounts in cleanup,
 // also when the test fails.
-func mountTest(t *testing.T, entries []Entry, opts Options) string {
+func mountTest(t *testing.T, entries []viewfile.File, opts Options) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting with allow_other needs root")
@@ -73,7 +74,7 @@ func TestMountReadSeekAndPermissions(t *testing.T) {
 	desc := layouts.Bytes("text", []byte("<domain/>\n"))
 	smallData := make([]byte, 256<<10)
 	rand.Read(smallData)
-	dir := mountTest(t, []Entry{
+	dir := mountTest(t, []viewfile.File{
 		{Name: "vm.xml", Content: desc, Mode: 0o600},
 		{Name: "small.raw", Content: layouts.Bytes("raw", smallData), Mode: 0o600},
 		{Name: "vm-disk0.raw", Content: img, Mode: 0o600},
@@ -203,7 +204,7 @@ func TestSpliceFromRawSource(t *testing.T) {
 	// Closed after the unmount (cleanups run last first): the kernel may
 	// still be reading ahead when the test returns.
 	t.Cleanup(func() { d.Close() })
-	dir := mountTest(t, []Entry{{Name: "d.raw", Content: layouts.Section("raw", d), Mode: 0o600}}, Options{})
+	dir := mountTest(t, []viewfile.File{{Name: "d.raw", Content: layouts.Section("raw", d), Mode: 0o600}}, Options{})
 	f, err := os.Open(filepath.Join(dir, "d.raw"))
 	if err != nil {
 		t.Fatal(err)

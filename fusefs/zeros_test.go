@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmfs/vmfs/internal/overlay"
+	"github.com/vmfs/vmfs/internal/viewfile"
 )
 
 // TestZeroSplice reads a sparse image with large requests, which splice
@@ -32,7 +33,7 @@ func TestZeroSplice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := mountTest(t, []Entry{{Name: "d.raw", Content: of, Mode: 0o600}}, Options{})
+	dir := mountTest(t, []viewfile.File{{Name: "d.raw", Content: of, Mode: 0o600}}, Options{})
 	path := filepath.Join(dir, "d.raw")
 	check := func(step string) {
 		t.Helper()
@@ -114,7 +115,7 @@ func TestZeroFileGoesWithMount(t *testing.T) {
 			t.Skip("mounting with allow_other needs root")
 		}
 		dir := t.TempDir()
-		srv, err := Mount(dir, []Entry{{Name: "d.raw", Content: img, Mode: 0o600}}, Options{})
+		srv, err := Mount(dir, []viewfile.File{{Name: "d.raw", Content: img, Mode: 0o600}}, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

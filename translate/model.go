@@ -202,14 +202,30 @@ type OutFile struct {
 	DiskDigests bool
 }
 
-// Target generates the descriptor of a target hypervisor.
+// Target generates the descriptor of a target hypervisor. Each target
+// package has one value of it (its Target), listed once in
+// translate/targets; everything vmfs knows of a target is asked of it.
 type Target interface {
 	// Name as given to --to.
 	Name() string
-	// Caps say what the target does with each translation option.
+	// Usage says what the target writes, in a few words (the --to help
+	// and the README's table of targets show it).
+	Usage() string
+	// Caps say what the target does with each translation option; Takes
+	// lists the options it acts on.
 	Caps() Caps
 	// DefaultFormat is the disk image format the target prefers.
 	DefaultFormat() string
+	// Descriptors are the names Emit gives its files, after the machine's
+	// file name (FileName(m.Name)): ".xml"; ".ovf" and ".mf".
+	Descriptors() []string
+	// DiskName is the file name of disk i (from 0) of m, without the
+	// image format's suffix: DiskName(m, i) for most targets.
+	DiskName(m *Machine, i int) string
+	// Group is the host group the target's hypervisor runs as, which
+	// must traverse a mount to open the disks ("libvirt-qemu" for QEMU
+	// under libvirt); "" when the mount need not let a group in.
+	Group() string
 	// Emit generates the descriptor files for m with its disks at disks
 	// (in the order of m.Disks). It returns the warnings of the mapping.
 	Emit(m *Machine, disks []TargetDisk, opts Options) ([]OutFile, []Warning, error)

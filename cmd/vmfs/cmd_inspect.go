@@ -9,6 +9,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vmfs/vmfs/internal/session"
+	"github.com/vmfs/vmfs/internal/units"
 	"github.com/vmfs/vmfs/internal/view"
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/translate"
@@ -32,18 +34,32 @@ func inspectCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			env := &layouts.Env{AllowDirs: c.StringSlice("allow-path"), AllowDevices: devs}
-			m, disks, err := view.Inspect(c.Args().Get(0), env)
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				return printInspectJSON(os.Stdout, m, disks)
-			}
-			printInspect(os.Stdout, m, disks)
-			return nil
+			return runInspect(inspectOptions{
+				src:  c.Args().Get(0),
+				env:  &layouts.Env{AllowDirs: c.StringSlice("allow-path"), AllowDevices: devs},
+				json: c.Bool("json"),
+			})
 		},
 	}
+}
+
+// inspectOptions are the command line of inspect, parsed.
+type inspectOptions struct {
+	src  string
+	env  *layouts.Env
+	json bool
+}
+
+func runInspect(o inspectOptions) error {
+	m, disks, err := session.Inspect(o.src, o.env)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printInspectJSON(os.Stdout, m, disks)
+	}
+	printInspect(os.Stdout, m, disks)
+	return nil
 }
 
 type inspectJSON struct {
@@ -92,7 +108,7 @@ func printInspect(w io.Writer, m *translate.Machine, disks []view.DiskInfo) {
 			table += "+esp"
 		}
 		fmt.Fprintf(tw, "%d\t%s:%d:%d %s\t%s\t%s\t%s\t%s\t%s\n", i, d.Bus, d.ControllerIndex, d.Unit, d.Controller,
-			info.Format, human(info.VirtualSize), human(info.Allocated), table, d.Path)
+			info.Format, units.Bytes(info.VirtualSize), units.Bytes(info.Allocated), table, d.Path)
 	}
 	tw.Flush()
 	for _, cd := range m.CDROMs {
@@ -108,17 +124,4 @@ func printInspect(w io.Writer, m *translate.Machine, disks []view.DiskInfo) {
 	for _, wr := range m.Warnings {
 		fmt.Fprintf(w, "warning:   %s\n", wr)
 	}
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -16,9 +16,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vmfs/vmfs/internal/materialize"
-	"github.com/vmfs/vmfs/internal/overlay"
-	"github.com/vmfs/vmfs/internal/view"
-	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/internal/session"
+	"github.com/vmfs/vmfs/internal/units"
 )
 
 func materializeCommand() *cli.Command {
@@ -37,98 +36,80 @@ func materializeCommand() *cli.Command {
 			if err := needArgs(c, 2, "SRC DESTDIR"); err != nil {
 				return err
 			}
-			return runMaterialize(c, c.Args().Get(0), c.Args().Get(1))
+			if c.IsSet("overlay") && c.Bool("discard-overlay") {
+				return usagef("--overlay and --discard-overlay exclude each other")
+			}
+			so, err := sessionOptions(c)
+			if err != nil {
+				return err
+			}
+			return runMaterialize(c.Context, materializeOptions{
+				src: c.Args().Get(0), dest: c.Args().Get(1), session: so,
+				overlay: c.String("overlay"), discardOverlay: c.Bool("discard-overlay"),
+				force: c.Bool("force"), verify: c.Bool("verify"), jobs: c.Int("jobs"),
+				progress: c.String("progress"), logLevel: c.String("log-level"),
+			})
 		},
 	}
 }
 
-func runMaterialize(c *cli.Context, src, dest string) error {
-	dest, err := filepath.Abs(dest)
+// materializeOptions are the command line of materialize, parsed.
+type materializeOptions struct {
+	src, dest string
+	// session: the shared flags; its Dir is set to DESTDIR.
+	session        session.Options
+	overlay        string // --overlay, "" when not given
+	discardOverlay bool
+	force, verify  bool
+	jobs           int
+	progress       string
+	logLevel       string
+}
+
+func runMaterialize(ctx context.Context, o materializeOptions) error {
+	dest, err := filepath.Abs(o.dest)
 	if err != nil {
 		return err
 	}
-	if c.IsSet("overlay") && c.Bool("discard-overlay") {
-		return usagef("--overlay and --discard-overlay exclude each other")
-	}
-	bo, err := buildOptions(c, dest)
+	o.session.Dir = dest
+	o.session.Translate.Host = hostFacts(ctx, o.session, false)
+	s, err := session.Open(o.src, o.session)
 	if err != nil {
 		return err
 	}
-	bo.Translate.Host = hostFacts(c, bo.To, false)
-	v, err := view.Build(src, bo)
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	files := make([]materialize.File, len(v.Files))
-	for i, f := range v.Files {
-		files[i] = materialize.File{Name: f.Name, Content: f.Content, Mode: f.Mode, Disk: f.Disk}
-	}
-	if err := materialize.CheckProtected(dest, files, v.Sources); err != nil {
+	defer s.Close()
+	v := s.View
+	if err := materialize.CheckProtected(dest, s.Files(), v.Sources); err != nil {
 		return err
 	}
 	for _, w := range v.Warnings {
 		fmt.Fprintf(os.Stderr, "vmfs: warning: %s\n", w)
 	}
-	if !c.Bool("discard-overlay") {
-		dir := c.String("overlay")
-		if dir == "" {
-			if dir, err = defaultOverlayDir(src, bo); err != nil {
-				return err
-			}
-		}
-		if _, err := os.Stat(dir); err == nil {
-			ov, err := overlay.Open(dir, overlay.Options{Logger: logger(c)})
-			if err != nil {
-				return err
-			}
-			defer ov.Close()
-			var names []string
-			for _, f := range v.Files {
-				names = append(names, f.Name)
-			}
-			foreign, err := ov.Foreign(names)
-			if err != nil {
-				return err
-			}
-			if len(foreign) > 0 {
-				return fmt.Errorf("%s: the overlay holds writes to %s, which this view does not have: materialize with the --to, --format and --subformat of the mount (or --discard-overlay)", dir, joinNames(foreign))
-			}
-			for i, f := range v.Files {
-				of, err := ov.File(f.Name, f.Content)
-				if err != nil {
-					return err
-				}
-				if !f.Disk {
-					// Descriptors are made anew for DESTDIR.
-					if of.Modified() {
-						fmt.Fprintf(os.Stderr, "vmfs: warning: edits to %s in the overlay are not carried over (the descriptor is generated for %s)\n", f.Name, dest)
-					}
-					continue
-				}
-				files[i].Content = of
-			}
-			contents := make([]layouts.Disk, len(files))
-			for i := range files {
-				contents[i] = files[i].Content
-			}
-			v.Bind(contents)
-			fmt.Fprintf(os.Stderr, "vmfs: including the writes in overlay %s\n", dir)
-		} else if c.IsSet("overlay") {
-			return fmt.Errorf("%s: overlay not found", dir)
-		} else {
-			fmt.Fprintln(os.Stderr, "vmfs: no overlay: writing the source as it is")
-		}
-	} else {
+	if o.discardOverlay {
 		fmt.Fprintln(os.Stderr, "vmfs: leaving out the overlay (--discard-overlay)")
+	} else {
+		ov, err := s.UseOverlay(session.OverlayOptions{Dir: o.overlay, Existing: true, DisksOnly: true, Logger: newLogger(o.logLevel)})
+		switch {
+		case errors.Is(err, session.ErrNoOverlay):
+			fmt.Fprintln(os.Stderr, "vmfs: no overlay: writing the source as it is")
+		case err != nil:
+			return err
+		default:
+			for _, name := range ov.Edited {
+				// Descriptors are made anew for DESTDIR.
+				fmt.Fprintf(os.Stderr, "vmfs: warning: edits to %s in the overlay are not carried over (the descriptor is generated for %s)\n", name, dest)
+			}
+			fmt.Fprintf(os.Stderr, "vmfs: including the writes in overlay %s\n", ov.Dir)
+		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := materialize.Options{Force: c.Bool("force"), Verify: c.Bool("verify"), Workers: c.Int("jobs"), Protected: v.Sources}
-	finish, err := progressReporter(c.String("progress"), &opts)
+	opts := materialize.Options{Force: o.force, Verify: o.verify, Workers: o.jobs, Protected: v.Sources}
+	finish, err := progressReporter(o.progress, &opts)
 	if err != nil {
 		return err
 	}
+	files := s.Files()
 	sum, err := materialize.Run(ctx, dest, files, opts)
 	finish()
 	if err != nil {
@@ -137,7 +118,7 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 		}
 		return err
 	}
-	if c.String("progress") == "json" {
+	if o.progress == "json" {
 		return json.NewEncoder(os.Stdout).Encode(map[string]any{
 			"event": "done", "files": sum.Files, "bytes": sum.Bytes, "written": sum.Written,
 			"holes_skipped": sum.HolesSkipped, "seconds": sum.Duration.Seconds(), "verified": sum.Verified,
@@ -148,9 +129,9 @@ func runMaterialize(c *cli.Context, src, dest string) error {
 		verified = ", verified"
 	}
 	fmt.Printf("materialized %d files into %s: %s virtual, %s written, %s left sparse, %s (%s/s%s)\n",
-		sum.Files, dest, human(sum.Bytes), human(sum.Written), human(sum.HolesSkipped),
-		sum.Duration.Round(time.Millisecond), human(int64(sum.Rate())), verified)
-	for _, f := range v.Files {
+		sum.Files, dest, units.Bytes(sum.Bytes), units.Bytes(sum.Written), units.Bytes(sum.HolesSkipped),
+		sum.Duration.Round(time.Millisecond), units.Bytes(int64(sum.Rate())), verified)
+	for _, f := range files {
 		if !f.Disk {
 			fmt.Printf("descriptor: %s\n", filepath.Join(dest, f.Name))
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,20 +16,24 @@ import (
 
 	"github.com/vmfs/vmfs/fusefs"
 	"github.com/vmfs/vmfs/internal/mount"
-	"github.com/vmfs/vmfs/internal/overlay"
-	"github.com/vmfs/vmfs/internal/view"
+	"github.com/vmfs/vmfs/internal/session"
+	"github.com/vmfs/vmfs/translate"
 )
 
+// mountOptions are the command line of mount, parsed.
 type mountOptions struct {
 	src, mountpoint string
-	daemon          bool
-	readOnly        bool
-	share           bool
-	debug           bool
-	overlay         string
-	fresh           bool
-	nonEmpty        bool
-	cpuProfile      string
+	// session: the shared flags; its Dir is set to the mountpoint.
+	session    session.Options
+	daemon     bool
+	readOnly   bool
+	share      bool
+	debug      bool
+	overlay    string
+	fresh      bool
+	nonEmpty   bool
+	cpuProfile string
+	logLevel   string
 }
 
 func mountCommand() *cli.Command {
@@ -49,14 +54,18 @@ func mountCommand() *cli.Command {
 			if err := needArgs(c, 2, "SRC MOUNTPOINT"); err != nil {
 				return err
 			}
-			o := mountOptions{
-				src: c.Args().Get(0), mountpoint: c.Args().Get(1),
+			so, err := sessionOptions(c)
+			if err != nil {
+				return err
+			}
+			return runMount(c.Context, mountOptions{
+				src: c.Args().Get(0), mountpoint: c.Args().Get(1), session: so,
 				daemon: c.Bool("daemon"), readOnly: c.Bool("read-only"),
 				share: c.Bool("share"), debug: c.Bool("fuse-debug"),
 				overlay: c.String("overlay"), fresh: c.Bool("fresh"),
 				nonEmpty: c.Bool("nonempty"), cpuProfile: c.String("cpuprofile"),
-			}
-			return runMount(c, o)
+				logLevel: c.String("log-level"),
+			})
 		},
 	}
 }
@@ -65,7 +74,7 @@ func mountCommand() *cli.Command {
 // does. The view is built where it is served: the checks that need it (no
 // source file under the mountpoint, emptiness) run there, and a daemon's
 // refusal reaches the user through its readiness pipe as the same one line.
-func runMount(c *cli.Context, o mountOptions) error {
+func runMount(ctx context.Context, o mountOptions) error {
 	mnt, err := filepath.Abs(o.mountpoint)
 	if err != nil {
 		return err
@@ -89,15 +98,17 @@ func runMount(c *cli.Context, o mountOptions) error {
 		fmt.Printf("mounted %s at %s\n", o.src, mnt)
 		return nil
 	}
+	o.session.Dir = mnt
 	rep := mount.NewReporter(os.Stderr)
-	err = serve(c, o, mnt, rep)
+	err = serve(ctx, o, rep)
 	rep.Ready(err) // no-op once readiness was reported
 	rep.Exit(mount.LogPath(mnt), err)
 	return err
 }
 
-func serve(c *cli.Context, o mountOptions, mnt string, rep *mount.Reporter) error {
-	log := logger(c)
+func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
+	log := newLogger(o.logLevel)
+	mnt := o.session.Dir
 	if o.cpuProfile != "" {
 		stop, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
@@ -105,56 +116,34 @@ func serve(c *cli.Context, o mountOptions, mnt string, rep *mount.Reporter) erro
 		}
 		defer stop()
 	}
-	bo, err := buildOptions(c, mnt)
+	o.session.Translate.Host = hostFacts(ctx, o.session, true)
+	s, err := session.Open(o.src, o.session)
 	if err != nil {
 		return err
 	}
-	bo.Translate.Host = hostFacts(c, bo.To, true)
-	v, err := view.Build(o.src, bo)
-	if err != nil {
-		return err
-	}
-	defer v.Close()
+	defer func() {
+		if err := s.Close(); err != nil {
+			log.Error("closing the session", "err", err)
+		}
+	}()
+	v := s.View
 	if err := mount.CheckMountpoint(mnt, mount.MountpointOptions{Sources: v.Sources.Paths(), NonEmpty: o.nonEmpty}); err != nil {
 		return err
 	}
 	for _, w := range v.Warnings {
 		rep.Warn(w.String())
 	}
-	entries := make([]fusefs.Entry, len(v.Files))
-	for i, f := range v.Files {
-		entries[i] = fusefs.Entry{Name: f.Name, Content: f.Content, Mode: f.Mode}
-	}
-	var ovDir string
 	if !o.readOnly {
-		ovDir = o.overlay
-		if ovDir == "" {
-			if ovDir, err = defaultOverlayDir(o.src, bo); err != nil {
-				return err
-			}
-		}
-		ov, err := overlay.Open(ovDir, overlay.Options{Fresh: o.fresh, Logger: log})
+		ov, err := s.UseOverlay(session.OverlayOptions{Dir: o.overlay, Fresh: o.fresh, Logger: log})
 		if err != nil {
 			return err
 		}
-		defer func() {
-			if err := ov.Close(); err != nil {
-				log.Error("closing the overlay", "dir", ovDir, "err", err)
-			}
-		}()
-		if ov.Unclean() {
-			rep.Warn(fmt.Sprintf("overlay %s was not closed cleanly; its map was checked and is consistent", ovDir))
+		if ov.Unclean {
+			rep.Warn(fmt.Sprintf("overlay %s was not closed cleanly; its map was checked and is consistent", ov.Dir))
 		}
-		files, err := overlayFiles(ov, v)
-		if err != nil {
-			return err
-		}
-		for i := range entries {
-			entries[i].Content = files[i]
-		}
-		v.Bind(files)
-		rep.Info(fmt.Sprintf("writes go to the overlay %s", ovDir))
+		rep.Info(fmt.Sprintf("writes go to the overlay %s", ov.Dir))
 	}
+	entries := s.Files()
 	fo := fusefs.Options{
 		ReadOnly: o.readOnly,
 		UID:      uint32(os.Getuid()),
@@ -164,7 +153,7 @@ func serve(c *cli.Context, o mountOptions, mnt string, rep *mount.Reporter) erro
 		Logger:   log,
 		Debug:    o.debug,
 	}
-	if gid, ok := hypervisorGroup(bo.To); ok {
+	if gid, ok := hypervisorGroup(v.Target); ok {
 		fo.GID, fo.DirMode = gid, 0o710
 	}
 	if o.share {
@@ -182,8 +171,8 @@ func serve(c *cli.Context, o mountOptions, mnt string, rep *mount.Reporter) erro
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
 	mount.Remember(mount.Record{
-		Mountpoint: mnt, Source: absOr(o.src), Target: bo.To, Format: v.Format,
-		ReadOnly: o.readOnly, Overlay: ovDir, PID: os.Getpid(), Started: time.Now(),
+		Mountpoint: mnt, Source: absOr(o.src), Target: o.session.To, Format: v.Format,
+		ReadOnly: o.readOnly, Overlay: s.OverlayDir(), PID: os.Getpid(), Started: time.Now(),
 	})
 	defer mount.Forget(mnt)
 	rep.Ready(nil)
@@ -220,13 +209,14 @@ func startCPUProfile(path string) (func(), error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-// hypervisorGroup is the group QEMU runs as under libvirt (Debian:
-// libvirt-qemu), which must traverse the mount to open the disks.
-func hypervisorGroup(to string) (uint32, bool) {
-	if to != "libvirt" {
+// hypervisorGroup is the group the target's hypervisor runs as (QEMU
+// under libvirt: libvirt-qemu), which must traverse the mount to open the
+// disks, when the target names one and this host has it.
+func hypervisorGroup(t translate.Target) (uint32, bool) {
+	if t.Group() == "" {
 		return 0, false
 	}
-	g, err := user.LookupGroup("libvirt-qemu")
+	g, err := user.LookupGroup(t.Group())
 	if err != nil {
 		return 0, false
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vmfs/vmfs/internal/mount"
+	"github.com/vmfs/vmfs/internal/units"
 )
 
 func statusCommand() *cli.Command {
@@ -19,46 +20,60 @@ func statusCommand() *cli.Command {
 		ArgsUsage: "[MOUNTPOINT]",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "machine-readable output"}},
 		Action: func(c *cli.Context) error {
-			all, err := mount.List()
-			if err != nil {
-				return err
-			}
+			o := statusOptions{json: c.Bool("json")}
 			if c.NArg() == 1 {
-				s, ok := mount.Lookup(c.Args().Get(0))
-				if !ok {
-					return fmt.Errorf("%s: no vmfs mount recorded there", c.Args().Get(0))
-				}
-				all = []mount.Status{s}
+				o.mountpoint = c.Args().Get(0)
 			}
-			if c.Bool("json") {
-				if all == nil {
-					all = []mount.Status{}
-				}
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(all)
-			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "MOUNTPOINT\tSTATE\tTARGET\tFORMAT\tSOURCE\tOVERLAY\tHOLDS")
-			for _, s := range all {
-				state := "serving"
-				switch {
-				case !s.Alive && s.Mounted:
-					state = "stale (vmfs unmount cleans it)"
-				case !s.Alive:
-					state = "gone"
-				case s.ReadOnly:
-					state = "serving, read-only"
-				}
-				ov, holds := s.Overlay, "-"
-				if ov == "" {
-					ov = "-"
-				} else {
-					holds = human(s.OverlayBytes)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Mountpoint, state, s.Target, s.Format, s.Source, ov, holds)
-			}
-			return tw.Flush()
+			return runStatus(o)
 		},
 	}
+}
+
+// statusOptions are the command line of status, parsed.
+type statusOptions struct {
+	mountpoint string // "": every mount
+	json       bool
+}
+
+func runStatus(o statusOptions) error {
+	all, err := mount.List()
+	if err != nil {
+		return err
+	}
+	if o.mountpoint != "" {
+		s, ok := mount.Lookup(o.mountpoint)
+		if !ok {
+			return fmt.Errorf("%s: no vmfs mount recorded there", o.mountpoint)
+		}
+		all = []mount.Status{s}
+	}
+	if o.json {
+		if all == nil {
+			all = []mount.Status{}
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(all)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MOUNTPOINT\tSTATE\tTARGET\tFORMAT\tSOURCE\tOVERLAY\tHOLDS")
+	for _, s := range all {
+		state := "serving"
+		switch {
+		case !s.Alive && s.Mounted:
+			state = "stale (vmfs unmount cleans it)"
+		case !s.Alive:
+			state = "gone"
+		case s.ReadOnly:
+			state = "serving, read-only"
+		}
+		ov, holds := s.Overlay, "-"
+		if ov == "" {
+			ov = "-"
+		} else {
+			holds = units.Bytes(s.OverlayBytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Mountpoint, state, s.Target, s.Format, s.Source, ov, holds)
+	}
+	return tw.Flush()
 }

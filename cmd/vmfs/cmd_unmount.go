@@ -18,7 +18,10 @@ func unmountCommand() *cli.Command {
 			if err := needArgs(c, 1, "MOUNTPOINT"); err != nil {
 				return err
 			}
-			return mount.Stop(c.Args().Get(0), 30*time.Second)
+			return runUnmount(c.Args().Get(0))
 		},
 	}
 }
+
+// runUnmount stops the mount at mountpoint, waiting for it to flush.
+func runUnmount(mountpoint string) error { return mount.Stop(mountpoint, 30*time.Second) }

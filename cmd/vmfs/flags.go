@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +12,7 @@ import (
 
 	"github.com/vmfs/vmfs/internal/hostfacts"
 	"github.com/vmfs/vmfs/internal/materialize"
-	"github.com/vmfs/vmfs/internal/view"
+	"github.com/vmfs/vmfs/internal/session"
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/formats"
 	"github.com/vmfs/vmfs/layouts/target"
@@ -22,7 +23,7 @@ import (
 // translateFlags are shared by mount and materialize.
 func translateFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "to", Value: "libvirt", Usage: "target: libvirt, qemu, vmware, virtualbox, ovf, hyperv"},
+		&cli.StringFlag{Name: "to", Value: "libvirt", Usage: targets.Help()},
 		&cli.StringFlag{Name: "format", Usage: "disk image format: " + strings.Join(target.Formats(), ", ") + " (default: the target's)"},
 		&cli.StringFlag{Name: "subformat", Usage: "image variant: " + formats.SubformatHelp()},
 		&cli.StringFlag{Name: "devices", Value: "preserve", Usage: "device mapping: preserve, virtio or compat"},
@@ -60,66 +61,60 @@ func allowDevices(c *cli.Context) ([]string, error) {
 	return out, nil
 }
 
-// buildOptions turns the shared flags into view options for dir.
-func buildOptions(c *cli.Context, dir string) (view.BuildOptions, error) {
-	devices := c.String("devices")
-	switch devices {
-	case "preserve", "virtio", "compat":
-	default:
-		return view.BuildOptions{}, usagef("--devices: %q is not one of preserve, virtio, compat", devices)
+// sessionOptions parses the flags mount and materialize share into the
+// options of a session (its Dir is the command's to set).
+func sessionOptions(c *cli.Context) (session.Options, error) {
+	topts := translate.Options{
+		Devices:         c.String("devices"),
+		NetworkMap:      map[string]string{},
+		DomainType:      c.String("domain-type"),
+		NetworkFallback: c.String("network-fallback"),
 	}
-	dt := c.String("domain-type")
-	if dt != "" && dt != "kvm" && dt != "qemu" {
-		return view.BuildOptions{}, usagef("--domain-type: %q is not kvm or qemu", dt)
+	if err := topts.Check(); err != nil {
+		return session.Options{}, usageError{error: err}
 	}
-	fallback := c.String("network-fallback")
-	if fallback != "" && fallback != translate.FallbackUser {
-		return view.BuildOptions{}, usagef("--network-fallback: %q is not user", fallback)
-	}
-	nm := map[string]string{}
 	for _, m := range c.StringSlice("network-map") {
 		src, dst, ok := strings.Cut(m, "=")
 		if !ok || src == "" || dst == "" {
-			return view.BuildOptions{}, usagef("--network-map: %q is not SRC=DST", m)
+			return session.Options{}, usagef("--network-map: %q is not SRC=DST", m)
 		}
-		nm[src] = dst
+		topts.NetworkMap[src] = dst
 	}
 	devs, err := allowDevices(c)
 	if err != nil {
-		return view.BuildOptions{}, err
+		return session.Options{}, err
 	}
 	env := &layouts.Env{AllowDevices: devs}
 	for _, d := range c.StringSlice("allow-path") {
 		abs, err := filepath.Abs(d)
 		if err != nil {
-			return view.BuildOptions{}, fmt.Errorf("--allow-path %s: %w", d, err)
+			return session.Options{}, fmt.Errorf("--allow-path %s: %w", d, err)
 		}
 		env.AllowDirs = append(env.AllowDirs, abs)
 	}
-	return view.BuildOptions{
-		To: c.String("to"),
-		Options: view.Options{
-			Format:    c.String("format"),
-			Subformat: c.String("subformat"),
-			Dir:       dir,
-			Env:       env,
-			Translate: translate.Options{Devices: devices, NetworkMap: nm, DomainType: dt, NetworkFallback: fallback},
-		},
+	return session.Options{
+		To:        c.String("to"),
+		Format:    c.String("format"),
+		Subformat: c.String("subformat"),
+		Env:       env,
+		Translate: topts,
 	}, nil
 }
 
-// hostFacts probes what this host offers the output of --to to: a mount's
-// host runs it (KVM for the domain type, libvirt's networks); a
-// materialized machine usually runs elsewhere, so only an explicit
-// --network-fallback has its networks checked here.
-func hostFacts(c *cli.Context, to string, mount bool) *translate.Host {
-	if !strings.EqualFold(to, "libvirt") {
+// hostFacts probes what this host offers the output of a target whose
+// networks are this host's libvirt networks: a mount's host runs it (KVM
+// for the domain type, libvirt's networks); a materialized machine
+// usually runs elsewhere, so only an explicit --network-fallback has its
+// networks checked here.
+func hostFacts(ctx context.Context, o session.Options, mount bool) *translate.Host {
+	t, err := targets.Get(o.To)
+	if err != nil || !t.Caps().HostNetworks {
 		return nil
 	}
-	if !mount && c.String("network-fallback") == "" {
+	if !mount && o.Translate.NetworkFallback == "" {
 		return nil
 	}
-	return hostfacts.Probe(c.Context, mount, true, os.Getenv)
+	return hostfacts.Probe(ctx, mount, true, os.Getenv)
 }
 
 // checkGlobalFlags checks the flags given before the command.
@@ -150,7 +145,7 @@ func checkFlags(c *cli.Context) error {
 		if err := target.CheckSubformat(format, c.String("subformat")); err != nil {
 			return usagef("--subformat: %w", err)
 		}
-		if _, err := buildOptions(c, ""); err != nil {
+		if _, err := sessionOptions(c); err != nil {
 			return err
 		}
 	}

@@ -210,9 +210,10 @@ func pathError(path string, err error) error {
 	return fmt.Errorf("%s: %w", path, err)
 }
 
-func logger(c *cli.Context) *slog.Logger {
+// newLogger logs to stderr from level (the --log-level flag) up.
+func newLogger(level string) *slog.Logger {
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		lvl = slog.LevelWarn
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
@@ -225,6 +226,3 @@ func needArgs(c *cli.Context, n int, names string) error {
 	}
 	return nil
 }
-
-// joinNames lists names for a message, without the brackets of a Go slice.
-func joinNames(names []string) string { return strings.Join(names, ", ") }

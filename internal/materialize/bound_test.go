@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmfs/vmfs/internal/viewfile"
 	"github.com/vmfs/vmfs/layouts"
 )
 
@@ -55,7 +56,7 @@ func TestRunBuffersBounded(t *testing.T) {
 		{1, 0},
 	} {
 		d := &inflight{size: 512 << 20}
-		files := []File{{Name: "disk.raw", Content: d, Disk: true}}
+		files := []viewfile.File{{Name: "disk.raw", Content: d, Disk: true}}
 		opts := Options{Workers: tc.workers, ChunkSize: tc.chunk, SkipSpaceCheck: true}
 		if _, err := Run(context.Background(), t.TempDir(), files, opts); err != nil {
 			t.Fatalf("%d workers, chunk %d: %v", tc.workers, tc.chunk, err)
@@ -82,7 +83,7 @@ func TestRunRefusesUnboundedOptions(t *testing.T) {
 		{Options{ChunkSize: -1}, "chunk size -1"},
 		{Options{ChunkSize: 1000}, "chunk size 1000"},
 	} {
-		files := []File{{Name: "disk.raw", Content: &inflight{size: 1 << 20}, Disk: true}}
+		files := []viewfile.File{{Name: "disk.raw", Content: &inflight{size: 1 << 20}, Disk: true}}
 		dir := t.TempDir()
 		_, err := Run(context.Background(), dir, files, tc.opts)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -22,17 +22,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmfs/vmfs/internal/units"
+	"github.com/vmfs/vmfs/internal/viewfile"
+
 	"github.com/vmfs/vmfs/layouts"
 )
-
-// File is one file to write.
-type File struct {
-	Name    string
-	Content layouts.Disk
-	Mode    os.FileMode
-	// Disk files are written before descriptors.
-	Disk bool
-}
 
 // Options of a run.
 type Options struct {
@@ -117,7 +111,7 @@ func (o *Options) bound() error {
 
 // Run writes files into dir. On any failure or cancellation the temporary
 // files are removed and no file under a final name is incomplete.
-func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, error) {
+func Run(ctx context.Context, dir string, files []viewfile.File, opts Options) (Summary, error) {
 	start := time.Now()
 	if err := opts.bound(); err != nil {
 		return Summary{}, err
@@ -125,7 +119,7 @@ func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Summary{}, fmt.Errorf("%s: %w", dir, err)
 	}
-	ordered := make([]File, 0, len(files))
+	ordered := make([]viewfile.File, 0, len(files))
 	for _, f := range files {
 		if f.Disk {
 			ordered = append(ordered, f)
@@ -219,7 +213,7 @@ func Run(ctx context.Context, dir string, files []File, opts Options) (Summary, 
 // of them (by device and inode, or by resolved path: a DESTDIR that is, or
 // links to, the source's directory counts). Run checks it too; callers may
 // check it first, before anything else is said or done.
-func CheckProtected(dir string, files []File, src *layouts.Sources) error {
+func CheckProtected(dir string, files []viewfile.File, src *layouts.Sources) error {
 	paths := []string{filepath.Join(dir, journalName)}
 	for _, f := range files {
 		if err := checkName(f.Name); err != nil {
@@ -249,7 +243,7 @@ func checkSpace(dir string, need int64) error {
 	}
 	free := int64(st.Bavail) * st.Bsize
 	if need > free {
-		return fmt.Errorf("%s: not enough free space: %s needed, %s free", dir, human(need), human(free))
+		return fmt.Errorf("%s: not enough free space: %s needed, %s free", dir, units.Bytes(need), units.Bytes(free))
 	}
 	return nil
 }
@@ -269,7 +263,7 @@ type job struct{ off, n int64 }
 
 // writeFile copies f's Data extents into path with parallel workers and
 // returns the bytes written. Zero runs inside data are skipped too.
-func writeFile(ctx context.Context, path string, f File, opts Options, progress func(int64)) (int64, error) {
+func writeFile(ctx context.Context, path string, f viewfile.File, opts Options, progress func(int64)) (int64, error) {
 	mode := f.Mode
 	if mode == 0 {
 		mode = 0o644
@@ -388,7 +382,7 @@ func copyChunk(out *os.File, src layouts.Disk, buf []byte, off int64) (int64, er
 
 // verify re-reads path and compares it with f's content chunk by chunk,
 // reporting the first difference.
-func verify(ctx context.Context, path string, f File, opts Options) error {
+func verify(ctx context.Context, path string, f viewfile.File, opts Options) error {
 	in, err := os.Open(path)
 	if err != nil {
 		return err
@@ -426,23 +420,10 @@ func verify(ctx context.Context, path string, f File, opts Options) error {
 	return nil
 }
 
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // journalName lists the files being renamed into place while that lasts.
 const journalName = ".vmfs-materialize-renaming"
 
-func writeJournal(dir string, files []File) error {
+func writeJournal(dir string, files []viewfile.File) error {
 	var b strings.Builder
 	for _, f := range files {
 		b.WriteString(f.Name)

@@ -10,10 +10,11 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/vmfs/vmfs/internal/viewfile"
 	"github.com/vmfs/vmfs/layouts"
 )
 
-func testFiles(t *testing.T) ([]File, []byte) {
+func testFiles(t *testing.T) ([]viewfile.File, []byte) {
 	t.Helper()
 	a := make([]byte, 3<<20)
 	rand.Read(a)
@@ -26,7 +27,7 @@ func testFiles(t *testing.T) ([]File, []byte) {
 	}
 	want := make([]byte, 64<<20)
 	copy(want[5<<20:], a)
-	return []File{
+	return []viewfile.File{
 		{Name: "vm.xml", Content: layouts.Bytes("text", []byte("<domain/>")), Disk: false},
 		{Name: "vm-disk0.raw", Content: img, Disk: true},
 	}, want

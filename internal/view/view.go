@@ -7,27 +7,17 @@ package view
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/vmfs/vmfs/internal/viewfile"
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/formats"
 	"github.com/vmfs/vmfs/layouts/probe"
 	"github.com/vmfs/vmfs/layouts/target"
 	"github.com/vmfs/vmfs/translate"
 )
-
-// File is one file of the view.
-type File struct {
-	Name    string
-	Content layouts.Disk
-	Mode    fs.FileMode
-	// Disk is true for disk image files (and their extents), false for
-	// descriptors and reports.
-	Disk bool
-}
 
 // Options say what to build.
 type Options struct {
@@ -42,9 +32,14 @@ type Options struct {
 	Env *layouts.Env
 	// Translate steers the device mapping.
 	Translate translate.Options
-	// BootFacts, when set, reads what a disk's partition table says about
-	// booting it.
-	BootFacts func(layouts.Disk) (translate.BootFacts, error)
+	// BootFacts, when set, reads what the partition table of disk i (the
+	// machine's index) says about booting it.
+	BootFacts func(i int, d layouts.Disk) (translate.BootFacts, error)
+	// Opened holds, by the machine's disk index, disks the caller opened
+	// already (a bare disk, opened to make its machine), under Env; a nil
+	// entry, or one past the list's end, is opened here. The view owns
+	// them from New on, whether New succeeds or not.
+	Opened []layouts.Disk
 }
 
 // View is the target VM.
@@ -53,7 +48,7 @@ type View struct {
 	Machine  *translate.Machine
 	Target   translate.Target
 	Format   string
-	Files    []File
+	Files    []viewfile.File
 	Warnings []translate.Warning
 	// Disks are the opened source disks, in the machine's disk order.
 	Disks []layouts.Disk
@@ -82,6 +77,7 @@ func (v *View) Bind(contents []layouts.Disk) {
 // New opens the disks of m and builds the view of m for t.
 func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) {
 	if len(m.Disks) == 0 {
+		closeAll(opts.Opened)
 		return nil, fmt.Errorf("%s: the machine has no disk", m.Source)
 	}
 	format := opts.Format
@@ -94,17 +90,24 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 	ok := false
 	defer func() {
 		if !ok {
+			closeAll(opts.Opened[min(len(v.Disks), len(opts.Opened)):])
 			v.Close()
 		}
 	}()
 	var tdisks []translate.TargetDisk
 	for i, d := range m.Disks {
-		disk, err := openMachineDisk(m, d, env)
-		if err != nil {
-			return nil, err
+		var disk layouts.Disk
+		if i < len(opts.Opened) && opts.Opened[i] != nil {
+			disk = opts.Opened[i]
+			sizeWarning(m, d, disk)
+		} else {
+			var err error
+			if disk, err = openMachineDisk(m, d, env); err != nil {
+				return nil, err
+			}
 		}
 		v.Disks = append(v.Disks, disk)
-		base := fmt.Sprintf("%s-disk%d", v.Name, i)
+		base := t.DiskName(m, i)
 		files, err := target.Build(format, disk, filepath.Join(opts.Dir, base), target.Options{
 			AdapterType: vmdkAdapter(d),
 			Subformat:   opts.Subformat,
@@ -125,10 +128,10 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 					}
 				}
 			}
-			v.Files = append(v.Files, File{Name: name, Content: f.Content, Mode: 0o600, Disk: true})
+			v.Files = append(v.Files, viewfile.File{Name: name, Content: f.Content, Mode: 0o600, Disk: true})
 		}
 		if opts.BootFacts != nil {
-			bf, err := opts.BootFacts(disk)
+			bf, err := opts.BootFacts(i, disk)
 			if err != nil {
 				return nil, diskError(d.Path, err)
 			}
@@ -142,7 +145,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		return nil, fmt.Errorf("%s: %w", m.Source, err)
 	}
 	v.Warnings = append(append([]translate.Warning(nil), m.Warnings...), warns...)
-	var descs []File
+	var descs []viewfile.File
 	for _, o := range outs {
 		mode := o.Mode
 		if mode == 0 {
@@ -162,10 +165,10 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 			v.manifests = append(v.manifests, m)
 			content = m
 		}
-		descs = append(descs, File{Name: o.Name, Content: content, Mode: mode})
+		descs = append(descs, viewfile.File{Name: o.Name, Content: content, Mode: mode})
 	}
 	if len(v.Warnings) > 0 {
-		descs = append(descs, File{Name: v.Name + ".warnings.txt", Content: layouts.Bytes("text", []byte(Report(v.Warnings))), Mode: 0o600})
+		descs = append(descs, viewfile.File{Name: v.Name + ".warnings.txt", Content: layouts.Bytes("text", []byte(Report(v.Warnings))), Mode: 0o600})
 	}
 	v.Files = append(descs, v.Files...)
 	ok = true
@@ -231,11 +234,16 @@ func openMachineDisk(m *translate.Machine, d translate.Disk, env *layouts.Env) (
 		return nil, fmt.Errorf("%s: %w", m.Source, err)
 	}
 	if err == nil {
-		if code, msg, ok := probe.SizeWarning(disk); ok {
-			m.Warn(code, "%s: %s", d.Path, msg)
-		}
+		sizeWarning(m, d, disk)
 	}
 	return disk, err
+}
+
+// sizeWarning warns, on m, of a disk whose size guests may not read whole.
+func sizeWarning(m *translate.Machine, d translate.Disk, disk layouts.Disk) {
+	if code, msg, ok := probe.SizeWarning(disk); ok {
+		m.Warn(code, "%s: %s", d.Path, msg)
+	}
 }
 
 // withSources is env (nil: the default policy) with a set recording the
@@ -307,7 +315,16 @@ func openDisk(d translate.Disk, env *layouts.Env) (layouts.Disk, error) {
 		}
 		return disk, nil
 	}
-	return probe.Open(d.Path, env)
+	return diskOpener(env)(d.Path, env)
+}
+
+// diskOpener is how a disk named by path is opened under env:
+// env.OpenDisk when set (a test counts opens so), else probing.
+func diskOpener(env *layouts.Env) func(string, *layouts.Env) (layouts.Disk, error) {
+	if env != nil && env.OpenDisk != nil {
+		return env.OpenDisk
+	}
+	return probe.Open
 }
 
 // Close releases the source disks.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vmfs/vmfs/layouts"
@@ -39,8 +40,47 @@ const (
 // headSize is how much of a file dispatch looks at.
 const headSize = 4096
 
-// Load opens the source at path.
+// Loaded is a source machine and what reading it opened.
+type Loaded struct {
+	Machine *translate.Machine
+	// Disk, for a bare disk, is that disk, opened once under the Env that
+	// Open was given: the caller serves it rather than opening it again,
+	// and closes it. nil for a descriptor.
+	Disk layouts.Disk
+	// Boot and BootErr are what the bare disk's partition table said.
+	Boot    translate.BootFacts
+	BootErr error
+}
+
+// Load reads the source at path into a machine: Open with the default
+// policy, the bare disk it may have opened closed again.
 func Load(path string) (*translate.Machine, error) {
+	l, err := Open(path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if l.Disk != nil {
+		l.Disk.Close()
+	}
+	return l.Machine, nil
+}
+
+// Open reads the source at path. A bare disk is opened under env (nil:
+// the default policy) with the disk itself allowed as a device, and stays
+// open in the result; env.OpenDisk, when set, opens it.
+func Open(path string, env *layouts.Env) (*Loaded, error) {
+	m, err := load(path)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		return &Loaded{Machine: m}, nil
+	}
+	return bareDisk(path, env)
+}
+
+// load parses the descriptor at path, or returns nil for a bare disk.
+func load(path string) (*translate.Machine, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -67,7 +107,7 @@ func Load(path string) (*translate.Machine, error) {
 		// A tar archive under another name: an OVA.
 		return ovf.ParseOVA(path)
 	case ext == ".vmdk", isVMDKDescriptor(head):
-		return BareDisk(path)
+		return nil, nil
 	case isDomainXML(head):
 		return libvirt.Parse(path)
 	case isXML(head) && bytes.Contains(head, []byte("<VirtualBox")):
@@ -79,7 +119,7 @@ func Load(path string) (*translate.Machine, error) {
 	case looksLikeVMX(head):
 		return vmx.Parse(path)
 	}
-	return BareDisk(path)
+	return nil, nil
 }
 
 func readHead(path string) ([]byte, error) {
@@ -167,25 +207,33 @@ func looksLikeVMX(head []byte) bool {
 	return bytes.Contains(l, []byte("config.version")) && bytes.Contains(l, []byte("virtualhw.version"))
 }
 
-// BareDisk makes the machine around one disk image: named after the file,
+// bareDisk makes the machine around one disk image: named after the file,
 // with BareDiskCPUs vCPUs, BareDiskMemoryMiB of memory, the disk on SATA
 // (every guest has an AHCI driver) and one e1000e NIC. The firmware comes
 // from the disk's partition table: UEFI for a GPT with an EFI System
 // Partition and no BIOS boot partition, BIOS otherwise.
-func BareDisk(path string) (*translate.Machine, error) {
+func bareDisk(path string, env *layouts.Env) (*Loaded, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	// The disk the user named may be a block device; what it names may not.
 	// The error of probe names the file: it is the whole message.
-	d, err := probe.Open(path, &layouts.Env{AllowDevices: []string{abs}})
+	e := layouts.Env{}
+	if env != nil {
+		e = *env
+	}
+	e.AllowDevices = append(slices.Clone(e.AllowDevices), abs)
+	open := e.OpenDisk
+	if open == nil {
+		open = probe.Open
+	}
+	d, err := open(path, &e)
 	if err != nil {
 		return nil, err
 	}
 	facts, ferr := bootfacts.Read(d)
 	format, vsize := d.Format(), d.Size()
-	d.Close()
 	base := filepath.Base(path)
 	name := strings.TrimSuffix(base, filepath.Ext(base))
 	if name == "" {
@@ -209,7 +257,7 @@ func BareDisk(path string) (*translate.Machine, error) {
 	}
 	m.Warn(WarnBareDisk, "%s is a bare %s disk: the machine around it is made up (%d vCPUs, %d MiB, one e1000e NIC, %s firmware from its %s partition table)",
 		base, format, BareDiskCPUs, BareDiskMemoryMiB, m.Firmware, orNone(facts.Table))
-	return m, nil
+	return &Loaded{Machine: m, Disk: d, Boot: facts, BootErr: ferr}, nil
 }
 
 func orNone(s string) string {

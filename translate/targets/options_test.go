@@ -2,6 +2,7 @@ package targets
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -41,27 +42,47 @@ func emitWith(t *testing.T, tg translate.Target, format string, opts translate.O
 }
 
 // TestEveryOptionReachesEveryTarget runs every translation option against
-// every target: each must change the output, or raise a warning of its
-// own that names the option (--devices ...) or its code. Silence fails.
+// every target: an option the target takes (translate.Takes of its Caps)
+// must change the output; one it does not take must raise a warning of
+// its own that names the option (--devices ...) or its code. Silence
+// fails, and so does a target that says it takes an option it ignores.
 func TestEveryOptionReachesEveryTarget(t *testing.T) {
 	noKVM := &translate.Host{KVMChecked: true, KVMErr: "test host without KVM"}
 	withKVM := &translate.Host{KVMChecked: true}
 	noDefault := &translate.Host{NetworksChecked: true, Networks: []string{"lan"}}
 	cases := []struct {
 		name   string
-		flag   string // the option's flag, as a warning names it
-		code   string // or a part of the warning code that stands for it
+		opt    translate.Option // "": every target takes it
+		flag   string           // the option's flag, as a warning names it
+		code   string           // or a part of the warning code that stands for it
 		host   *translate.Host
 		format string // the disk format given (default: the target's)
 		set    func(*translate.Options)
 	}{
-		{name: "devices=virtio", flag: "--devices", code: "MAP_DEVICES", set: func(o *translate.Options) { o.Devices = "virtio" }},
-		{name: "devices=compat", flag: "--devices", code: "MAP_DEVICES", set: func(o *translate.Options) { o.Devices = "compat" }},
-		{name: "network-map", flag: "--network-map", code: "MAP_NET", set: func(o *translate.Options) { o.NetworkMap = map[string]string{"VM Network": "br0"} }},
-		{name: "domain-type=kvm", flag: "--domain-type", code: "MAP_DOMAIN_TYPE", host: noKVM, set: func(o *translate.Options) { o.DomainType = "kvm" }},
-		{name: "domain-type=qemu", flag: "--domain-type", code: "MAP_DOMAIN_TYPE", host: withKVM, set: func(o *translate.Options) { o.DomainType = "qemu" }},
-		{name: "network-fallback=user", flag: "--network-fallback", code: "MAP_NET_FALLBACK", host: noDefault, set: func(o *translate.Options) { o.NetworkFallback = "user" }},
+		{name: "devices=virtio", opt: translate.OptDevices, set: func(o *translate.Options) { o.Devices = "virtio" }},
+		{name: "devices=compat", opt: translate.OptDevices, set: func(o *translate.Options) { o.Devices = "compat" }},
+		{name: "network-map", opt: translate.OptNetworkMap, set: func(o *translate.Options) { o.NetworkMap = map[string]string{"VM Network": "br0"} }},
+		{name: "domain-type=kvm", opt: translate.OptDomainType, host: noKVM, set: func(o *translate.Options) { o.DomainType = "kvm" }},
+		{name: "domain-type=qemu", opt: translate.OptDomainType, host: withKVM, set: func(o *translate.Options) { o.DomainType = "qemu" }},
+		{name: "network-fallback=user", opt: translate.OptNetworkFallback, host: noDefault, set: func(o *translate.Options) { o.NetworkFallback = "user" }},
 		{name: "format=raw", flag: "--format", code: "FORMAT", format: "raw", set: func(*translate.Options) {}},
+	}
+	for i, c := range cases {
+		for _, s := range translate.OptionSpecs() {
+			if s.Option == c.opt {
+				cases[i].flag, cases[i].code = s.Flag(), s.Code
+			}
+		}
+	}
+	// Every option has a case.
+	for _, s := range translate.OptionSpecs() {
+		found := false
+		for _, c := range cases {
+			found = found || c.opt == s.Option
+		}
+		if !found {
+			t.Errorf("option %s has no case", s.Option)
+		}
 	}
 	// Where the option's effect is the target's own behaviour already, the
 	// output must show it.
@@ -83,9 +104,10 @@ func TestEveryOptionReachesEveryTarget(t *testing.T) {
 		"virtualbox/network-map":        {`<BridgedInterface name="br0">`},
 		"virtualbox/devices=virtio":     {`type="virtio"`, `type="VirtioSCSI"`},
 	}
-	for _, tg := range all {
+	for _, tg := range All() {
 		for _, c := range cases {
 			key := tg.Name() + "/" + c.name
+			takes := c.opt == "" || slices.Contains(translate.Takes(tg.Caps()), c.opt)
 			t.Run(key, func(t *testing.T) {
 				format := tg.DefaultFormat()
 				base := emitWith(t, tg, format, translate.Options{Host: c.host})
@@ -100,12 +122,15 @@ func TestEveryOptionReachesEveryTarget(t *testing.T) {
 						t.Errorf("output lacks %q:\n%s", s, got.data)
 					}
 				}
-				if got.data != base.data {
-					return
-				}
 				if s, ok := already[key]; ok {
 					if !strings.Contains(got.data, s) {
 						t.Errorf("output lacks %q:\n%s", s, got.data)
+					}
+					return
+				}
+				if takes {
+					if got.data == base.data {
+						t.Errorf("%s takes %s, but it changes nothing (warnings: %v)", tg.Name(), c.name, got.warns)
 					}
 					return
 				}
@@ -122,7 +147,7 @@ func TestEveryOptionReachesEveryTarget(t *testing.T) {
 						return
 					}
 				}
-				t.Errorf("%s changes nothing and no warning says why (warnings: %v)", c.name, got.warns)
+				t.Errorf("%s does not take %s and no warning says so (warnings: %v)", tg.Name(), c.name, got.warns)
 			})
 		}
 	}

@@ -1,9 +1,13 @@
 package targets
 
 import (
+	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/vmfs/vmfs/translate"
 )
 
 func TestGet(t *testing.T) {
@@ -54,5 +58,74 @@ func TestNames(t *testing.T) {
 		if !seen[n] {
 			t.Errorf("%q missing from %v", n, names)
 		}
+	}
+}
+
+// TestDescriptorsAreEmitted: the descriptor names a target registers are
+// the names its Emit writes, in order.
+func TestDescriptorsAreEmitted(t *testing.T) {
+	for _, tg := range All() {
+		t.Run(tg.Name(), func(t *testing.T) {
+			m := optionMachine()
+			disks := []translate.TargetDisk{{Path: "/mnt/opt/" + tg.DiskName(m, 0) + "." + tg.DefaultFormat(), Format: tg.DefaultFormat(), Size: 1 << 30}}
+			outs, _, err := tg.Emit(m, disks, translate.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, want []string
+			for _, o := range outs {
+				got = append(got, o.Name)
+			}
+			for _, d := range tg.Descriptors() {
+				want = append(want, translate.FileName(m.Name)+d)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("Emit writes %q, the registration says %q", got, want)
+			}
+		})
+	}
+}
+
+// TestHelp: the --to help names every target once, in the table's order.
+func TestHelp(t *testing.T) {
+	h := Help()
+	rest, ok := strings.CutPrefix(h, "target: ")
+	if !ok {
+		t.Fatalf("help %q", h)
+	}
+	var want []string
+	for _, tg := range All() {
+		want = append(want, tg.Name())
+	}
+	if got := strings.Split(rest, ", "); !slices.Equal(got, want) {
+		t.Errorf("help names %q, want %q", got, want)
+	}
+}
+
+// TestAllIsACopy: what All returns cannot change the table.
+func TestAllIsACopy(t *testing.T) {
+	a := All()
+	a[0] = nil
+	if All()[0] == nil {
+		t.Fatal("All hands out the table itself")
+	}
+}
+
+// TestREADMETable: the README's table of targets is the one the registry
+// makes; the failure prints the table to paste.
+func TestREADMETable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), Table()) {
+		t.Errorf("README.md lacks the table of targets; it must read:\n%s", Table())
+	}
+	var names []string
+	for _, tg := range All() {
+		names = append(names, tg.Name())
+	}
+	if row := "| `--to " + strings.Join(names, `\|`) + "` |"; !strings.Contains(string(b), row) {
+		t.Errorf("README.md's flag table lacks %s", row)
 	}
 }

@@ -1,4 +1,4 @@
-package view
+package session
 
 import (
 	"encoding/xml"
@@ -23,14 +23,14 @@ func TestBuildBareDisk(t *testing.T) {
 	f.Close()
 	for _, format := range []string{"raw", "qcow2", "vmdk", "vhdx", "vhd", "vdi"} {
 		t.Run(format, func(t *testing.T) {
-			v, err := Build(src, BuildOptions{To: "libvirt", Options: Options{Format: format, Dir: "/mnt/view"}})
+			v, err := Open(src, Options{To: "libvirt", Format: format, Dir: "/mnt/view"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer v.Close()
 			var names []string
 			var desc []byte
-			for _, f := range v.Files {
+			for _, f := range v.View.Files {
 				names = append(names, f.Name)
 				if strings.HasSuffix(f.Name, ".xml") {
 					desc = make([]byte, f.Content.Size())
@@ -71,14 +71,14 @@ func TestBuildErrors(t *testing.T) {
 	os.WriteFile(src, make([]byte, 4096), 0o644)
 	for _, tc := range []struct {
 		name string
-		opts BuildOptions
+		opts Options
 		want string
 	}{
-		{"unknown target", BuildOptions{To: "bogus"}, "bogus"},
-		{"unknown format", BuildOptions{To: "libvirt", Options: Options{Format: "bogus"}}, "bogus"},
+		{"unknown target", Options{To: "bogus"}, "bogus"},
+		{"unknown format", Options{To: "libvirt", Format: "bogus"}, "bogus"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := Build(src, tc.opts)
+			v, err := Open(src, tc.opts)
 			if err == nil {
 				v.Close()
 				t.Fatal("want an error")
@@ -133,12 +133,12 @@ func TestViewSources(t *testing.T) {
 		{"bare disk, nil env", bare, nil, []string{bare}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			v, err := Build(c.src, BuildOptions{To: "qemu", Options: Options{Format: "raw", Dir: "/mnt/view", Env: c.env}})
+			v, err := Open(c.src, Options{To: "qemu", Format: "raw", Dir: "/mnt/view", Env: c.env})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer v.Close()
-			got := v.Sources.Paths()
+			got := v.View.Sources.Paths()
 			slices.Sort(got)
 			want := slices.Clone(c.want)
 			slices.Sort(want)
@@ -146,7 +146,7 @@ func TestViewSources(t *testing.T) {
 				t.Errorf("sources %q, want %q", got, want)
 			}
 			if c.env != nil && c.env.Sources != nil {
-				t.Error("Build set the caller's Env.Sources")
+				t.Error("Open set the caller's Env.Sources")
 			}
 		})
 	}

@@ -1,0 +1,57 @@
+package view
+
+import (
+	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/translate"
+)
+
+// Inspect opens the disks of m without building a target, as New would
+// (opts.Env, opts.Opened, opts.BootFacts; the other options are not
+// used): what `vmfs inspect` shows. The disks are closed again.
+func Inspect(m *translate.Machine, opts Options) ([]DiskInfo, error) {
+	var infos []DiskInfo
+	for i, d := range m.Disks {
+		var disk layouts.Disk
+		if i < len(opts.Opened) && opts.Opened[i] != nil {
+			disk, opts.Opened[i] = opts.Opened[i], nil
+			sizeWarning(m, d, disk)
+		} else {
+			var err error
+			if disk, err = openMachineDisk(m, d, opts.Env); err != nil {
+				closeAll(opts.Opened)
+				return nil, err
+			}
+		}
+		alloc, err := layouts.Allocated(disk)
+		info := DiskInfo{Path: d.Path, Format: disk.Format(), VirtualSize: disk.Size(), Allocated: alloc}
+		if err == nil && opts.BootFacts != nil {
+			info.Boot, err = opts.BootFacts(i, disk)
+		}
+		disk.Close()
+		if err != nil {
+			closeAll(opts.Opened)
+			return nil, diskError(d.Path, err)
+		}
+		infos = append(infos, info)
+	}
+	closeAll(opts.Opened)
+	return infos, nil
+}
+
+// closeAll closes the disks of ds that are not nil.
+func closeAll(ds []layouts.Disk) {
+	for _, d := range ds {
+		if d != nil {
+			d.Close()
+		}
+	}
+}
+
+// DiskInfo describes one source disk.
+type DiskInfo struct {
+	Path        string              `json:"path"`
+	Format      string              `json:"format"`
+	VirtualSize int64               `json:"virtual_size"`
+	Allocated   int64               `json:"allocated"`
+	Boot        translate.BootFacts `json:"boot"`
+}

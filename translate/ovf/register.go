@@ -1,0 +1,14 @@
+package ovf
+
+import "github.com/vmfs/vmfs/translate"
+
+// Usage, Descriptors, DiskName and Group complete the registration of the
+// target (its Name, DefaultFormat and Caps stand beside Emit).
+
+func (Target) Usage() string { return "an OVF descriptor and its manifest" }
+
+func (Target) Descriptors() []string { return []string{".ovf", ".mf"} }
+
+func (Target) DiskName(m *translate.Machine, i int) string { return translate.DiskName(m, i) }
+
+func (Target) Group() string { return "" }

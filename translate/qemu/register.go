@@ -1,0 +1,14 @@
+package qemu
+
+import "github.com/vmfs/vmfs/translate"
+
+// Usage, Descriptors, DiskName and Group complete the registration of the
+// target (its Name, DefaultFormat and Caps stand beside Emit).
+
+func (Target) Usage() string { return "a qemu-system-x86_64 command line, as a shell script" }
+
+func (Target) Descriptors() []string { return []string{".sh"} }
+
+func (Target) DiskName(m *translate.Machine, i int) string { return translate.DiskName(m, i) }
+
+func (Target) Group() string { return "" }

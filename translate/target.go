@@ -1,0 +1,77 @@
+package translate
+
+import "fmt"
+
+// DiskName is how most targets name disk i of m: "<name>-disk<i>", the
+// name made safe by FileName.
+func DiskName(m *Machine, i int) string {
+	return fmt.Sprintf("%s-disk%d", FileName(m.Name), i)
+}
+
+// Option is a translation option, named as its flag is without the
+// dashes.
+type Option string
+
+// The translation options.
+const (
+	OptDevices         Option = "devices"
+	OptNetworkMap      Option = "network-map"
+	OptDomainType      Option = "domain-type"
+	OptNetworkFallback Option = "network-fallback"
+)
+
+// OptionSpec says what an option is to the targets: its flag, the code
+// of the warning the mapping raises for it, and which targets act on it
+// (by what their Caps say, the one place a target states it).
+type OptionSpec struct {
+	Option Option
+	// Code is the warning code (or its stem) of the option's mapping.
+	Code string
+	// Taken says whether a target with caps c acts on the option;
+	// another target warns that it ignores it.
+	Taken func(c Caps) bool
+}
+
+// Flag is the option's command-line flag.
+func (s OptionSpec) Flag() string { return "--" + string(s.Option) }
+
+// OptionSpecs lists every translation option, once (a new list each
+// call: no caller can change another's).
+func OptionSpecs() []OptionSpec {
+	return []OptionSpec{
+		{Option: OptDevices, Code: "MAP_DEVICES", Taken: func(c Caps) bool { return c.FixedDevices == "" }},
+		{Option: OptNetworkMap, Code: "MAP_NET", Taken: func(c Caps) bool { return c.NoNetworkNames == "" }},
+		{Option: OptDomainType, Code: "MAP_DOMAIN_TYPE", Taken: func(c Caps) bool { return c.DomainType }},
+		{Option: OptNetworkFallback, Code: "MAP_NET_FALLBACK", Taken: func(c Caps) bool { return c.HostNetworks }},
+	}
+}
+
+// Takes lists the options a target with caps c acts on, in the order of
+// OptionSpecs.
+func Takes(c Caps) []Option {
+	var out []Option
+	for _, s := range OptionSpecs() {
+		if s.Taken(c) {
+			out = append(out, s.Option)
+		}
+	}
+	return out
+}
+
+// Check refuses option values no target knows, in the words of their
+// flags: the one check of them (Map falls back, with a warning, for
+// callers that skip it).
+func (o Options) Check() error {
+	switch o.Devices {
+	case Preserve, Virtio, Compat:
+	default:
+		return fmt.Errorf("--devices: %q is not one of %s, %s, %s", o.Devices, Preserve, Virtio, Compat)
+	}
+	if dt := o.DomainType; dt != "" && dt != DomainKVM && dt != DomainQEMU {
+		return fmt.Errorf("--domain-type: %q is not %s or %s", dt, DomainKVM, DomainQEMU)
+	}
+	if f := o.NetworkFallback; f != "" && f != FallbackUser {
+		return fmt.Errorf("--network-fallback: %q is not %s", f, FallbackUser)
+	}
+	return nil
+}

@@ -36,6 +36,10 @@ type Env struct {
 	// OpenDisk opens a path as a disk of any supported format. Format
 	// packages call it through OpenParent for backing files.
 	OpenDisk func(path string, env *Env) (Disk, error)
+	// FormatByQEMUName finds a format by one of its QEMU names, for images
+	// that name their parent's format as QEMU does (a qcow2 header's
+	// backing format). layouts/formats fills it from its registry.
+	FormatByQEMUName func(name string) (Format, bool)
 
 	depth int
 	seen  []string

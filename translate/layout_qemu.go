@@ -94,7 +94,7 @@ func (mp *Mapping) placeQEMU(m *Machine, disks []TargetDisk, hw *Hardware) error
 	}
 	var wants []want
 	for i, d := range m.Disks {
-		w := want{d: Drive{Index: i, Path: disks[i].Path, Format: QEMUFormat(disks[i].Format), ReadOnly: d.ReadOnly, Boot: d.BootOrder}, srcC: d.ControllerIndex, srcU: d.Unit}
+		w := want{d: Drive{Index: i, Path: disks[i].Path, Format: QEMUFormat(disks[i]), ReadOnly: d.ReadOnly, Boot: d.BootOrder}, srcC: d.ControllerIndex, srcU: d.Unit}
 		w.d.Bus, w.d.Model = mp.busFor(hw.Disks, hw.VirtioDisk, hw.CompatDisk, fmt.Sprintf("disk %d", i), d.Bus, d.Controller)
 		wants = append(wants, w)
 	}
@@ -236,9 +236,9 @@ func devSuffix(n int) string {
 }
 
 // QEMUFormat is QEMU's name for an image format: "vpc" for VHD.
-func QEMUFormat(format string) string {
-	if format == "vhd" {
-		return "vpc"
+func QEMUFormat(d TargetDisk) string {
+	if d.QEMUFormat != "" {
+		return d.QEMUFormat
 	}
-	return format
+	return d.Format
 }

@@ -155,6 +155,11 @@ type TargetDisk struct {
 	// Format of the image at Path: "raw", "qcow2", "vmdk", "vhdx", "vhd",
 	// "vdi".
 	Format string
+	// QEMUFormat is QEMU's name of Format ("vpc" for "vhd"), for the
+	// descriptors QEMU reads; "" means the same as Format.
+	QEMUFormat string
+	// OVFFormat is the ovf:format URI of Format; "" when OVF names none.
+	OVFFormat string
 	// Size is the virtual size in bytes.
 	Size int64
 	// Boot facts read from the disk by layouts.

@@ -14,6 +14,7 @@ import (
 	"github.com/vmfs/vmfs/internal/materialize"
 	"github.com/vmfs/vmfs/internal/session"
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/formats"
 	"github.com/vmfs/vmfs/layouts/target"
 	"github.com/vmfs/vmfs/translate"
 	"github.com/vmfs/vmfs/translate/targets"
@@ -23,8 +24,8 @@ import (
 func translateFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "to", Value: "libvirt", Usage: targets.Help()},
-		&cli.StringFlag{Name: "format", Usage: "disk image format: raw, qcow2, vmdk, vhdx, vhd, vdi (default: the target's)"},
-		&cli.StringFlag{Name: "subformat", Usage: "image variant: monolithicSparse|monolithicFlat (vmdk), dynamic|fixed (vhd)"},
+		&cli.StringFlag{Name: "format", Usage: "disk image format: " + strings.Join(target.Formats(), ", ") + " (default: the target's)"},
+		&cli.StringFlag{Name: "subformat", Usage: "image variant: " + formats.SubformatHelp()},
 		&cli.StringFlag{Name: "devices", Value: "preserve", Usage: "device mapping: preserve, virtio or compat"},
 		&cli.StringSliceFlag{Name: "network-map", Usage: "rename a source network: SRC=DST (repeatable)"},
 		&cli.StringFlag{Name: "domain-type", Usage: "libvirt domain type: kvm or qemu (software emulation) (default: mount: kvm where this host's /dev/kvm works, else qemu; materialize: kvm)"},

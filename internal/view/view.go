@@ -14,9 +14,9 @@ import (
 	"github.com/vmfs/vmfs/internal/viewfile"
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/bootfacts"
+	"github.com/vmfs/vmfs/layouts/formats"
 	"github.com/vmfs/vmfs/layouts/probe"
 	"github.com/vmfs/vmfs/layouts/target"
-	"github.com/vmfs/vmfs/layouts/vdi"
 	"github.com/vmfs/vmfs/translate"
 )
 
@@ -116,14 +116,15 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		if err != nil {
 			return nil, diskError(d.Path, err)
 		}
-		td := translate.TargetDisk{Format: format, Size: disk.Size()}
+		ff, _ := formats.ByName(format)
+		td := translate.TargetDisk{Format: format, QEMUFormat: ff.QEMUName(), OVFFormat: ff.OVFURI, Size: disk.Size()}
 		for _, f := range files {
 			name := base + f.Suffix
 			if f.Primary {
 				td.Path = filepath.Join(opts.Dir, name)
-				if format == "vdi" {
-					// The .vbox names the disk by its header's UUID.
-					if u, err := vdi.ImageUUID(f.Content); err == nil {
+				if ff.Identity != nil {
+					// A .vbox names a VDI by its header's UUID.
+					if u, ok := ff.Identity(f.Content); ok {
 						td.UUID = u
 					}
 				}

@@ -14,40 +14,8 @@ import (
 	"strings"
 
 	"github.com/vmfs/vmfs/layouts"
-	"github.com/vmfs/vmfs/layouts/qcow2"
-	"github.com/vmfs/vmfs/layouts/raw"
-	"github.com/vmfs/vmfs/layouts/vdi"
-	"github.com/vmfs/vmfs/layouts/vhd"
-	"github.com/vmfs/vmfs/layouts/vhdx"
-	"github.com/vmfs/vmfs/layouts/vmdk"
+	"github.com/vmfs/vmfs/layouts/formats"
 )
-
-// Format is one source layout that probing knows.
-type Format struct {
-	Name string
-	// Open opens f as this format. It returns an error wrapping
-	// layouts.ErrWrongType, and nothing else, when f is not of the format.
-	// On success the disk owns f; on error f stays open for the next try.
-	Open func(f layouts.File, env *layouts.Env) (layouts.Disk, error)
-	// ClaimsName says whether a file of that name must be of this format,
-	// and Signature names what Open looks for: a claimed file that Open
-	// does not recognize is refused rather than served as raw.
-	ClaimsName func(name string) bool
-	Signature  string
-}
-
-// Formats are tried in order; raw always matches and comes last.
-var Formats = []Format{
-	{Name: qcow2.Type, Open: qcow2.Open, ClaimsName: qcow2.ClaimsName, Signature: qcow2.Signature},
-	{Name: vdi.Type, Open: vdi.Open, ClaimsName: vdi.ClaimsName, Signature: vdi.Signature},
-	{Name: vmdk.Type, Open: vmdk.Open, ClaimsName: vmdk.ClaimsName, Signature: vmdk.Signature},
-	{Name: vhdx.Type, Open: vhdx.Open, ClaimsName: vhdx.ClaimsName, Signature: vhdx.Signature},
-	// Footer at the end only: just before raw.
-	{Name: vhd.Type, Open: vhd.Open, ClaimsName: vhd.ClaimsName, Signature: vhd.Signature},
-	{Name: "unsupported", Open: refuseKnown},
-	// Last, for files refuseNamed lets through.
-	{Name: raw.Type, Open: raw.Open},
-}
 
 // SectorSize is the smallest disk: a file shorter than one sector is not a
 // disk, and a disk whose size is not a multiple of it gets a warning.
@@ -87,12 +55,19 @@ func Open(path string, env *layouts.Env) (layouts.Disk, error) {
 	return d, nil
 }
 
-// OpenFile probes f, an already opened file.
+// OpenFile probes f, an already opened file, with the formats of
+// layouts/formats in their order. Before the fallback (raw), files of a
+// kind vmfs knows but does not read are refused, and so are files whose
+// name claims a format that did not recognize them.
 func OpenFile(f layouts.File, env *layouts.Env) (layouts.Disk, error) {
 	env = withOpener(env)
-	for _, ft := range Formats {
-		if ft.Name == raw.Type {
-			if err := refuseNamed(f, Formats); err != nil {
+	all := formats.All()
+	for _, ft := range all {
+		if ft.Fallback {
+			if err := refuseKnown(f); !errors.Is(err, layouts.ErrWrongType) {
+				return nil, err
+			}
+			if err := refuseNamed(f, all); err != nil {
 				return nil, err
 			}
 		}
@@ -103,7 +78,7 @@ func OpenFile(f layouts.File, env *layouts.Env) (layouts.Disk, error) {
 				// f again after this error does no harm.
 				size := d.Size()
 				d.Close()
-				return nil, tooSmall(f.Name(), d.Format(), size)
+				return nil, tooSmall(f.Name(), ft, size)
 			}
 			return d, nil
 		}
@@ -114,24 +89,24 @@ func OpenFile(f layouts.File, env *layouts.Env) (layouts.Disk, error) {
 	return nil, fmt.Errorf("%s: unknown disk format", f.Name())
 }
 
-func tooSmall(name, format string, size int64) error {
-	if format == raw.Type {
+func tooSmall(name string, format layouts.Format, size int64) error {
+	if format.Fallback {
 		return fmt.Errorf("%s: %d bytes, smaller than one %d-byte sector: not a disk: %w", name, size, SectorSize, layouts.ErrFormat)
 	}
-	return fmt.Errorf("%s: %s disk of %d bytes, smaller than one %d-byte sector: not a disk: %w", name, format, size, SectorSize, layouts.ErrFormat)
+	return fmt.Errorf("%s: %s disk of %d bytes, smaller than one %d-byte sector: not a disk: %w", name, format.Name, size, SectorSize, layouts.ErrFormat)
 }
 
 // refuseNamed refuses f, which none of formats recognized, when its name
 // says it is of one of them: a file that claims a format it does not hold
 // is a corrupt image of it. Block devices are raw whatever their name.
-func refuseNamed(f layouts.File, formats []Format) error {
+func refuseNamed(f layouts.File, all []layouts.Format) error {
 	if o, ok := layouts.OSFile(f); ok {
 		if st, err := o.Stat(); err == nil && st.Mode()&os.ModeDevice != 0 {
 			return nil
 		}
 	}
-	for _, ft := range formats {
-		if ft.ClaimsName != nil && ft.ClaimsName(f.Name()) {
+	for _, ft := range all {
+		if ft.ClaimsName(f.Name()) {
 			return fmt.Errorf("%s: not a %s image (no %s found): refusing to serve it as raw: %w",
 				f.Name(), strings.ToUpper(ft.Name), ft.Signature, layouts.ErrFormat)
 		}
@@ -139,14 +114,4 @@ func refuseNamed(f layouts.File, formats []Format) error {
 	return nil
 }
 
-func withOpener(env *layouts.Env) *layouts.Env {
-	if env == nil {
-		env = &layouts.Env{}
-	}
-	if env.OpenDisk == nil {
-		e := *env
-		e.OpenDisk = Open
-		env = &e
-	}
-	return env
-}
+func withOpener(env *layouts.Env) *layouts.Env { return formats.Env(env, Open) }

@@ -36,15 +36,15 @@ var unsupported = []signature{
 
 // refuseKnown answers ErrWrongType for files it does not recognize, and a
 // clear not-supported error for the kinds listed above.
-func refuseKnown(f layouts.File, _ *layouts.Env) (layouts.Disk, error) {
+func refuseKnown(f layouts.File) error {
 	head := make([]byte, min(f.Size(), 4096))
 	if _, err := f.ReadAt(head, 0); err != nil && int64(len(head)) > 0 {
-		return nil, fmt.Errorf("%s: reading the header: %w", f.Name(), err)
+		return fmt.Errorf("%s: reading the header: %w", f.Name(), err)
 	}
 	for _, s := range unsupported {
 		if s.match(head) {
-			return nil, fmt.Errorf("%s: %s is not supported: %w", f.Name(), s.what, layouts.ErrUnsupported)
+			return fmt.Errorf("%s: %s is not supported: %w", f.Name(), s.what, layouts.ErrUnsupported)
 		}
 	}
-	return nil, fmt.Errorf("%s: %w", f.Name(), layouts.ErrWrongType)
+	return fmt.Errorf("%s: %w", f.Name(), layouts.ErrWrongType)
 }

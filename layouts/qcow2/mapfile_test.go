@@ -17,7 +17,6 @@ func TestMapFile(t *testing.T) {
 		size int64
 		opts string
 	}{
-		{"v3-64k", 5_000_000 + 512, "compat=1.1"},
 		{"v2-4k", 3_000_000 + 512, "compat=0.10,cluster_size=4096"},
 		{"extended-l2", 4_000_000 + 512, "compat=1.1,extended_l2=on,cluster_size=128k"},
 	}

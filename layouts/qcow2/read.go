@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -312,19 +313,6 @@ func (d *Disk) setup() error {
 	return nil
 }
 
-// qemu's backing format names mapped to vmfs's format names.
-var backingFormats = map[string]string{
-	"raw":       "raw",
-	"file":      "raw",
-	"qcow2":     "qcow2",
-	"vmdk":      "vmdk",
-	"vpc":       "vhd",
-	"vhdx":      "vhdx",
-	"vdi":       "vdi",
-	"parallels": "parallels",
-	"qcow":      "qcow",
-}
-
 func (d *Disk) openBacking(env *layouts.Env) (layouts.Disk, error) {
 	buf := make([]byte, d.h.backingLen)
 	if _, err := d.f.ReadAt(buf, int64(d.h.backingOff)); err != nil && err != io.EOF {
@@ -337,15 +325,23 @@ func (d *Disk) openBacking(env *layouts.Env) (layouts.Disk, error) {
 	if strings.HasPrefix(ref, "json:") || strings.Contains(ref, "://") {
 		return nil, errf(d.name, "backing file %q is a qemu protocol or JSON specification, not a file: %w", ref, layouts.ErrUnsupported)
 	}
-	want := ""
+	// The header names the backing file's format as QEMU does.
+	var want layouts.Format
 	if d.h.backingFmt != "" {
 		var ok bool
-		want, ok = backingFormats[d.h.backingFmt]
+		switch {
+		case env != nil && env.FormatByQEMUName != nil:
+			want, ok = env.FormatByQEMUName(d.h.backingFmt)
+		case slices.Contains(raw.Format.QEMUNames, d.h.backingFmt):
+			// Without the registry a raw backing file is still read: it
+			// needs no opener.
+			want, ok = raw.Format, true
+		}
 		if !ok {
 			return nil, errf(d.name, "backing file %q has format %q: %w", ref, d.h.backingFmt, layouts.ErrUnsupported)
 		}
 	}
-	if want == raw.Type {
+	if want.Fallback {
 		// Raw was asked for: do not probe (a raw backing file may well
 		// hold a guest-written header of another format).
 		p, err := env.Resolve(d.name, ref)
@@ -356,13 +352,18 @@ func (d *Disk) openBacking(env *layouts.Env) (layouts.Disk, error) {
 		if err != nil {
 			return nil, errf(d.name, "backing file %q: %w", ref, err)
 		}
-		return raw.New(f), nil
+		parent, err := want.Open(f, env)
+		if err != nil {
+			f.Close()
+			return nil, errf(d.name, "backing file %q: %w", ref, err)
+		}
+		return parent, nil
 	}
 	parent, err := env.OpenParent(d.name, ref)
 	if err != nil {
 		return nil, fmt.Errorf("qcow2: backing file: %w", err)
 	}
-	if want != "" && parent.Format() != want {
+	if want.Name != "" && parent.Format() != want.Name {
 		got := parent.Format()
 		parent.Close()
 		return nil, errf(d.name, "backing file %q is %s but the header says %s: %w", ref, got, d.h.backingFmt, layouts.ErrFormat)

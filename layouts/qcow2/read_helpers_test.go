@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -36,7 +37,20 @@ func testOpen(path string, env *layouts.Env) (layouts.Disk, error) {
 	return raw.New(f), nil
 }
 
-func testEnv() *layouts.Env { return &layouts.Env{OpenDisk: testOpen} }
+func testEnv() *layouts.Env {
+	return &layouts.Env{OpenDisk: testOpen, FormatByQEMUName: testFormat}
+}
+
+// testFormat finds the formats of testOpen by their QEMU names, as the
+// registry (layouts/formats, which imports this package) does.
+func testFormat(name string) (layouts.Format, bool) {
+	for _, f := range []layouts.Format{Format, vdi.Format, raw.Format} {
+		if slices.Contains(f.QEMUNames, name) {
+			return f, true
+		}
+	}
+	return layouts.Format{}, false
+}
 
 func openPath(t testing.TB, path string) layouts.Disk {
 	t.Helper()

@@ -14,7 +14,6 @@ func TestMapFile(t *testing.T) {
 		name  string
 		build builder
 	}{
-		{"dynamic", convert(5_000_000+512, 41)},
 		{"static", convert(3_000_000+512, 42, "-o", "static=on")},
 	}
 	for _, c := range cases {

@@ -164,7 +164,6 @@ var readCases = []struct {
 	name  string
 	build builder
 }{
-	{"dynamic", convert(testSize, 1)},
 	{"static", convert(testSize, 2, "-o", "static=on")},
 	{"dynamic-small", convert(100*1024+512, 3)},
 	{"dynamic-empty", func(t testing.TB, dir string) string {

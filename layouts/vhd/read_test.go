@@ -192,8 +192,6 @@ func TestQemuImages(t *testing.T) {
 		size int64
 		opts string
 	}{
-		{"dynamic", 5_000_000, "subformat=dynamic"},
-		{"fixed", 5_000_000, "subformat=fixed"},
 		{"dynamic-force-size", 7_340_032 + 1536, "subformat=dynamic,force_size=on"},
 		{"fixed-force-size", 3_000_000 - 1024 + 512, "subformat=fixed,force_size=on"},
 		{"dynamic-big-holes", 9_437_184 + 4096, "subformat=dynamic"},

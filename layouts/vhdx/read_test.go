@@ -28,7 +28,6 @@ func TestQemuImages(t *testing.T) {
 		{"dynamic-8M", 9_000_000 + 512, "subformat=dynamic,block_size=8M,log_size=1M"},
 		{"dynamic-32M", 3_000_000, "subformat=dynamic,block_size=32M"},
 		{"fixed-1M", 4_000_000, "subformat=fixed,block_size=1M,log_size=1M"},
-		{"dynamic-default", 6_291_456 + 4096, "subformat=dynamic"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

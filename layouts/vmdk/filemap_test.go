@@ -21,8 +21,6 @@ func TestMapFile(t *testing.T) {
 		sub      string
 		wantMaps bool
 	}{
-		{"monolithicSparse", true},
-		{"monolithicFlat", true},
 		{"twoGbMaxExtentSparse", true},
 		{"streamOptimized", false},
 	} {

@@ -301,7 +301,7 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 		if size <= 0 {
 			size = m.Disks[i].Size
 		}
-		env.Disks.Disks = append(env.Disks.Disks, xDisk{Capacity: strconv.FormatInt(size, 10), Units: "byte", DiskID: diskID, FileRef: fileID, Format: formatURI(disks[i].Format)})
+		env.Disks.Disks = append(env.Disks.Disks, xDisk{Capacity: strconv.FormatInt(size, 10), Units: "byte", DiskID: diskID, FileRef: fileID, Format: disks[i].OVFFormat})
 		devItems = append(devItems, xItem{AddressOnParent: strconv.Itoa(d.Unit), ElementName: fmt.Sprintf("Hard disk %d", i+1), HostResource: "ovf:/disk/" + diskID, InstanceID: id(), Parent: parent, ResourceType: "17"})
 	}
 	var nets []string
@@ -345,18 +345,4 @@ func Marshal(m *translate.Machine, disks []translate.TargetDisk, opts translate.
 		return nil, warns, fmt.Errorf("ovf: %s: %w", m.Name, err)
 	}
 	return append([]byte(xml.Header), append(out, '\n')...), warns, nil
-}
-
-func formatURI(f string) string {
-	switch strings.ToLower(f) {
-	case "vmdk", "":
-		return "http://www.vmware.com/interfaces/specifications/vmdk.html#sparse"
-	case "qcow2":
-		return "http://www.gnome.org/~markmc/qcow-image-format.html"
-	case "vhd":
-		return "http://go.microsoft.com/fwlink/?LinkId=137171"
-	case "vdi":
-		return "http://www.virtualbox.org/manual/ch12.html#vdi"
-	}
-	return ""
 }

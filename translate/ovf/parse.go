@@ -508,6 +508,11 @@ func orDash(s string) string {
 	return s
 }
 
+// diskFormat reads the format a source OVF's ovf:format URI names. It
+// keeps its own table rather than the format registry's URIs: producers
+// write many variants of them (VMware's #streamOptimized, #sparse,
+// #monolithicSparse, other vendors' pages), so it matches words, not the
+// one URI vmfs writes; and it is a hint only, since every disk is probed.
 func diskFormat(f string) string {
 	f = strings.ToLower(f)
 	switch {

@@ -270,17 +270,13 @@ func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 // readData reads stored clusters. Like QEMU, bytes of a cluster that lie
 // past the end of the file read as zeros.
 func (d *Disk) readData(buf []byte, host int64) error {
-	m, err := d.data.ReadAt(buf, host)
-	if m == len(buf) {
-		return nil
-	}
-	if err != nil && err != io.EOF {
+	short, err := layouts.ReadZeroTail(d.data, buf, host, d.dataSize)
+	if err != nil {
 		return errf(d.name, "reading cluster data at %#x: %v", host, err)
 	}
-	if host+int64(m) < d.dataSize {
+	if short {
 		return errf(d.name, "short read of cluster data at %#x: %w", host, io.ErrUnexpectedEOF)
 	}
-	clear(buf[m:])
 	return nil
 }
 

@@ -75,6 +75,8 @@ type locator struct {
 
 // Disk is a fixed or dynamic VHD, or the top layer of a differencing one.
 type Disk struct {
+	layouts.MappedDisk // dynamic and differencing disks
+
 	f    layouts.File
 	name string
 	ft   footer
@@ -185,6 +187,7 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		d.InitMapped(f, size, d.visit, d.readData)
 		return d, hd, nil
 	}
 	return nil, nil, d.errf("disk type %d: %w", ft.diskType, layouts.ErrUnsupported)
@@ -454,18 +457,15 @@ func (d *Disk) UniqueID() [16]byte { return d.ft.uniqueID }
 
 // ReadAt reads the virtual disk; holes read as zeros.
 func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
+	if d.fixed == nil {
+		return d.MappedDisk.ReadAt(p, off)
+	}
 	n, eof := layouts.CheckRead(d.size, p, off)
 	if n == 0 {
 		return 0, eof
 	}
-	if d.fixed != nil {
-		if _, err := d.fixed.ReadAt(p[:n], off); err != nil && err != io.EOF {
-			return 0, fmt.Errorf("vhd: %s: %w", d.name, err)
-		}
-		return n, eof
-	}
-	if err := layouts.ReadMapped((*mapping)(d), p[:n], off); err != nil {
-		return 0, err
+	if _, err := d.fixed.ReadAt(p[:n], off); err != nil && err != io.EOF {
+		return 0, fmt.Errorf("vhd: %s: %w", d.name, err)
 	}
 	return n, eof
 }
@@ -481,43 +481,30 @@ func (d *Disk) readData(buf []byte, foff int64) error {
 // Extents describes [off, off+n): allocated sectors are Data, the rest
 // holes.
 func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
+	if d.fixed == nil {
+		return d.MappedDisk.Extents(off, n)
+	}
 	off, n, ok := layouts.Clip(d.size, off, n)
 	if !ok {
 		return nil, nil
 	}
-	if d.fixed != nil {
-		return d.fixed.Extents(off, n)
-	}
-	return layouts.ExtentsMapped((*mapping)(d), off, n)
+	return d.fixed.Extents(off, n)
 }
 
 // MapFile says where the disk's bytes from off lie in the file: the whole
 // of a fixed disk, runs of allocated sectors contiguous in the file of a
 // dynamic or differencing one.
 func (d *Disk) MapFile(off, n int64) (layouts.FileRange, bool) {
+	if d.fixed == nil {
+		return d.MappedDisk.MapFile(off, n)
+	}
 	if off < 0 || n <= 0 || off >= d.size {
 		return layouts.FileRange{}, false
 	}
-	n = min(n, d.size-off)
-	if d.fixed != nil {
-		return d.fixed.MapFile(off, n)
-	}
-	return layouts.MapFileMapped((*mapping)(d), d.f, d.f.Size(), off, n)
-}
-
-// mapping is the disk seen as a layouts.Mapped.
-type mapping Disk
-
-func (m *mapping) Visit(off, end int64, fn func(o, l int64, k layouts.Kind, fileOff int64) error) error {
-	return (*Disk)(m).visit(off, end, fn)
-}
-
-func (m *mapping) ReadData(buf []byte, fileOff int64) error {
-	return (*Disk)(m).readData(buf, fileOff)
+	return d.fixed.MapFile(off, min(n, d.size-off))
 }
 
 var (
 	_ layouts.Disk       = (*Disk)(nil)
 	_ layouts.FileMapper = (*Disk)(nil)
-	_ layouts.Mapped     = (*mapping)(nil)
 )

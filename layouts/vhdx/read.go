@@ -121,7 +121,10 @@ type hdr struct {
 }
 
 // Disk is a fixed or dynamic VHDX, or the top layer of a differencing one.
+// Its ReadAt (holes read as zeros), Extents and MapFile (runs of present
+// sectors contiguous in the file) are those of its MappedDisk.
 type Disk struct {
+	layouts.MappedDisk
 	f    layouts.File
 	name string
 	h    hdr
@@ -201,6 +204,7 @@ func openTop(f layouts.File) (*Disk, error) {
 	if err := d.setupBAT(batOff, batLen); err != nil {
 		return nil, err
 	}
+	d.InitMapped(f, d.size, d.visit, d.readData)
 	return d, nil
 }
 
@@ -603,18 +607,6 @@ func (d *Disk) LogicalSectorSize() int64 { return d.logical }
 // PhysicalSectorSize is the physical sector size (512 or 4096).
 func (d *Disk) PhysicalSectorSize() int64 { return d.physical }
 
-// ReadAt reads the virtual disk; holes read as zeros.
-func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := layouts.CheckRead(d.size, p, off)
-	if n == 0 {
-		return 0, eof
-	}
-	if err := layouts.ReadMapped((*mapping)(d), p[:n], off); err != nil {
-		return 0, err
-	}
-	return n, eof
-}
-
 // readData reads a run of stored sectors.
 func (d *Disk) readData(buf []byte, foff int64) error {
 	if err := readFull(d.f, buf, foff); err != nil {
@@ -623,37 +615,7 @@ func (d *Disk) readData(buf []byte, foff int64) error {
 	return nil
 }
 
-// Extents describes [off, off+n).
-func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
-	off, n, ok := layouts.Clip(d.size, off, n)
-	if !ok {
-		return nil, nil
-	}
-	return layouts.ExtentsMapped((*mapping)(d), off, n)
-}
-
-// MapFile says where the disk's bytes from off lie in the file: runs of
-// present sectors contiguous in the file.
-func (d *Disk) MapFile(off, n int64) (layouts.FileRange, bool) {
-	if off < 0 || n <= 0 || off >= d.size {
-		return layouts.FileRange{}, false
-	}
-	return layouts.MapFileMapped((*mapping)(d), d.f, d.f.Size(), off, min(n, d.size-off))
-}
-
-// mapping is the disk seen as a layouts.Mapped.
-type mapping Disk
-
-func (m *mapping) Visit(off, end int64, fn func(o, l int64, k layouts.Kind, fileOff int64) error) error {
-	return (*Disk)(m).visit(off, end, fn)
-}
-
-func (m *mapping) ReadData(buf []byte, fileOff int64) error {
-	return (*Disk)(m).readData(buf, fileOff)
-}
-
 var (
 	_ layouts.Disk       = (*Disk)(nil)
 	_ layouts.FileMapper = (*Disk)(nil)
-	_ layouts.Mapped     = (*mapping)(nil)
 )

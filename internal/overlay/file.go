@@ -42,6 +42,8 @@ type File struct {
 	syncMu   sync.Mutex
 	savedGen uint64 // under syncMu
 	hasMap   bool   // a map file exists (under syncMu)
+
+	blocks sync.Pool // of *[blockSize]byte: copy-up buffers
 }
 
 var _ layouts.Disk = (*File)(nil)
@@ -240,8 +242,6 @@ func (f *File) close() error {
 func (f *File) errClosed() error {
 	return fmt.Errorf("overlay: %s: %w", f.name, fs.ErrClosed)
 }
-
-var blockPool = sync.Pool{New: func() any { return new([blockSize]byte) }}
 
 // zeroBlock is read-only.
 var zeroBlock [blockSize]byte
@@ -467,8 +467,11 @@ func (f *File) writeLocked(c *chunk, ci int64, p []byte, off int64, zero bool) e
 // copyUp writes block b: its current content (base or zeros) with the part
 // of p (written at off) that falls in it.
 func (f *File) copyUp(b int64, st state, p []byte, off int64) error {
-	bp := blockPool.Get().(*[blockSize]byte)
-	defer blockPool.Put(bp)
+	bp, _ := f.blocks.Get().(*[blockSize]byte)
+	if bp == nil {
+		bp = new([blockSize]byte)
+	}
+	defer f.blocks.Put(bp)
 	buf := bp[:]
 	bs := b << blockShift
 	if st == stBase {

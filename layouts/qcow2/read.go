@@ -88,6 +88,7 @@ type Disk struct {
 	libOnce sync.Once
 	lib     compressedReader
 	libErr  error
+	dec     decoders
 }
 
 func errf(name, format string, args ...any) error {
@@ -396,6 +397,7 @@ func (d *Disk) closeExtras() error {
 	}
 	if d.lib != nil {
 		d.lib.Close()
+		d.dec.close()
 	}
 	return err
 }

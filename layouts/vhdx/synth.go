@@ -1,7 +1,6 @@
 package vhdx
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -142,17 +141,17 @@ func Synthesize(src layouts.Disk) (*layouts.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	fileWrite, dataWrite, page83 := synthGUID(seed, "file write"), synthGUID(seed, "data write"), synthGUID(seed, "page83")
+	fileWrite, dataWrite, page83 := blockmap.SeedID(seed, "file write"), blockmap.SeedID(seed, "data write"), blockmap.SeedID(seed, "page83")
 
 	segs := []layouts.Segment{
-		synthBytes(0, synthIdentifier()),
-		synthBytes(64<<10, synthHeader(1, fileWrite, dataWrite)),
-		synthBytes(128<<10, synthHeader(2, fileWrite, dataWrite)),
+		layouts.BytesAt(0, synthIdentifier()),
+		layouts.BytesAt(64<<10, synthHeader(1, fileWrite, dataWrite)),
+		layouts.BytesAt(128<<10, synthHeader(2, fileWrite, dataWrite)),
 	}
 	rt := synthRegionTable(batLen)
-	segs = append(segs, synthBytes(192<<10, rt), synthBytes(256<<10, rt))
+	segs = append(segs, layouts.BytesAt(192<<10, rt), layouts.BytesAt(256<<10, rt))
 	table, items := synthMetadata(bs, vsize, page83)
-	segs = append(segs, synthBytes(synthMetaOff, table), synthBytes(synthMetaOff+64<<10, items))
+	segs = append(segs, layouts.BytesAt(synthMetaOff, table), layouts.BytesAt(synthMetaOff+64<<10, items))
 	segs = append(segs, layouts.Segment{Off: synthBATOff, Len: l.batEntries * 8, Kind: layouts.SegGen, Gen: l.gen})
 	err = m.Runs(0, m.Blocks(), func(r blockmap.Run) error {
 		segs = append(segs, layouts.Segment{
@@ -165,10 +164,6 @@ func Synthesize(src layouts.Disk) (*layouts.Image, error) {
 		return nil, err
 	}
 	return layouts.NewImage("vhdx", size, segs)
-}
-
-func synthBytes(off int64, b []byte) layouts.Segment {
-	return layouts.Segment{Off: off, Len: int64(len(b)), Kind: layouts.SegBytes, Bytes: b}
 }
 
 // synthIdentifier is the file type identifier: signature and creator, the
@@ -259,16 +254,4 @@ func synthSeed(src layouts.Disk, m *blockmap.Map) ([32]byte, error) {
 		return s, fmt.Errorf("vhdx: reading source: %w", err)
 	}
 	return s, nil
-}
-
-// synthGUID derives a version 4 style GUID from seed and purpose.
-func synthGUID(seed [32]byte, purpose string) [16]byte {
-	h := sha256.New()
-	h.Write(seed[:])
-	h.Write([]byte(purpose))
-	var g [16]byte
-	copy(g[:], h.Sum(nil))
-	g[7] = g[7]&0x0f | 0x40 // version, in the little-endian third field
-	g[8] = g[8]&0x3f | 0x80 // variant
-	return g
 }

@@ -191,3 +191,45 @@ func ReadZeroTail(r io.ReaderAt, buf []byte, off, size int64) (short bool, err e
 	clear(buf[m:])
 	return false, nil
 }
+
+// VisitBitmap calls fn for the runs of [off, end) of a block that starts
+// at bstart and whose sectors of unit bytes are present where bits has
+// their bit set: present runs are Data at file offset data+o for disk
+// offset o, the others Hole. Bits are numbered from the most significant
+// bit of each byte when msbFirst (VHD), from the least (VHDX). It returns
+// the first error fn returns, unchanged.
+func VisitBitmap(bits []byte, msbFirst bool, unit, bstart, off, end, data int64, fn func(o, l int64, k Kind, fileOff int64) error) error {
+	// bit s of bits is 1<<(s%8 ^ flip) of its byte
+	var flip int64
+	if msbFirst {
+		flip = 7
+	}
+	lim := (end - bstart + unit - 1) / unit
+	for off < end {
+		s := (off - bstart) / unit
+		set := bits[s/8]&(1<<(s%8^flip)) != 0
+		// extend the run while the bits agree
+		e := s + 1
+		for e < lim {
+			b := bits[e/8]
+			if e%8 == 0 && e+8 <= lim && (b == 0xFF && set || b == 0 && !set) {
+				e += 8
+				continue
+			}
+			if (b&(1<<(e%8^flip)) != 0) != set {
+				break
+			}
+			e++
+		}
+		rend := min(bstart+e*unit, end)
+		k := Hole
+		if set {
+			k = Data
+		}
+		if err := fn(off, rend-off, k, data+off); err != nil {
+			return err
+		}
+		off = rend
+	}
+	return nil
+}

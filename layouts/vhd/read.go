@@ -411,33 +411,10 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 			off = bend
 			continue
 		}
-		for off < bend {
-			s := (off - bstart) / sectorSize
-			set := bm.bits[s/8]&(0x80>>(s%8)) != 0
-			// extend the run while the bits agree
-			e := s + 1
-			lim := (bend - bstart + sectorSize - 1) / sectorSize
-			for e < lim {
-				b := bm.bits[e/8]
-				if e%8 == 0 && e+8 <= lim && (b == 0xFF && set || b == 0 && !set) {
-					e += 8
-					continue
-				}
-				if (b&(0x80>>(e%8)) != 0) != set {
-					break
-				}
-				e++
-			}
-			rend := min(bstart+e*sectorSize, bend)
-			k := layouts.Hole
-			if set {
-				k = layouts.Data
-			}
-			if err := fn(off, rend-off, k, data+off); err != nil {
-				return err
-			}
-			off = rend
+		if err := layouts.VisitBitmap(bm.bits, true, sectorSize, bstart, off, bend, data, fn); err != nil {
+			return err
 		}
+		off = bend
 	}
 	return nil
 }

@@ -552,30 +552,7 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 			if err != nil {
 				return err
 			}
-			for off < bend && err == nil {
-				s := (off - bstart) / d.logical
-				set := bits[s/8]&(1<<(s%8)) != 0
-				e := s + 1
-				lim := (bend - bstart + d.logical - 1) / d.logical
-				for e < lim {
-					b := bits[e/8]
-					if e%8 == 0 && e+8 <= lim && (b == 0xFF && set || b == 0 && !set) {
-						e += 8
-						continue
-					}
-					if (b&(1<<(e%8)) != 0) != set {
-						break
-					}
-					e++
-				}
-				rend := min(bstart+e*d.logical, bend)
-				k := layouts.Hole
-				if set {
-					k = layouts.Data
-				}
-				err = fn(off, rend-off, k, boff+off-bstart)
-				off = rend
-			}
+			err = layouts.VisitBitmap(bits, false, d.logical, bstart, off, bend, boff-bstart, fn)
 		}
 		if err != nil {
 			return err

@@ -12,7 +12,7 @@ import (
 // returns the first error fn returns, unchanged.
 type VisitFunc func(off, end int64, fn func(o, l int64, k Kind, fileOff int64) error) error
 
-// MappedDisk serves ReadAt, Extents and MapFile of a disk whose bytes are
+// MappedDisk serves Size, Close, ReadAt, Extents and MapFile of a disk whose bytes are
 // either stored plainly in one image file or not stored at all
 // (block-mapped formats such as VHD, VHDX and VDI), from the format's
 // visit and readData. A disk embeds one and sets it up with InitMapped
@@ -33,6 +33,12 @@ type MappedDisk struct {
 func (md *MappedDisk) InitMapped(f File, size int64, visit VisitFunc, readData func(buf []byte, fileOff int64) error) {
 	md.f, md.size, md.visit, md.readData = f, size, visit, readData
 }
+
+// Size is the disk's size.
+func (md *MappedDisk) Size() int64 { return md.size }
+
+// Close closes the image file.
+func (md *MappedDisk) Close() error { return md.f.Close() }
 
 // mappedWalk is the state of one read, Extents or MapFile walk. The
 // callbacks are bound once per pooled state.

@@ -155,9 +155,7 @@ func open(f layouts.File) (*Disk, error) {
 	return d, nil
 }
 
-func (d *Disk) Size() int64    { return d.size }
 func (d *Disk) Format() string { return Type }
-func (d *Disk) Close() error   { return d.f.Close() }
 
 // BlockSize is the image's block size in bytes.
 func (d *Disk) BlockSize() int64 { return d.blockSize }

@@ -172,6 +172,7 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 		return nil, nil, d.errf("%v: %w", err, layouts.ErrFormat)
 	}
 	d.size = size
+	d.InitMapped(f, size, d.visit, d.readData)
 	switch ft.diskType {
 	case diskFixed:
 		if !tailCookie {
@@ -187,7 +188,6 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		d.InitMapped(f, size, d.visit, d.readData)
 		return d, hd, nil
 	}
 	return nil, nil, d.errf("disk type %d: %w", ft.diskType, layouts.ErrUnsupported)
@@ -419,14 +419,8 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 	return nil
 }
 
-// Size is the virtual disk size.
-func (d *Disk) Size() int64 { return d.size }
-
 // Format is "vhd".
 func (d *Disk) Format() string { return Type }
-
-// Close closes the file.
-func (d *Disk) Close() error { return d.f.Close() }
 
 // UniqueID is the footer's unique id, which differencing children name as
 // their parent id.

@@ -562,14 +562,8 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 	return nil
 }
 
-// Size is the virtual disk size.
-func (d *Disk) Size() int64 { return d.size }
-
 // Format is "vhdx".
 func (d *Disk) Format() string { return Type }
-
-// Close closes the file.
-func (d *Disk) Close() error { return d.f.Close() }
 
 // DataWriteGUID is the header's data write GUID, which differencing
 // children name as their parent linkage.

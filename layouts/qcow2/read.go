@@ -82,9 +82,9 @@ type Disk struct {
 	// l2Bits: log2 of entries per L2 table.
 	l2Bits uint
 	l1     []uint64
-	l2     l2Cache
+	l2     cache[uint64, []uint64] // decoded L2 tables by file offset
 
-	zcache  clusterCache
+	zcache  cache[int64, []byte] // decompressed clusters by number
 	libOnce sync.Once
 	lib     compressedReader
 	libErr  error
@@ -308,8 +308,8 @@ func (d *Disk) setup() error {
 			d.l1[i] = binary.BigEndian.Uint64(buf[i*8:])
 		}
 	}
-	d.l2.init(d.clusterSize)
-	d.zcache.init(d.clusterSize)
+	d.l2.init(maxCachedL2, d.clusterSize)
+	d.zcache.init(maxCachedClusters, d.clusterSize)
 	return nil
 }
 

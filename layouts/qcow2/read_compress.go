@@ -270,34 +270,3 @@ func (d *Disk) compressedCluster(c int64) ([]byte, error) {
 
 // maxCachedClusters bounds the memory of decompressed clusters kept.
 const maxCachedClusters = 8 << 20
-
-// clusterCache keeps a few decompressed clusters by cluster number.
-type clusterCache struct {
-	mu  sync.Mutex
-	m   map[int64][]byte
-	max int
-}
-
-func (c *clusterCache) init(clusterSize int64) {
-	c.m = make(map[int64][]byte)
-	c.max = max(4, int(maxCachedClusters/clusterSize))
-}
-
-func (c *clusterCache) get(k int64) []byte {
-	c.mu.Lock()
-	v := c.m[k]
-	c.mu.Unlock()
-	return v
-}
-
-func (c *clusterCache) put(k int64, v []byte) {
-	c.mu.Lock()
-	if len(c.m) >= c.max {
-		for old := range c.m {
-			delete(c.m, old)
-			break
-		}
-	}
-	c.m[k] = v
-	c.mu.Unlock()
-}

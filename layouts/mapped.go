@@ -239,3 +239,16 @@ func VisitBitmap(bits []byte, msbFirst bool, unit, bstart, off, end, data int64,
 	}
 	return nil
 }
+
+// ReadFull reads exactly len(p) bytes of r at off; a read that ends early
+// without an error of its own fails with io.ErrUnexpectedEOF.
+func ReadFull(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -135,10 +135,10 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 		return nil, nil, fmt.Errorf("vhd: %s: too short for a footer: %w", name, layouts.ErrWrongType)
 	}
 	var tail, head [footerSize]byte
-	if err := readFull(f, tail[:], fsize-footerSize); err != nil {
+	if err := layouts.ReadFull(f, tail[:], fsize-footerSize); err != nil {
 		return nil, nil, fmt.Errorf("vhd: %s: reading footer: %w", name, err)
 	}
-	if err := readFull(f, head[:], 0); err != nil {
+	if err := layouts.ReadFull(f, head[:], 0); err != nil {
 		return nil, nil, fmt.Errorf("vhd: %s: reading footer copy: %w", name, err)
 	}
 	tailCookie := bytes.Equal(tail[:8], cookieFooter)
@@ -146,7 +146,7 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 	if !tailCookie && !headCookie {
 		// Virtual PC before 2004 wrote a 511-byte footer.
 		var old [8]byte
-		if fsize >= footerSize+1 && readFull(f, old[:], fsize-footerSize+1) == nil && bytes.Equal(old[:], cookieFooter) {
+		if fsize >= footerSize+1 && layouts.ReadFull(f, old[:], fsize-footerSize+1) == nil && bytes.Equal(old[:], cookieFooter) {
 			return nil, nil, fmt.Errorf("vhd: %s: 511-byte footer of Virtual PC before 2004: %w", name, layouts.ErrUnsupported)
 		}
 		return nil, nil, fmt.Errorf("vhd: %s: no conectix footer: %w", name, layouts.ErrWrongType)
@@ -194,17 +194,6 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 }
 
 func isSparse(t uint32) bool { return t == diskDynamic || t == diskDiff }
-
-func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}
 
 // checksumOK checks the one's complement sum of b, the 4 bytes at csOff
 // counted as zero.
@@ -261,7 +250,7 @@ func (d *Disk) readHeader() (*header, error) {
 		return nil, d.errf("dynamic header at %d lies past end of file: %w", off, layouts.ErrFormat)
 	}
 	var b [headerSize]byte
-	if err := readFull(d.f, b[:], int64(off)); err != nil {
+	if err := layouts.ReadFull(d.f, b[:], int64(off)); err != nil {
 		return nil, d.errf("reading dynamic header: %w", err)
 	}
 	if !bytes.Equal(b[:8], cookieHeader) {
@@ -319,7 +308,7 @@ func (d *Disk) page(i int64) (*batPage, error) {
 	first := pg * batPageEntries
 	n := min(int64(batPageEntries), d.nblocks-first)
 	buf := make([]byte, n*4)
-	if err := readFull(d.f, buf, d.batOff+first*4); err != nil {
+	if err := layouts.ReadFull(d.f, buf, d.batOff+first*4); err != nil {
 		return nil, d.errf("reading block allocation table: %w", err)
 	}
 	p := &batPage{entries: make([]uint32, n), bitmaps: make([]atomic.Pointer[bitmap], n)}
@@ -363,7 +352,7 @@ func (d *Disk) bitmap(p *batPage, i, off int64) (*bitmap, error) {
 	}
 	nbytes := (d.blockLen(i)/sectorSize + 7) / 8
 	buf := make([]byte, nbytes)
-	if err := readFull(d.f, buf, off); err != nil {
+	if err := layouts.ReadFull(d.f, buf, off); err != nil {
 		return nil, d.errf("reading sector bitmap of block %d: %w", i, err)
 	}
 	bm := &bitmap{bits: buf, full: true}
@@ -443,7 +432,7 @@ func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 
 // readData reads a run of stored sectors.
 func (d *Disk) readData(buf []byte, foff int64) error {
-	if err := readFull(d.f, buf, foff); err != nil {
+	if err := layouts.ReadFull(d.f, buf, foff); err != nil {
 		return d.errf("reading data at %d: %w", foff, err)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,21 +166,10 @@ func Open(f layouts.File, env *layouts.Env) (layouts.Disk, error) {
 	return layouts.Stack(d, parent), nil
 }
 
-func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}
-
 func openTop(f layouts.File) (*Disk, error) {
 	name := f.Name()
 	var sig [8]byte
-	if f.Size() < 8 || readFull(f, sig[:], 0) != nil || string(sig[:]) != "vhdxfile" {
+	if f.Size() < 8 || layouts.ReadFull(f, sig[:], 0) != nil || string(sig[:]) != "vhdxfile" {
 		return nil, fmt.Errorf("vhdx: %s: no vhdxfile signature: %w", name, layouts.ErrWrongType)
 	}
 	d := &Disk{f: f, name: name}
@@ -212,7 +200,7 @@ func (d *Disk) readHeaders() error {
 	var best *hdr
 	buf := make([]byte, headerSize)
 	for _, off := range []int64{header1Off, header2Off} {
-		if err := readFull(d.f, buf, off); err != nil {
+		if err := layouts.ReadFull(d.f, buf, off); err != nil {
 			return d.errf("reading header at %d: %w", off, err)
 		}
 		if string(buf[:4]) != "head" || !crcOK(buf) {
@@ -252,7 +240,7 @@ func (d *Disk) checkLog() error {
 	head := make([]byte, 64)
 	buf := make([]byte, 64*kib)
 	for pos := int64(0); pos < n; pos += 4 * kib {
-		if err := readFull(d.f, head, off+pos); err != nil {
+		if err := layouts.ReadFull(d.f, head, off+pos); err != nil {
 			return d.errf("reading log: %w", err)
 		}
 		if string(head[:4]) != "loge" || !bytes.Equal(head[32:48], d.h.logGUID[:]) {
@@ -273,7 +261,7 @@ func (d *Disk) checkLog() error {
 		c = crc32.Update(c, castagnoli, head[8:])
 		for done := int64(64); done < length; {
 			m := min(int64(len(buf)), length-done)
-			if err := readFull(d.f, buf[:m], off+pos+done); err != nil {
+			if err := layouts.ReadFull(d.f, buf[:m], off+pos+done); err != nil {
 				return d.errf("reading log: %w", err)
 			}
 			c = crc32.Update(c, castagnoli, buf[:m])
@@ -294,7 +282,7 @@ func (d *Disk) readRegions() (batOff, batLen, metaOff, metaLen int64, err error)
 	buf := make([]byte, regionSize)
 	var lastErr error
 	for _, off := range []int64{region1Off, region2Off} {
-		if err := readFull(d.f, buf, off); err != nil {
+		if err := layouts.ReadFull(d.f, buf, off); err != nil {
 			return 0, 0, 0, 0, d.errf("reading region table: %w", err)
 		}
 		if string(buf[:4]) != "regi" || !crcOK(buf) {
@@ -339,7 +327,7 @@ func (d *Disk) readRegions() (batOff, batLen, metaOff, metaLen int64, err error)
 func (d *Disk) readMetadata(off, n int64) error {
 	tlen := min(n, int64(metaMaxHead))
 	tbl := make([]byte, tlen)
-	if err := readFull(d.f, tbl, off); err != nil {
+	if err := layouts.ReadFull(d.f, tbl, off); err != nil {
 		return d.errf("reading metadata table: %w", err)
 	}
 	if string(tbl[:8]) != "metadata" {
@@ -372,7 +360,7 @@ func (d *Disk) readMetadata(off, n int64) error {
 			return d.errf("metadata item %s (%d bytes at %d) lies outside the metadata region: %w", id, ilen, ioff, layouts.ErrFormat)
 		}
 		b := make([]byte, ilen)
-		if err := readFull(d.f, b, off+ioff); err != nil {
+		if err := layouts.ReadFull(d.f, b, off+ioff); err != nil {
 			return d.errf("reading metadata item %s: %w", id, err)
 		}
 		items[id] = b
@@ -462,7 +450,7 @@ func (d *Disk) batEntry(i int64) (uint64, error) {
 	first := pg * batPageEntries
 	n := min(int64(batPageEntries), d.batLen-first)
 	buf := make([]byte, n*8)
-	if err := readFull(d.f, buf, d.batOff+first*8); err != nil {
+	if err := layouts.ReadFull(d.f, buf, d.batOff+first*8); err != nil {
 		return 0, d.errf("reading BAT: %w", err)
 	}
 	page := make([]uint64, n)
@@ -521,7 +509,7 @@ func (d *Disk) bitmap(i int64) ([]byte, error) {
 	sectors := d.blockSize / d.logical
 	first := (i % d.chunkRatio) * sectors
 	bits := make([]byte, sectors/8)
-	if err := readFull(d.f, bits, sbOff+first/8); err != nil {
+	if err := layouts.ReadFull(d.f, bits, sbOff+first/8); err != nil {
 		return nil, d.errf("reading sector bitmap block %d: %w", chunk, err)
 	}
 	v, _ := d.bitmaps.LoadOrStore(i, bits)
@@ -580,7 +568,7 @@ func (d *Disk) PhysicalSectorSize() int64 { return d.physical }
 
 // readData reads a run of stored sectors.
 func (d *Disk) readData(buf []byte, foff int64) error {
-	if err := readFull(d.f, buf, foff); err != nil {
+	if err := layouts.ReadFull(d.f, buf, foff); err != nil {
 		return d.errf("reading data at %d: %w", foff, err)
 	}
 	return nil

@@ -35,10 +35,10 @@ const (
 
 // Disk is an open VDI image.
 type Disk struct {
-	// ReadAt (unallocated and zero blocks read as zeros; no state, so it
-	// may be called in parallel), Extents (unallocated blocks are Hole,
-	// zero blocks Zero, stored ones Data) and MapFile (runs of stored
-	// blocks contiguous in the file, up to its end)
+	// Size, Close (of f), ReadAt (unallocated and zero blocks read as
+	// zeros; it may be called in parallel), Extents (unallocated blocks
+	// are Hole, zero blocks Zero, stored ones Data) and MapFile (runs of
+	// stored blocks contiguous in the file, up to its end)
 	layouts.MappedDisk
 	f         layouts.File
 	name      string

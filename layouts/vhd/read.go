@@ -75,7 +75,9 @@ type locator struct {
 
 // Disk is a fixed or dynamic VHD, or the top layer of a differencing one.
 type Disk struct {
-	layouts.MappedDisk // dynamic and differencing disks
+	// Size and Close (of f); ReadAt, Extents and MapFile of dynamic and
+	// differencing disks
+	layouts.MappedDisk
 
 	f    layouts.File
 	name string

@@ -120,8 +120,9 @@ type hdr struct {
 }
 
 // Disk is a fixed or dynamic VHDX, or the top layer of a differencing one.
-// Its ReadAt (holes read as zeros), Extents and MapFile (runs of present
-// sectors contiguous in the file) are those of its MappedDisk.
+// Its Size, Close (of its file), ReadAt (holes read as zeros), Extents and
+// MapFile (runs of present sectors contiguous in the file) are those of its
+// MappedDisk.
 type Disk struct {
 	layouts.MappedDisk
 	f    layouts.File

@@ -69,8 +69,13 @@ func NewImage(format string, size int64, segs []Segment) (*Image, error) {
 
 // Bytes is an in-memory file: a generated descriptor, say.
 func Bytes(format string, b []byte) *Image {
-	img, _ := NewImage(format, int64(len(b)), []Segment{{Off: 0, Len: int64(len(b)), Kind: SegBytes, Bytes: b}})
+	img, _ := NewImage(format, int64(len(b)), []Segment{BytesAt(0, b)})
 	return img
+}
+
+// BytesAt is the segment of b, held in memory, at off of an image.
+func BytesAt(off int64, b []byte) Segment {
+	return Segment{Off: off, Len: int64(len(b)), Kind: SegBytes, Bytes: b}
 }
 
 func (m *Image) Size() int64         { return m.size }

@@ -42,6 +42,8 @@ type File struct {
 	syncMu   sync.Mutex
 	savedGen uint64 // under syncMu
 	hasMap   bool   // a map file exists (under syncMu)
+
+	blocks sync.Pool // of *[blockSize]byte: copy-up buffers
 }
 
 var _ layouts.Disk = (*File)(nil)
@@ -241,8 +243,6 @@ func (f *File) errClosed() error {
 	return fmt.Errorf("overlay: %s: %w", f.name, fs.ErrClosed)
 }
 
-var blockPool = sync.Pool{New: func() any { return new([blockSize]byte) }}
-
 // zeroBlock is read-only.
 var zeroBlock [blockSize]byte
 
@@ -268,34 +268,47 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		}
 		runStart = to
 	}
-	emit := func(a, b int64, st state) {
+	f.states(off, end, func(a, _ int64, st state) bool {
 		if st != runSt {
 			flush(a)
 			runSt = st
 		}
+		return ioErr == nil
+	})
+	flush(end)
+	if ioErr != nil {
+		return 0, ioErr
 	}
-	for pos := off; pos < end && ioErr == nil; {
+	return n, eof
+}
+
+// states calls fn for the ranges [a, b) of [off, end) in order, each of
+// one state: the part of a uniform chunk, or of one block of a chunk that
+// holds blocks. It stops where fn returns false and returns the start of
+// that range, else end.
+func (f *File) states(off, end int64, fn func(a, b int64, st state) bool) int64 {
+	for pos := off; pos < end; {
 		ci := pos >> chunkShift
 		ce := min(end, (ci+1)<<chunkShift)
 		f.mu.RLock()
 		c, st := f.t.lookup(ci)
 		f.mu.RUnlock()
 		if c == nil {
-			emit(pos, ce, st)
-		} else {
-			for pos < ce {
-				be := min(ce, (pos>>blockShift+1)<<blockShift)
-				emit(pos, be, c.state(int(pos>>blockShift-ci*chunkBlocks)))
-				pos = be
+			if !fn(pos, ce, st) {
+				return pos
 			}
+			pos = ce
+			continue
 		}
-		pos = ce
+		for pos < ce {
+			be := min(ce, (pos>>blockShift+1)<<blockShift)
+			if !fn(pos, be, c.state(int(pos>>blockShift-ci*chunkBlocks))) {
+				return pos
+			}
+			pos = be
+		}
 	}
-	flush(end)
-	if ioErr != nil {
-		return 0, ioErr
-	}
-	return n, eof
+	return end
 }
 
 func (f *File) readRun(buf []byte, off int64, st state) error {
@@ -387,28 +400,38 @@ func (f *File) grow(end int64) {
 // p is zeros and blocks already reading as zeros are left alone.
 func (f *File) writeChunk(p []byte, off int64, zero bool) error {
 	ci := off >> chunkShift
+	c, st := f.lockedChunk(ci, func(st state) bool { return st == stData || zero && st == stZero })
+	if c == nil {
+		if st == stData {
+			// Every block is written: no copy-up, no map change.
+			return f.writeData(p, off)
+		}
+		return nil
+	}
+	err := f.writeLocked(c, ci, p, off, zero)
+	c.io.Unlock()
+	return err
+}
+
+// lockedChunk returns the chunk of ci with its io lock held, made from the
+// uniform state of ci when there is none yet, unless uniform(st) says that
+// state needs no chunk: then it returns nil and st.
+func (f *File) lockedChunk(ci int64, uniform func(st state) bool) (*chunk, state) {
 	for {
 		f.mu.RLock()
 		c, st := f.t.lookup(ci)
 		f.mu.RUnlock()
 		if c == nil {
-			if st == stData {
-				// Every block is written: no copy-up, no map change.
-				return f.writeData(p, off)
-			}
-			if zero && st == stZero {
-				return nil
+			if uniform(st) {
+				return nil, st
 			}
 			c = f.materialize(ci)
 		}
 		c.io.Lock()
-		if c.dead {
-			c.io.Unlock()
-			continue
+		if !c.dead {
+			return c, st
 		}
-		err := f.writeLocked(c, ci, p, off, zero)
 		c.io.Unlock()
-		return err
 	}
 }
 
@@ -467,8 +490,11 @@ func (f *File) writeLocked(c *chunk, ci int64, p []byte, off int64, zero bool) e
 // copyUp writes block b: its current content (base or zeros) with the part
 // of p (written at off) that falls in it.
 func (f *File) copyUp(b int64, st state, p []byte, off int64) error {
-	bp := blockPool.Get().(*[blockSize]byte)
-	defer blockPool.Put(bp)
+	bp, _ := f.blocks.Get().(*[blockSize]byte)
+	if bp == nil {
+		bp = new([blockSize]byte)
+	}
+	defer f.blocks.Put(bp)
 	buf := bp[:]
 	bs := b << blockShift
 	if st == stBase {
@@ -570,29 +596,17 @@ func (f *File) zeroBlocks(b0, b1 int64) error {
 		return nil
 	}
 	ci := b0 / chunkBlocks
-	for {
-		f.mu.RLock()
-		c, st := f.t.lookup(ci)
-		f.mu.RUnlock()
-		if c == nil {
-			if st == stZero {
-				return nil
-			}
-			c = f.materialize(ci)
-		}
-		c.io.Lock()
-		if c.dead {
-			c.io.Unlock()
-			continue
-		}
-		c.set(int(b0-ci*chunkBlocks), int(b1-ci*chunkBlocks), stZero)
-		err := punchData(f.data, b0<<blockShift, (b1-b0)<<blockShift)
-		c.io.Unlock()
-		if err != nil {
-			return fmt.Errorf("overlay: %s: punch data file: %w", f.name, err)
-		}
+	c, _ := f.lockedChunk(ci, func(st state) bool { return st == stZero })
+	if c == nil {
 		return nil
 	}
+	c.set(int(b0-ci*chunkBlocks), int(b1-ci*chunkBlocks), stZero)
+	err := punchData(f.data, b0<<blockShift, (b1-b0)<<blockShift)
+	c.io.Unlock()
+	if err != nil {
+		return fmt.Errorf("overlay: %s: punch data file: %w", f.name, err)
+	}
+	return nil
 }
 
 // zeroChunks makes chunks [c0, c1) a uniform run of zeros.

@@ -12,38 +12,13 @@ func (f *File) MapFile(off, n int64) (layouts.FileRange, bool) {
 	}
 	end := min(off+n, size)
 	var first state
-	pos := off
-	for pos < end {
-		ci := pos >> chunkShift
-		ce := min(end, (ci+1)<<chunkShift)
-		f.mu.RLock()
-		c, st := f.t.lookup(ci)
-		f.mu.RUnlock()
-		if c == nil {
-			if pos == off {
-				first = st
-			} else if st != first {
-				break
-			}
-			pos = ce
-			continue
+	pos := f.states(off, end, func(a, _ int64, st state) bool {
+		if a == off {
+			first = st
+			return true
 		}
-		stop := false
-		for pos < ce {
-			be := min(ce, (pos>>blockShift+1)<<blockShift)
-			st := c.state(int(pos>>blockShift - ci*chunkBlocks))
-			if pos == off {
-				first = st
-			} else if st != first {
-				stop = true
-				break
-			}
-			pos = be
-		}
-		if stop {
-			break
-		}
-	}
+		return st == first
+	})
 	switch first {
 	case stData:
 		// The data file may be shorter than the last written block.

@@ -61,6 +61,20 @@ func Seed(header string, src layouts.Disk, m *Map) ([32]byte, error) {
 	return s, nil
 }
 
+// SeedID derives a version 4 style UUID from seed and purpose (what the
+// id names: "create", "file write", ...), its third field little-endian
+// as VDI and VHDX store it.
+func SeedID(seed [32]byte, purpose string) [16]byte {
+	h := sha256.New()
+	h.Write(seed[:])
+	h.Write([]byte(purpose))
+	var u [16]byte
+	copy(u[:], h.Sum(nil))
+	u[7] = u[7]&0x0f | 0x40 // version
+	u[8] = u[8]&0x3f | 0x80 // variant
+	return u
+}
+
 // Table32 fills p with the bytes found at offset rel of a table of 4-byte
 // entries in order, one per block for the first entries blocks (the block
 // maps of VHD and VDI): the entry of an allocated block is val of its

@@ -83,12 +83,13 @@ type Disk struct {
 	// l2Bits: log2 of entries per L2 table.
 	l2Bits uint
 	l1     []uint64
-	l2     l2Cache
+	l2     cache[uint64, []uint64] // decoded L2 tables by file offset
 
-	zcache  clusterCache
+	zcache  cache[int64, []byte] // decompressed clusters by number
 	libOnce sync.Once
 	lib     compressedReader
 	libErr  error
+	dec     decoders
 }
 
 func errf(name, format string, args ...any) error {
@@ -308,8 +309,8 @@ func (d *Disk) setup() error {
 			d.l1[i] = binary.BigEndian.Uint64(buf[i*8:])
 		}
 	}
-	d.l2.init(d.clusterSize)
-	d.zcache.init(d.clusterSize)
+	d.l2.init(maxCachedL2, d.clusterSize)
+	d.zcache.init(maxCachedClusters, d.clusterSize)
 	return nil
 }
 
@@ -397,6 +398,7 @@ func (d *Disk) closeExtras() error {
 	}
 	if d.lib != nil {
 		d.lib.Close()
+		d.dec.close()
 	}
 	return err
 }

@@ -22,7 +22,9 @@ type compressedReader = *libqcow2.Qcow2
 // offers no per-image option, and its Open reads that table: it is set once,
 // always to the same values, before any image of this package is opened
 // through the library, so no Open races the write. vmfs sets nothing else
-// of the library's, and nothing of its own lives in this state.
+// of the library's, and nothing of its own lives in this state: the
+// decompressors find the pools of the disk that reads through the reader
+// the library hands them (see decodersOf).
 var setUpLibrary = sync.OnceFunc(func() {
 	// The library logs warnings (experimental extended L2 and the like)
 	// with the standard logger; vmfs reports through its own errors.
@@ -31,10 +33,25 @@ var setUpLibrary = sync.OnceFunc(func() {
 	libqcow2.SetDecompressor(libqcow2.CompressionTypeZstd, pooledZstd)
 })
 
-// Decompressors are pooled: a compressed cluster is small, and building a
-// decoder per read would cost more than decoding it.
+// decoders pools one disk's decompressors and compressed input buffers: a
+// compressed cluster is small, and building a decoder per read would cost
+// more than decoding it.
+type decoders struct {
+	flate sync.Pool // of *flateReader
+	zstd  sync.Pool // of *zstdReader
+	input sync.Pool // of *[]byte
+}
 
-var flatePool sync.Pool
+// close releases the pooled zstd decoders; the disk reads no more.
+func (p *decoders) close() {
+	for {
+		z, ok := p.zstd.Get().(*zstdReader)
+		if !ok {
+			return
+		}
+		z.d.Close()
+	}
+}
 
 type flateReader struct {
 	r  io.ReadCloser
@@ -46,7 +63,7 @@ func pooledFlate(r io.Reader) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fr, ok := flatePool.Get().(*flateReader); ok {
+	if fr, ok := in.dec.flate.Get().(*flateReader); ok {
 		if err := fr.r.(flate.Resetter).Reset(in, nil); err == nil {
 			fr.in = in
 			return fr, nil
@@ -60,33 +77,49 @@ func pooledFlate(r io.Reader) (io.ReadCloser, error) {
 func (f *flateReader) Read(p []byte) (int, error) { return readFull(f.r, p) }
 
 func (f *flateReader) Close() error {
+	dec := f.in.dec
 	f.in.release()
 	f.in = nil
-	flatePool.Put(f)
+	dec.flate.Put(f)
 	return nil
 }
 
 // compressedInput holds the compressed bytes of one cluster, read with one
-// ReadAt rather than in small pieces.
+// ReadAt rather than in small pieces, and the pools of the disk they come
+// from.
 type compressedInput struct {
 	bytes.Reader
 	buf *[]byte
+	dec *decoders
 }
-
-var inputPool sync.Pool
 
 // maxCompressedInput bounds what one compressed cluster may occupy: a
 // descriptor cannot name more than twice the largest cluster size.
 const maxCompressedInput = 2<<maxClusterBits + 512
 
-// slurp reads the library's section over a compressed cluster at once.
-func slurp(r io.Reader) (*compressedInput, error) {
+// decodersOf finds the pools of the disk behind r, the library's section
+// of the headerView it was opened on.
+func decodersOf(r io.Reader) (*io.SectionReader, *decoders, error) {
 	sr, ok := r.(*io.SectionReader)
 	if !ok {
-		return nil, errors.New("unexpected reader for compressed data")
+		return nil, nil, errors.New("unexpected reader for compressed data")
+	}
+	outer, _, _ := sr.Outer()
+	v, ok := outer.(*headerView)
+	if !ok || v.dec == nil {
+		return nil, nil, errors.New("unexpected reader for compressed data")
+	}
+	return sr, v.dec, nil
+}
+
+// slurp reads the library's section over a compressed cluster at once.
+func slurp(r io.Reader) (*compressedInput, error) {
+	sr, dec, err := decodersOf(r)
+	if err != nil {
+		return nil, err
 	}
 	n := min(sr.Size(), maxCompressedInput)
-	bp, _ := inputPool.Get().(*[]byte)
+	bp, _ := dec.input.Get().(*[]byte)
 	if bp == nil || int64(cap(*bp)) < n {
 		b := make([]byte, n)
 		bp = &b
@@ -94,22 +127,20 @@ func slurp(r io.Reader) (*compressedInput, error) {
 	buf := (*bp)[:n]
 	m, err := sr.ReadAt(buf, 0)
 	if err != nil && err != io.EOF {
-		inputPool.Put(bp)
+		dec.input.Put(bp)
 		return nil, err
 	}
-	in := &compressedInput{buf: bp}
+	in := &compressedInput{buf: bp, dec: dec}
 	in.Reset(buf[:m])
 	return in, nil
 }
 
 func (c *compressedInput) release() {
 	if c != nil && c.buf != nil {
-		inputPool.Put(c.buf)
+		c.dec.input.Put(c.buf)
 		c.buf = nil
 	}
 }
-
-var zstdPool sync.Pool
 
 type zstdReader struct {
 	d  *zstd.Decoder
@@ -121,7 +152,7 @@ func pooledZstd(r io.Reader) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	if zr, ok := zstdPool.Get().(*zstdReader); ok {
+	if zr, ok := in.dec.zstd.Get().(*zstdReader); ok {
 		if err := zr.d.Reset(in); err == nil {
 			zr.in = in
 			return zr, nil
@@ -141,9 +172,10 @@ func pooledZstd(r io.Reader) (io.ReadCloser, error) {
 func (z *zstdReader) Read(p []byte) (int, error) { return readFull(z.d, p) }
 
 func (z *zstdReader) Close() error {
+	dec := z.in.dec
 	z.in.release()
 	z.in = nil
-	zstdPool.Put(z)
+	dec.zstd.Put(z)
 	return nil
 }
 
@@ -156,10 +188,12 @@ func readFull(r io.Reader, p []byte) (int, error) {
 }
 
 // headerView shows the image to the library with its backing file and
-// external data file flags removed: vmfs opens those itself.
+// external data file flags removed: vmfs opens those itself. It carries
+// the disk's decoders to the decompressors the library calls.
 type headerView struct {
 	r     io.ReaderAt
 	patch []byte
+	dec   *decoders
 }
 
 func (v *headerView) ReadAt(p []byte, off int64) (int, error) {
@@ -182,7 +216,7 @@ func (d *Disk) openLib() (compressedReader, error) {
 			patch[79] &^= incDataFile
 		}
 		setUpLibrary()
-		img, err := libqcow2.Open(&headerView{r: d.f, patch: patch}, nil)
+		img, err := libqcow2.Open(&headerView{r: d.f, patch: patch, dec: &d.dec}, nil)
 		if err == nil {
 			err = img.Readable()
 		}
@@ -236,34 +270,3 @@ func (d *Disk) compressedCluster(c int64) ([]byte, error) {
 
 // maxCachedClusters bounds the memory of decompressed clusters kept.
 const maxCachedClusters = 8 << 20
-
-// clusterCache keeps a few decompressed clusters by cluster number.
-type clusterCache struct {
-	mu  sync.Mutex
-	m   map[int64][]byte
-	max int
-}
-
-func (c *clusterCache) init(clusterSize int64) {
-	c.m = make(map[int64][]byte)
-	c.max = max(4, int(maxCachedClusters/clusterSize))
-}
-
-func (c *clusterCache) get(k int64) []byte {
-	c.mu.Lock()
-	v := c.m[k]
-	c.mu.Unlock()
-	return v
-}
-
-func (c *clusterCache) put(k int64, v []byte) {
-	c.mu.Lock()
-	if len(c.m) >= c.max {
-		for old := range c.m {
-			delete(c.m, old)
-			break
-		}
-	}
-	c.m[k] = v
-	c.mu.Unlock()
-}

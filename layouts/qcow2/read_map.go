@@ -18,35 +18,38 @@ const (
 // maxCachedL2 bounds the memory the L2 table cache holds.
 const maxCachedL2 = 16 << 20
 
-// l2Cache keeps decoded L2 tables by their file offset. Tables are read
-// outside the lock; the lock only guards the map.
-type l2Cache struct {
+// cache keeps a bounded number of values, tables or clusters of one
+// cluster size, evicting one at random when full. Values are made outside
+// the lock; the lock only guards the map.
+type cache[K comparable, V any] struct {
 	mu  sync.Mutex
-	m   map[uint64][]uint64
+	m   map[K]V
 	max int
 }
 
-func (c *l2Cache) init(clusterSize int64) {
-	c.m = make(map[uint64][]uint64)
-	c.max = max(4, int(maxCachedL2/clusterSize))
+// init sizes c to hold budget bytes of values of clusterSize bytes, at
+// least four.
+func (c *cache[K, V]) init(budget, clusterSize int64) {
+	c.m = make(map[K]V)
+	c.max = max(4, int(budget/clusterSize))
 }
 
-func (c *l2Cache) get(off uint64) []uint64 {
+func (c *cache[K, V]) get(k K) V {
 	c.mu.Lock()
-	t := c.m[off]
+	v := c.m[k]
 	c.mu.Unlock()
-	return t
+	return v
 }
 
-func (c *l2Cache) put(off uint64, t []uint64) {
+func (c *cache[K, V]) put(k K, v V) {
 	c.mu.Lock()
 	if len(c.m) >= c.max {
-		for k := range c.m { // evict one at random
-			delete(c.m, k)
+		for old := range c.m { // evict one at random
+			delete(c.m, old)
 			break
 		}
 	}
-	c.m[off] = t
+	c.m[k] = v
 	c.mu.Unlock()
 }
 
@@ -270,17 +273,13 @@ func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 // readData reads stored clusters. Like QEMU, bytes of a cluster that lie
 // past the end of the file read as zeros.
 func (d *Disk) readData(buf []byte, host int64) error {
-	m, err := d.data.ReadAt(buf, host)
-	if m == len(buf) {
-		return nil
-	}
-	if err != nil && err != io.EOF {
+	short, err := layouts.ReadZeroTail(d.data, buf, host, d.dataSize)
+	if err != nil {
 		return errf(d.name, "reading cluster data at %#x: %v", host, err)
 	}
-	if host+int64(m) < d.dataSize {
+	if short {
 		return errf(d.name, "short read of cluster data at %#x: %w", host, io.ErrUnexpectedEOF)
 	}
-	clear(buf[m:])
 	return nil
 }
 

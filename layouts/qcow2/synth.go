@@ -149,7 +149,7 @@ func Synthesize(src layouts.Disk) (*layouts.Image, error) {
 	// hdr[104] compression_type 0 (zlib); features, snapshots, backing: 0.
 
 	segs := make([]layouts.Segment, 0, 4+len(s.l2Runs)+bm.NumRuns())
-	segs = append(segs, layouts.Segment{Off: 0, Len: int64(len(hdr)), Kind: layouts.SegBytes, Bytes: hdr})
+	segs = append(segs, layouts.BytesAt(0, hdr))
 	if l1Size > 0 {
 		segs = append(segs, layouts.Segment{Off: s.l1Off, Len: l1Size * 8, Kind: layouts.SegGen, Gen: s.genL1})
 	}

@@ -35,6 +35,11 @@ const (
 
 // Disk is an open VDI image.
 type Disk struct {
+	// Size, Close (of f), ReadAt (unallocated and zero blocks read as
+	// zeros; it may be called in parallel), Extents (unallocated blocks
+	// are Hole, zero blocks Zero, stored ones Data) and MapFile (runs of
+	// stored blocks contiguous in the file, up to its end)
+	layouts.MappedDisk
 	f         layouts.File
 	name      string
 	size      int64
@@ -146,12 +151,11 @@ func open(f layouts.File) (*Disk, error) {
 	for i := range d.bmap {
 		d.bmap[i] = le.Uint32(raw[i*4:])
 	}
+	d.InitMapped(f, d.size, d.visit, d.readData)
 	return d, nil
 }
 
-func (d *Disk) Size() int64    { return d.size }
 func (d *Disk) Format() string { return Type }
-func (d *Disk) Close() error   { return d.f.Close() }
 
 // BlockSize is the image's block size in bytes.
 func (d *Disk) BlockSize() int64 { return d.blockSize }
@@ -217,68 +221,20 @@ func (d *Disk) visit(off, end int64, fn func(o, l int64, k layouts.Kind, host in
 	return nil
 }
 
-// ReadAt reads the virtual disk; unallocated and zero blocks read as zeros.
-// It keeps no state and may be called in parallel.
-func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := layouts.CheckRead(d.size, p, off)
-	if n == 0 {
-		return 0, eof
-	}
-	if err := layouts.ReadMapped((*mapping)(d), p[:n], off); err != nil {
-		return 0, err
-	}
-	return n, eof
-}
-
 // readData reads stored bytes; like QEMU, the part of a block past the end
 // of the file reads as zeros.
 func (d *Disk) readData(buf []byte, host int64) error {
-	m, err := d.f.ReadAt(buf, host)
-	if m == len(buf) {
-		return nil
-	}
-	if err != nil && err != io.EOF {
+	short, err := layouts.ReadZeroTail(d.f, buf, host, d.fileSize)
+	if err != nil {
 		return errf(d.name, "reading block data at %#x: %v", host, err)
 	}
-	if host+int64(m) < d.fileSize {
+	if short {
 		return errf(d.name, "short read of block data at %#x: %w", host, io.ErrUnexpectedEOF)
 	}
-	clear(buf[m:])
 	return nil
-}
-
-// Extents reports unallocated blocks as Hole, zero blocks as Zero and
-// stored blocks as Data.
-func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
-	off, n, ok := layouts.Clip(d.size, off, n)
-	if !ok {
-		return nil, nil
-	}
-	return layouts.ExtentsMapped((*mapping)(d), off, n)
-}
-
-// MapFile says where the disk's bytes from off lie in the file: runs of
-// stored blocks contiguous in the file, up to the end of the file.
-func (d *Disk) MapFile(off, n int64) (layouts.FileRange, bool) {
-	if off < 0 || n <= 0 || off >= d.size {
-		return layouts.FileRange{}, false
-	}
-	return layouts.MapFileMapped((*mapping)(d), d.f, d.fileSize, off, min(n, d.size-off))
-}
-
-// mapping is the disk seen as a layouts.Mapped.
-type mapping Disk
-
-func (m *mapping) Visit(off, end int64, fn func(o, l int64, k layouts.Kind, fileOff int64) error) error {
-	return (*Disk)(m).visit(off, end, fn)
-}
-
-func (m *mapping) ReadData(buf []byte, fileOff int64) error {
-	return (*Disk)(m).readData(buf, fileOff)
 }
 
 var (
 	_ layouts.Disk       = (*Disk)(nil)
 	_ layouts.FileMapper = (*Disk)(nil)
-	_ layouts.Mapped     = (*mapping)(nil)
 )

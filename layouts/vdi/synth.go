@@ -1,7 +1,6 @@
 package vdi
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 
@@ -53,7 +52,7 @@ func Synthesize(src layouts.Disk) (*layouts.Image, error) {
 		return nil, err
 	}
 	segs := []layouts.Segment{
-		synthBytes(0, synthHeader(vsize, blocks, m.Count(), dataOff, seed)),
+		layouts.BytesAt(0, synthHeader(vsize, blocks, m.Count(), dataOff, seed)),
 		{Off: synthMapOff, Len: blocks * 4, Kind: layouts.SegGen, Gen: l.gen},
 	}
 	err = m.Runs(0, m.Blocks(), func(r blockmap.Run) error {
@@ -82,10 +81,6 @@ func (l *synthLayout) gen(p []byte, rel int64) error {
 	return nil
 }
 
-func synthBytes(off int64, b []byte) layouts.Segment {
-	return layouts.Segment{Off: off, Len: int64(len(b)), Kind: layouts.SegBytes, Bytes: b}
-}
-
 // synthHeader is the pre-header and the version 1.1 header, 0x48+0x190
 // bytes.
 func synthHeader(vsize, blocks, allocated, dataOff int64, seed [32]byte) []byte {
@@ -106,8 +101,8 @@ func synthHeader(vsize, blocks, allocated, dataOff int64, seed [32]byte) []byte 
 	// block extra (0x17c) 0.
 	le32(0x180, uint32(blocks))
 	le32(0x184, uint32(allocated))
-	create := synthUUID(seed, "create")
-	modify := synthUUID(seed, "modify")
+	create := blockmap.SeedID(seed, "create")
+	modify := blockmap.SeedID(seed, "modify")
 	copy(h[0x188:], create[:])
 	copy(h[0x198:], modify[:])
 	// linkage (0x1a8) and parent (0x1b8) zero: no parent.
@@ -125,17 +120,4 @@ func synthSeed(src layouts.Disk, m *blockmap.Map) ([32]byte, error) {
 		return s, fmt.Errorf("vdi: reading source: %w", err)
 	}
 	return s, nil
-}
-
-// synthUUID derives a version 4 style UUID (stored as VirtualBox does, the
-// first three fields little-endian) from seed and purpose.
-func synthUUID(seed [32]byte, purpose string) [16]byte {
-	h := sha256.New()
-	h.Write(seed[:])
-	h.Write([]byte(purpose))
-	var u [16]byte
-	copy(u[:], h.Sum(nil))
-	u[7] = u[7]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return u
 }

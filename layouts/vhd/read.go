@@ -75,6 +75,10 @@ type locator struct {
 
 // Disk is a fixed or dynamic VHD, or the top layer of a differencing one.
 type Disk struct {
+	// Size and Close (of f); ReadAt, Extents and MapFile of dynamic and
+	// differencing disks
+	layouts.MappedDisk
+
 	f    layouts.File
 	name string
 	ft   footer
@@ -133,10 +137,10 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 		return nil, nil, fmt.Errorf("vhd: %s: too short for a footer: %w", name, layouts.ErrWrongType)
 	}
 	var tail, head [footerSize]byte
-	if err := readFull(f, tail[:], fsize-footerSize); err != nil {
+	if err := layouts.ReadFull(f, tail[:], fsize-footerSize); err != nil {
 		return nil, nil, fmt.Errorf("vhd: %s: reading footer: %w", name, err)
 	}
-	if err := readFull(f, head[:], 0); err != nil {
+	if err := layouts.ReadFull(f, head[:], 0); err != nil {
 		return nil, nil, fmt.Errorf("vhd: %s: reading footer copy: %w", name, err)
 	}
 	tailCookie := bytes.Equal(tail[:8], cookieFooter)
@@ -144,7 +148,7 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 	if !tailCookie && !headCookie {
 		// Virtual PC before 2004 wrote a 511-byte footer.
 		var old [8]byte
-		if fsize >= footerSize+1 && readFull(f, old[:], fsize-footerSize+1) == nil && bytes.Equal(old[:], cookieFooter) {
+		if fsize >= footerSize+1 && layouts.ReadFull(f, old[:], fsize-footerSize+1) == nil && bytes.Equal(old[:], cookieFooter) {
 			return nil, nil, fmt.Errorf("vhd: %s: 511-byte footer of Virtual PC before 2004: %w", name, layouts.ErrUnsupported)
 		}
 		return nil, nil, fmt.Errorf("vhd: %s: no conectix footer: %w", name, layouts.ErrWrongType)
@@ -170,6 +174,7 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 		return nil, nil, d.errf("%v: %w", err, layouts.ErrFormat)
 	}
 	d.size = size
+	d.InitMapped(f, size, d.visit, d.readData)
 	switch ft.diskType {
 	case diskFixed:
 		if !tailCookie {
@@ -191,17 +196,6 @@ func openTop(f layouts.File) (*Disk, *header, error) {
 }
 
 func isSparse(t uint32) bool { return t == diskDynamic || t == diskDiff }
-
-func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}
 
 // checksumOK checks the one's complement sum of b, the 4 bytes at csOff
 // counted as zero.
@@ -258,7 +252,7 @@ func (d *Disk) readHeader() (*header, error) {
 		return nil, d.errf("dynamic header at %d lies past end of file: %w", off, layouts.ErrFormat)
 	}
 	var b [headerSize]byte
-	if err := readFull(d.f, b[:], int64(off)); err != nil {
+	if err := layouts.ReadFull(d.f, b[:], int64(off)); err != nil {
 		return nil, d.errf("reading dynamic header: %w", err)
 	}
 	if !bytes.Equal(b[:8], cookieHeader) {
@@ -316,7 +310,7 @@ func (d *Disk) page(i int64) (*batPage, error) {
 	first := pg * batPageEntries
 	n := min(int64(batPageEntries), d.nblocks-first)
 	buf := make([]byte, n*4)
-	if err := readFull(d.f, buf, d.batOff+first*4); err != nil {
+	if err := layouts.ReadFull(d.f, buf, d.batOff+first*4); err != nil {
 		return nil, d.errf("reading block allocation table: %w", err)
 	}
 	p := &batPage{entries: make([]uint32, n), bitmaps: make([]atomic.Pointer[bitmap], n)}
@@ -360,7 +354,7 @@ func (d *Disk) bitmap(p *batPage, i, off int64) (*bitmap, error) {
 	}
 	nbytes := (d.blockLen(i)/sectorSize + 7) / 8
 	buf := make([]byte, nbytes)
-	if err := readFull(d.f, buf, off); err != nil {
+	if err := layouts.ReadFull(d.f, buf, off); err != nil {
 		return nil, d.errf("reading sector bitmap of block %d: %w", i, err)
 	}
 	bm := &bitmap{bits: buf, full: true}
@@ -408,45 +402,16 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 			off = bend
 			continue
 		}
-		for off < bend {
-			s := (off - bstart) / sectorSize
-			set := bm.bits[s/8]&(0x80>>(s%8)) != 0
-			// extend the run while the bits agree
-			e := s + 1
-			lim := (bend - bstart + sectorSize - 1) / sectorSize
-			for e < lim {
-				b := bm.bits[e/8]
-				if e%8 == 0 && e+8 <= lim && (b == 0xFF && set || b == 0 && !set) {
-					e += 8
-					continue
-				}
-				if (b&(0x80>>(e%8)) != 0) != set {
-					break
-				}
-				e++
-			}
-			rend := min(bstart+e*sectorSize, bend)
-			k := layouts.Hole
-			if set {
-				k = layouts.Data
-			}
-			if err := fn(off, rend-off, k, data+off); err != nil {
-				return err
-			}
-			off = rend
+		if err := layouts.VisitBitmap(bm.bits, true, sectorSize, bstart, off, bend, data, fn); err != nil {
+			return err
 		}
+		off = bend
 	}
 	return nil
 }
 
-// Size is the virtual disk size.
-func (d *Disk) Size() int64 { return d.size }
-
 // Format is "vhd".
 func (d *Disk) Format() string { return Type }
-
-// Close closes the file.
-func (d *Disk) Close() error { return d.f.Close() }
 
 // UniqueID is the footer's unique id, which differencing children name as
 // their parent id.
@@ -454,25 +419,22 @@ func (d *Disk) UniqueID() [16]byte { return d.ft.uniqueID }
 
 // ReadAt reads the virtual disk; holes read as zeros.
 func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
+	if d.fixed == nil {
+		return d.MappedDisk.ReadAt(p, off)
+	}
 	n, eof := layouts.CheckRead(d.size, p, off)
 	if n == 0 {
 		return 0, eof
 	}
-	if d.fixed != nil {
-		if _, err := d.fixed.ReadAt(p[:n], off); err != nil && err != io.EOF {
-			return 0, fmt.Errorf("vhd: %s: %w", d.name, err)
-		}
-		return n, eof
-	}
-	if err := layouts.ReadMapped((*mapping)(d), p[:n], off); err != nil {
-		return 0, err
+	if _, err := d.fixed.ReadAt(p[:n], off); err != nil && err != io.EOF {
+		return 0, fmt.Errorf("vhd: %s: %w", d.name, err)
 	}
 	return n, eof
 }
 
 // readData reads a run of stored sectors.
 func (d *Disk) readData(buf []byte, foff int64) error {
-	if err := readFull(d.f, buf, foff); err != nil {
+	if err := layouts.ReadFull(d.f, buf, foff); err != nil {
 		return d.errf("reading data at %d: %w", foff, err)
 	}
 	return nil
@@ -481,43 +443,30 @@ func (d *Disk) readData(buf []byte, foff int64) error {
 // Extents describes [off, off+n): allocated sectors are Data, the rest
 // holes.
 func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
+	if d.fixed == nil {
+		return d.MappedDisk.Extents(off, n)
+	}
 	off, n, ok := layouts.Clip(d.size, off, n)
 	if !ok {
 		return nil, nil
 	}
-	if d.fixed != nil {
-		return d.fixed.Extents(off, n)
-	}
-	return layouts.ExtentsMapped((*mapping)(d), off, n)
+	return d.fixed.Extents(off, n)
 }
 
 // MapFile says where the disk's bytes from off lie in the file: the whole
 // of a fixed disk, runs of allocated sectors contiguous in the file of a
 // dynamic or differencing one.
 func (d *Disk) MapFile(off, n int64) (layouts.FileRange, bool) {
+	if d.fixed == nil {
+		return d.MappedDisk.MapFile(off, n)
+	}
 	if off < 0 || n <= 0 || off >= d.size {
 		return layouts.FileRange{}, false
 	}
-	n = min(n, d.size-off)
-	if d.fixed != nil {
-		return d.fixed.MapFile(off, n)
-	}
-	return layouts.MapFileMapped((*mapping)(d), d.f, d.f.Size(), off, n)
-}
-
-// mapping is the disk seen as a layouts.Mapped.
-type mapping Disk
-
-func (m *mapping) Visit(off, end int64, fn func(o, l int64, k layouts.Kind, fileOff int64) error) error {
-	return (*Disk)(m).visit(off, end, fn)
-}
-
-func (m *mapping) ReadData(buf []byte, fileOff int64) error {
-	return (*Disk)(m).readData(buf, fileOff)
+	return d.fixed.MapFile(off, min(n, d.size-off))
 }
 
 var (
 	_ layouts.Disk       = (*Disk)(nil)
 	_ layouts.FileMapper = (*Disk)(nil)
-	_ layouts.Mapped     = (*mapping)(nil)
 )

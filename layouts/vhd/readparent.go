@@ -40,7 +40,7 @@ func (d *Disk) parentRefs(hd *header) ([]string, error) {
 			return nil, d.errf("parent locator %d (%d bytes at %d) runs past end of file: %w", i, l.length, l.offset, layouts.ErrFormat)
 		}
 		buf := make([]byte, l.length)
-		if err := readFull(d.f, buf, int64(l.offset)); err != nil {
+		if err := layouts.ReadFull(d.f, buf, int64(l.offset)); err != nil {
 			return nil, d.errf("reading parent locator %d: %w", i, err)
 		}
 		switch l.code {

@@ -80,14 +80,14 @@ func SynthesizeDynamic(src layouts.Disk) (*layouts.Image, error) {
 	footer := synthFooter(vsize, synthTypeDynamic, synthSector, seed)
 	segs := make([]layouts.Segment, 0, 4+2*m.Count())
 	segs = append(segs,
-		synthBytes(0, footer),
-		synthBytes(synthSector, synthDynHeader(entries)),
+		layouts.BytesAt(0, footer),
+		layouts.BytesAt(synthSector, synthDynHeader(entries)),
 		layouts.Segment{Off: synthBATOff, Len: batLen, Kind: layouts.SegGen, Gen: l.gen},
 	)
 	err = m.Runs(0, m.Blocks(), func(r blockmap.Run) error {
 		for i := int64(0); i < r.Count; i++ {
 			at := l.blocksOff + (r.Index+i)*synthStride
-			segs = append(segs, synthBytes(at, synthBitmap), layouts.Segment{
+			segs = append(segs, layouts.BytesAt(at, synthBitmap), layouts.Segment{
 				Off: at + synthBitmapLen, Len: synthBlockSize, Kind: layouts.SegSource,
 				Src: src, SrcOff: (r.First + i) * synthBlockSize,
 			})
@@ -97,7 +97,7 @@ func SynthesizeDynamic(src layouts.Disk) (*layouts.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	segs = append(segs, synthBytes(footerOff, footer))
+	segs = append(segs, layouts.BytesAt(footerOff, footer))
 	return layouts.NewImage("vhd", footerOff+synthSector, segs)
 }
 
@@ -116,7 +116,7 @@ func SynthesizeFixed(src layouts.Disk) (*layouts.Image, error) {
 	footer := synthFooter(vsize, synthTypeFixed, ^uint64(0), seed)
 	return layouts.NewImage("vhd", vsize+synthSector, []layouts.Segment{
 		{Off: 0, Len: vsize, Kind: layouts.SegSource, Src: src, SrcSparse: true},
-		synthBytes(vsize, footer),
+		layouts.BytesAt(vsize, footer),
 	})
 }
 
@@ -145,10 +145,6 @@ func (l *synthLayout) gen(p []byte, rel int64) error {
 		return uint32((l.blocksOff + i*synthStride) / synthSector)
 	})
 	return nil
-}
-
-func synthBytes(off int64, b []byte) layouts.Segment {
-	return layouts.Segment{Off: off, Len: int64(len(b)), Kind: layouts.SegBytes, Bytes: b}
 }
 
 // synthFooter is the 512-byte hard disk footer.

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,7 +120,11 @@ type hdr struct {
 }
 
 // Disk is a fixed or dynamic VHDX, or the top layer of a differencing one.
+// Its Size, Close (of its file), ReadAt (holes read as zeros), Extents and
+// MapFile (runs of present sectors contiguous in the file) are those of its
+// MappedDisk.
 type Disk struct {
+	layouts.MappedDisk
 	f    layouts.File
 	name string
 	h    hdr
@@ -164,21 +167,10 @@ func Open(f layouts.File, env *layouts.Env) (layouts.Disk, error) {
 	return layouts.Stack(d, parent), nil
 }
 
-func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}
-
 func openTop(f layouts.File) (*Disk, error) {
 	name := f.Name()
 	var sig [8]byte
-	if f.Size() < 8 || readFull(f, sig[:], 0) != nil || string(sig[:]) != "vhdxfile" {
+	if f.Size() < 8 || layouts.ReadFull(f, sig[:], 0) != nil || string(sig[:]) != "vhdxfile" {
 		return nil, fmt.Errorf("vhdx: %s: no vhdxfile signature: %w", name, layouts.ErrWrongType)
 	}
 	d := &Disk{f: f, name: name}
@@ -201,6 +193,7 @@ func openTop(f layouts.File) (*Disk, error) {
 	if err := d.setupBAT(batOff, batLen); err != nil {
 		return nil, err
 	}
+	d.InitMapped(f, d.size, d.visit, d.readData)
 	return d, nil
 }
 
@@ -208,7 +201,7 @@ func (d *Disk) readHeaders() error {
 	var best *hdr
 	buf := make([]byte, headerSize)
 	for _, off := range []int64{header1Off, header2Off} {
-		if err := readFull(d.f, buf, off); err != nil {
+		if err := layouts.ReadFull(d.f, buf, off); err != nil {
 			return d.errf("reading header at %d: %w", off, err)
 		}
 		if string(buf[:4]) != "head" || !crcOK(buf) {
@@ -248,7 +241,7 @@ func (d *Disk) checkLog() error {
 	head := make([]byte, 64)
 	buf := make([]byte, 64*kib)
 	for pos := int64(0); pos < n; pos += 4 * kib {
-		if err := readFull(d.f, head, off+pos); err != nil {
+		if err := layouts.ReadFull(d.f, head, off+pos); err != nil {
 			return d.errf("reading log: %w", err)
 		}
 		if string(head[:4]) != "loge" || !bytes.Equal(head[32:48], d.h.logGUID[:]) {
@@ -269,7 +262,7 @@ func (d *Disk) checkLog() error {
 		c = crc32.Update(c, castagnoli, head[8:])
 		for done := int64(64); done < length; {
 			m := min(int64(len(buf)), length-done)
-			if err := readFull(d.f, buf[:m], off+pos+done); err != nil {
+			if err := layouts.ReadFull(d.f, buf[:m], off+pos+done); err != nil {
 				return d.errf("reading log: %w", err)
 			}
 			c = crc32.Update(c, castagnoli, buf[:m])
@@ -290,7 +283,7 @@ func (d *Disk) readRegions() (batOff, batLen, metaOff, metaLen int64, err error)
 	buf := make([]byte, regionSize)
 	var lastErr error
 	for _, off := range []int64{region1Off, region2Off} {
-		if err := readFull(d.f, buf, off); err != nil {
+		if err := layouts.ReadFull(d.f, buf, off); err != nil {
 			return 0, 0, 0, 0, d.errf("reading region table: %w", err)
 		}
 		if string(buf[:4]) != "regi" || !crcOK(buf) {
@@ -335,7 +328,7 @@ func (d *Disk) readRegions() (batOff, batLen, metaOff, metaLen int64, err error)
 func (d *Disk) readMetadata(off, n int64) error {
 	tlen := min(n, int64(metaMaxHead))
 	tbl := make([]byte, tlen)
-	if err := readFull(d.f, tbl, off); err != nil {
+	if err := layouts.ReadFull(d.f, tbl, off); err != nil {
 		return d.errf("reading metadata table: %w", err)
 	}
 	if string(tbl[:8]) != "metadata" {
@@ -368,7 +361,7 @@ func (d *Disk) readMetadata(off, n int64) error {
 			return d.errf("metadata item %s (%d bytes at %d) lies outside the metadata region: %w", id, ilen, ioff, layouts.ErrFormat)
 		}
 		b := make([]byte, ilen)
-		if err := readFull(d.f, b, off+ioff); err != nil {
+		if err := layouts.ReadFull(d.f, b, off+ioff); err != nil {
 			return d.errf("reading metadata item %s: %w", id, err)
 		}
 		items[id] = b
@@ -458,7 +451,7 @@ func (d *Disk) batEntry(i int64) (uint64, error) {
 	first := pg * batPageEntries
 	n := min(int64(batPageEntries), d.batLen-first)
 	buf := make([]byte, n*8)
-	if err := readFull(d.f, buf, d.batOff+first*8); err != nil {
+	if err := layouts.ReadFull(d.f, buf, d.batOff+first*8); err != nil {
 		return 0, d.errf("reading BAT: %w", err)
 	}
 	page := make([]uint64, n)
@@ -517,7 +510,7 @@ func (d *Disk) bitmap(i int64) ([]byte, error) {
 	sectors := d.blockSize / d.logical
 	first := (i % d.chunkRatio) * sectors
 	bits := make([]byte, sectors/8)
-	if err := readFull(d.f, bits, sbOff+first/8); err != nil {
+	if err := layouts.ReadFull(d.f, bits, sbOff+first/8); err != nil {
 		return nil, d.errf("reading sector bitmap block %d: %w", chunk, err)
 	}
 	v, _ := d.bitmaps.LoadOrStore(i, bits)
@@ -548,30 +541,7 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 			if err != nil {
 				return err
 			}
-			for off < bend && err == nil {
-				s := (off - bstart) / d.logical
-				set := bits[s/8]&(1<<(s%8)) != 0
-				e := s + 1
-				lim := (bend - bstart + d.logical - 1) / d.logical
-				for e < lim {
-					b := bits[e/8]
-					if e%8 == 0 && e+8 <= lim && (b == 0xFF && set || b == 0 && !set) {
-						e += 8
-						continue
-					}
-					if (b&(1<<(e%8)) != 0) != set {
-						break
-					}
-					e++
-				}
-				rend := min(bstart+e*d.logical, bend)
-				k := layouts.Hole
-				if set {
-					k = layouts.Data
-				}
-				err = fn(off, rend-off, k, boff+off-bstart)
-				off = rend
-			}
+			err = layouts.VisitBitmap(bits, false, d.logical, bstart, off, bend, boff-bstart, fn)
 		}
 		if err != nil {
 			return err
@@ -581,14 +551,8 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 	return nil
 }
 
-// Size is the virtual disk size.
-func (d *Disk) Size() int64 { return d.size }
-
 // Format is "vhdx".
 func (d *Disk) Format() string { return Type }
-
-// Close closes the file.
-func (d *Disk) Close() error { return d.f.Close() }
 
 // DataWriteGUID is the header's data write GUID, which differencing
 // children name as their parent linkage.
@@ -603,57 +567,15 @@ func (d *Disk) LogicalSectorSize() int64 { return d.logical }
 // PhysicalSectorSize is the physical sector size (512 or 4096).
 func (d *Disk) PhysicalSectorSize() int64 { return d.physical }
 
-// ReadAt reads the virtual disk; holes read as zeros.
-func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := layouts.CheckRead(d.size, p, off)
-	if n == 0 {
-		return 0, eof
-	}
-	if err := layouts.ReadMapped((*mapping)(d), p[:n], off); err != nil {
-		return 0, err
-	}
-	return n, eof
-}
-
 // readData reads a run of stored sectors.
 func (d *Disk) readData(buf []byte, foff int64) error {
-	if err := readFull(d.f, buf, foff); err != nil {
+	if err := layouts.ReadFull(d.f, buf, foff); err != nil {
 		return d.errf("reading data at %d: %w", foff, err)
 	}
 	return nil
 }
 
-// Extents describes [off, off+n).
-func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
-	off, n, ok := layouts.Clip(d.size, off, n)
-	if !ok {
-		return nil, nil
-	}
-	return layouts.ExtentsMapped((*mapping)(d), off, n)
-}
-
-// MapFile says where the disk's bytes from off lie in the file: runs of
-// present sectors contiguous in the file.
-func (d *Disk) MapFile(off, n int64) (layouts.FileRange, bool) {
-	if off < 0 || n <= 0 || off >= d.size {
-		return layouts.FileRange{}, false
-	}
-	return layouts.MapFileMapped((*mapping)(d), d.f, d.f.Size(), off, min(n, d.size-off))
-}
-
-// mapping is the disk seen as a layouts.Mapped.
-type mapping Disk
-
-func (m *mapping) Visit(off, end int64, fn func(o, l int64, k layouts.Kind, fileOff int64) error) error {
-	return (*Disk)(m).visit(off, end, fn)
-}
-
-func (m *mapping) ReadData(buf []byte, fileOff int64) error {
-	return (*Disk)(m).readData(buf, fileOff)
-}
-
 var (
 	_ layouts.Disk       = (*Disk)(nil)
 	_ layouts.FileMapper = (*Disk)(nil)
-	_ layouts.Mapped     = (*mapping)(nil)
 )

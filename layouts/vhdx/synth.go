@@ -1,12 +1,9 @@
 package vhdx
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"hash/crc32"
-	"strings"
 	"unicode/utf16"
 
 	"github.com/vmfs/vmfs/layouts"
@@ -38,35 +35,6 @@ const (
 
 	synthFullyPresent = 6 // PAYLOAD_BLOCK_FULLY_PRESENT
 )
-
-// Known GUIDs of the specification.
-var (
-	synthBATGUID      = synthMSGUID("2DC27766-F623-4200-9D64-115E9BFD4A08")
-	synthMetaGUID     = synthMSGUID("8B7CA206-4790-4B9A-B8FE-575F050F886E")
-	synthFileParams   = synthMSGUID("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
-	synthVDiskSize    = synthMSGUID("2FA54224-CD1B-4876-B211-5DBED83BF4B8")
-	synthPage83       = synthMSGUID("BECA12AB-B2E6-4523-93EF-C309E000C746")
-	synthLogicalSect  = synthMSGUID("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
-	synthPhysicalSect = synthMSGUID("CDA348C7-445D-4471-9CC9-E9885251C556")
-
-	synthCastagnoli = crc32.MakeTable(crc32.Castagnoli)
-)
-
-// synthMSGUID encodes a GUID written in its usual text form the way VHDX
-// stores it: the first three fields little-endian, the last eight bytes as
-// they are.
-func synthMSGUID(s string) [16]byte {
-	b, err := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
-	if err != nil || len(b) != 16 {
-		panic("vhdx: bad guid constant " + s)
-	}
-	var g [16]byte
-	g[0], g[1], g[2], g[3] = b[3], b[2], b[1], b[0]
-	g[4], g[5] = b[5], b[4]
-	g[6], g[7] = b[7], b[6]
-	copy(g[8:], b[8:])
-	return g
-}
 
 // synthBlockSize picks the payload block size for a virtual size.
 //
@@ -173,17 +141,17 @@ func Synthesize(src layouts.Disk) (*layouts.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	fileWrite, dataWrite, page83 := synthGUID(seed, "file write"), synthGUID(seed, "data write"), synthGUID(seed, "page83")
+	fileWrite, dataWrite, page83 := blockmap.SeedID(seed, "file write"), blockmap.SeedID(seed, "data write"), blockmap.SeedID(seed, "page83")
 
 	segs := []layouts.Segment{
-		synthBytes(0, synthIdentifier()),
-		synthBytes(64<<10, synthHeader(1, fileWrite, dataWrite)),
-		synthBytes(128<<10, synthHeader(2, fileWrite, dataWrite)),
+		layouts.BytesAt(0, synthIdentifier()),
+		layouts.BytesAt(64<<10, synthHeader(1, fileWrite, dataWrite)),
+		layouts.BytesAt(128<<10, synthHeader(2, fileWrite, dataWrite)),
 	}
 	rt := synthRegionTable(batLen)
-	segs = append(segs, synthBytes(192<<10, rt), synthBytes(256<<10, rt))
+	segs = append(segs, layouts.BytesAt(192<<10, rt), layouts.BytesAt(256<<10, rt))
 	table, items := synthMetadata(bs, vsize, page83)
-	segs = append(segs, synthBytes(synthMetaOff, table), synthBytes(synthMetaOff+64<<10, items))
+	segs = append(segs, layouts.BytesAt(synthMetaOff, table), layouts.BytesAt(synthMetaOff+64<<10, items))
 	segs = append(segs, layouts.Segment{Off: synthBATOff, Len: l.batEntries * 8, Kind: layouts.SegGen, Gen: l.gen})
 	err = m.Runs(0, m.Blocks(), func(r blockmap.Run) error {
 		segs = append(segs, layouts.Segment{
@@ -196,10 +164,6 @@ func Synthesize(src layouts.Disk) (*layouts.Image, error) {
 		return nil, err
 	}
 	return layouts.NewImage("vhdx", size, segs)
-}
-
-func synthBytes(off int64, b []byte) layouts.Segment {
-	return layouts.Segment{Off: off, Len: int64(len(b)), Kind: layouts.SegBytes, Bytes: b}
 }
 
 // synthIdentifier is the file type identifier: signature and creator, the
@@ -225,7 +189,7 @@ func synthHeader(seq uint64, fileWrite, dataWrite [16]byte) []byte {
 	binary.LittleEndian.PutUint16(h[66:], 1) // Version
 	binary.LittleEndian.PutUint32(h[68:], synthLogLen)
 	binary.LittleEndian.PutUint64(h[72:], synthLogOff)
-	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(h, synthCastagnoli))
+	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(h, castagnoli))
 	return h
 }
 
@@ -241,9 +205,9 @@ func synthRegionTable(batLen int64) []byte {
 		binary.LittleEndian.PutUint32(rt[at+24:], uint32(n))
 		binary.LittleEndian.PutUint32(rt[at+28:], 1) // Required
 	}
-	entry(16, synthBATGUID, synthBATOff, batLen)
-	entry(48, synthMetaGUID, synthMetaOff, synthMetaLen)
-	binary.LittleEndian.PutUint32(rt[4:], crc32.Checksum(rt, synthCastagnoli))
+	entry(16, regionBAT, synthBATOff, batLen)
+	entry(48, regionMetadata, synthMetaOff, synthMetaLen)
+	binary.LittleEndian.PutUint32(rt[4:], crc32.Checksum(rt, castagnoli))
 	return append([]byte(nil), rt[:80]...) // do not keep the 64 KiB alive
 }
 
@@ -261,11 +225,11 @@ func synthMetadata(bs, vsize int64, page83 [16]byte) (table, items []byte) {
 	}
 	le32 := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 	list := []item{
-		{synthFileParams, isRequired, binary.LittleEndian.AppendUint32(le32(uint32(bs)), 0)},
-		{synthVDiskSize, isVirtualDisk | isRequired, binary.LittleEndian.AppendUint64(nil, uint64(vsize))},
-		{synthPage83, isVirtualDisk | isRequired, page83[:]},
-		{synthLogicalSect, isVirtualDisk | isRequired, le32(synthSector)},
-		{synthPhysicalSect, isVirtualDisk | isRequired, le32(synthPhysSector)},
+		{metaFileParams, isRequired, binary.LittleEndian.AppendUint32(le32(uint32(bs)), 0)},
+		{metaDiskSize, isVirtualDisk | isRequired, binary.LittleEndian.AppendUint64(nil, uint64(vsize))},
+		{metaPage83, isVirtualDisk | isRequired, page83[:]},
+		{metaLogicalSect, isVirtualDisk | isRequired, le32(synthSector)},
+		{metaPhysicalSect, isVirtualDisk | isRequired, le32(synthPhysSector)},
 	}
 	table = make([]byte, 32+32*len(list))
 	copy(table, "metadata")
@@ -290,16 +254,4 @@ func synthSeed(src layouts.Disk, m *blockmap.Map) ([32]byte, error) {
 		return s, fmt.Errorf("vhdx: reading source: %w", err)
 	}
 	return s, nil
-}
-
-// synthGUID derives a version 4 style GUID from seed and purpose.
-func synthGUID(seed [32]byte, purpose string) [16]byte {
-	h := sha256.New()
-	h.Write(seed[:])
-	h.Write([]byte(purpose))
-	var g [16]byte
-	copy(g[:], h.Sum(nil))
-	g[7] = g[7]&0x0f | 0x40 // version, in the little-endian third field
-	g[8] = g[8]&0x3f | 0x80 // variant
-	return g
 }

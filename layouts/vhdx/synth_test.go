@@ -77,7 +77,7 @@ func synthDecode(img io.ReaderAt, size int64) (*synthDecoded, error) {
 		}
 		sum := binary.LittleEndian.Uint32(h[4:])
 		binary.LittleEndian.PutUint32(h[4:], 0)
-		if string(h[:4]) != "head" || crc32.Checksum(h, synthCastagnoli) != sum {
+		if string(h[:4]) != "head" || crc32.Checksum(h, castagnoli) != sum {
 			return nil, fmt.Errorf("header at %d: bad signature or checksum", off)
 		}
 		if binary.LittleEndian.Uint16(h[66:]) != 1 || !bytes.Equal(h[48:64], make([]byte, 16)) {
@@ -91,7 +91,7 @@ func synthDecode(img io.ReaderAt, size int64) (*synthDecoded, error) {
 		}
 		sum := binary.LittleEndian.Uint32(buf[4:])
 		binary.LittleEndian.PutUint32(buf[4:], 0)
-		if string(buf[:4]) != "regi" || crc32.Checksum(buf, synthCastagnoli) != sum {
+		if string(buf[:4]) != "regi" || crc32.Checksum(buf, castagnoli) != sum {
 			return nil, fmt.Errorf("region table at %d: bad signature or checksum", off)
 		}
 		for i := 0; i < int(binary.LittleEndian.Uint32(buf[8:])); i++ {
@@ -101,9 +101,9 @@ func synthDecode(img io.ReaderAt, size int64) (*synthDecoded, error) {
 				return nil, fmt.Errorf("region %d not MiB aligned", i)
 			}
 			switch [16]byte(e[:16]) {
-			case synthBATGUID:
+			case regionBAT:
 				d.batOff, d.batLen = o, n
-			case synthMetaGUID:
+			case regionMetadata:
 				metaOff = o
 			}
 		}
@@ -123,13 +123,13 @@ func synthDecode(img io.ReaderAt, size int64) (*synthDecoded, error) {
 		}
 		items[[16]byte(e[:16])] = v
 	}
-	for _, g := range [][16]byte{synthFileParams, synthVDiskSize, synthPage83, synthLogicalSect, synthPhysicalSect} {
+	for _, g := range [][16]byte{metaFileParams, metaDiskSize, metaPage83, metaLogicalSect, metaPhysicalSect} {
 		if items[g] == nil {
 			return nil, fmt.Errorf("metadata item %x missing", g)
 		}
 	}
-	d.blockSize = int64(binary.LittleEndian.Uint32(items[synthFileParams]))
-	d.vsize = int64(binary.LittleEndian.Uint64(items[synthVDiskSize]))
+	d.blockSize = int64(binary.LittleEndian.Uint32(items[metaFileParams]))
+	d.vsize = int64(binary.LittleEndian.Uint64(items[metaDiskSize]))
 	if d.blockSize < synthMiB || d.blockSize&(d.blockSize-1) != 0 {
 		return nil, fmt.Errorf("block size %d", d.blockSize)
 	}

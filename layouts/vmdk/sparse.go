@@ -49,10 +49,11 @@ type grainMap struct {
 	compressed bool
 	markers    bool
 
-	gts     *lru[[]int64]
-	grains  *lru[[]byte]
-	bufs    sync.Pool // compressed input buffers
-	rawBufs sync.Pool // raw grain table buffers
+	gts       *lru[[]int64]
+	grains    *lru[[]byte]
+	bufs      sync.Pool // compressed input buffers
+	rawBufs   sync.Pool // raw grain table buffers
+	inflaters sync.Pool // of *inflater
 }
 
 // gtSpan is the virtual bytes one grain table covers.

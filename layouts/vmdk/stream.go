@@ -5,18 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"sync"
 
 	"github.com/klauspost/compress/zlib"
 )
 
-// inflater is a reusable zlib reader.
+// inflater is a reusable zlib reader, pooled by the extent that uses it.
 type inflater struct {
 	src bytes.Reader
 	zr  io.ReadCloser
 }
-
-var inflaters = sync.Pool{New: func() any { return new(inflater) }}
 
 // grainData returns the inflated grain gi of a compressed extent, whose
 // grain table entry points at byte e. Inflated grains are kept in a bounded
@@ -87,8 +84,11 @@ func (m *grainMap) inflateGrain(gi, e int64, out []byte) error {
 		}
 		data = buf[12 : 12+n]
 	}
-	inf := inflaters.Get().(*inflater)
-	defer inflaters.Put(inf)
+	inf, _ := m.inflaters.Get().(*inflater)
+	if inf == nil {
+		inf = new(inflater)
+	}
+	defer m.inflaters.Put(inf)
 	inf.src.Reset(data)
 	var err error
 	if inf.zr == nil {

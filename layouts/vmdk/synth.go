@@ -164,7 +164,7 @@ func SynthesizeSparseNamed(src layouts.Disk, adapterType, name string) (*layouts
 	copy(head[synthSector:], desc)
 
 	segs := make([]layouts.Segment, 0, 3+2*len(s.gtRuns)+bm.NumRuns())
-	segs = append(segs, layouts.Segment{Off: 0, Len: int64(len(head)), Kind: layouts.SegBytes, Bytes: head})
+	segs = append(segs, layouts.BytesAt(0, head))
 	for _, gd := range []int64{synthRGDOffset, s.gdOffset} {
 		gts := gd + s.gdSecs // first grain table of this copy
 		segs = append(segs, layouts.Segment{

@@ -32,16 +32,9 @@ const (
 
 // Parse reads the domain XML at path and checks that its disks exist.
 func Parse(path string) (*translate.Machine, error) {
-	st, err := os.Stat(path)
+	b, err := translate.ReadDescriptor(path, MaxSize, "a domain XML")
 	if err != nil {
-		return nil, fmt.Errorf("libvirt: %w", err)
-	}
-	if st.Size() > MaxSize {
-		return nil, fmt.Errorf("libvirt: %s: %d bytes is too large for a domain XML (limit %d)", path, st.Size(), MaxSize)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("libvirt: %w", err)
+		return nil, translate.DescriptorError("libvirt", path, err)
 	}
 	m, err := ParseBytes(path, b)
 	if err != nil {

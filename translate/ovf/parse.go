@@ -65,19 +65,9 @@ func Parse(p string) (*translate.Machine, error) {
 
 // ParseFile reads the OVF descriptor at p, whatever its file name.
 func ParseFile(p string) (*translate.Machine, error) {
-	st, err := os.Stat(p)
+	b, err := translate.ReadDescriptor(p, MaxSize, "an OVF descriptor")
 	if err != nil {
-		return nil, fmt.Errorf("ovf: %w", err)
-	}
-	if st.IsDir() {
-		return nil, errf(p, "is a directory")
-	}
-	if st.Size() > MaxSize {
-		return nil, errf(p, "%d bytes is too large for an OVF descriptor (limit %d)", st.Size(), MaxSize)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("ovf: %w", err)
+		return nil, translate.DescriptorError("ovf", filepath.Base(p), err)
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {

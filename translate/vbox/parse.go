@@ -50,19 +50,9 @@ func errf(name, format string, args ...any) error {
 
 // Parse reads the .vbox at path and checks that the attached disks exist.
 func Parse(path string) (*translate.Machine, error) {
-	st, err := os.Stat(path)
+	b, err := translate.ReadDescriptor(path, MaxSize, "a .vbox")
 	if err != nil {
-		return nil, fmt.Errorf("vbox: %w", err)
-	}
-	if st.IsDir() {
-		return nil, errf(path, "is a directory")
-	}
-	if st.Size() > MaxSize {
-		return nil, errf(path, "%d bytes is too large for a .vbox (limit %d)", st.Size(), MaxSize)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("vbox: %w", err)
+		return nil, translate.DescriptorError("vbox", filepath.Base(path), err)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {

@@ -65,19 +65,9 @@ const DefaultMemoryMiB = 1024
 // Parse reads the .vmx at path and checks that every disk it names exists.
 // A CD-ROM image that is missing becomes an empty drive with a warning.
 func Parse(path string) (*translate.Machine, error) {
-	st, err := os.Stat(path)
+	b, err := translate.ReadDescriptor(path, MaxSize, "a .vmx")
 	if err != nil {
-		return nil, fmt.Errorf("vmx: %w", err)
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("vmx: %s: is a directory", path)
-	}
-	if st.Size() > MaxSize {
-		return nil, fmt.Errorf("vmx: %s: %d bytes is too large for a .vmx (limit %d)", path, st.Size(), MaxSize)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("vmx: %w", err)
+		return nil, translate.DescriptorError("vmx", path, err)
 	}
 	m, err := ParseBytes(path, b)
 	if err != nil {

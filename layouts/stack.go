@@ -24,6 +24,29 @@ func (s *stacked) Format() string { return s.top.Format() }
 // Top is the newest layer.
 func (s *stacked) Top() Disk { return s.top }
 
+// Parent is the layer below the newest.
+func (s *stacked) Parent() Disk { return s.parent }
+
+// Parents counts the layers under d: 0 for a disk that is no delta, 1
+// for a delta over a base, and so on. It follows Parent() of d and of
+// each layer (a chain's disk, a VMDK delta).
+func Parents(d Disk) int {
+	n := 0
+	for n < 1<<10 {
+		p, ok := d.(interface{ Parent() Disk })
+		if !ok {
+			return n
+		}
+		next := p.Parent()
+		if next == nil {
+			return n
+		}
+		d = next
+		n++
+	}
+	return n
+}
+
 func (s *stacked) Close() error {
 	err := s.top.Close()
 	if perr := s.parent.Close(); err == nil {

@@ -67,6 +67,19 @@ type Machine struct {
 	Source       string
 	SourceFormat string
 
+	// Facts of the source the pre-flight report reads (set by the
+	// parsers from the descriptor and the files beside it).
+	//
+	// TPM: the source has a virtual TPM. Encrypted says what of the
+	// source is encrypted ("" when nothing is). Locks are the lock files
+	// or folders of a hypervisor found beside the descriptor or its
+	// disks (VMware's *.lck: the VM is running, or was not shut down).
+	// Snapshots are the names of the source's snapshots.
+	TPM       bool     `json:"tpm,omitempty"`
+	Encrypted string   `json:"encrypted,omitempty"`
+	Locks     []string `json:"locks,omitempty"`
+	Snapshots []string `json:"snapshots,omitempty"`
+
 	Warnings []Warning
 }
 

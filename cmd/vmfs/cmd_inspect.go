@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -12,68 +16,182 @@ import (
 	"github.com/vmfs/vmfs/internal/session"
 	"github.com/vmfs/vmfs/internal/units"
 	"github.com/vmfs/vmfs/internal/view"
-	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/translate"
+	"github.com/vmfs/vmfs/translate/targets"
 )
 
 func inspectCommand() *cli.Command {
+	var flags []cli.Flag
+	for _, f := range translateFlags() {
+		if slices.Contains(f.Names(), "to") {
+			// No default: without --to, inspect shows the source only.
+			f = &cli.StringFlag{Name: "to", Usage: "preview the translation: " + targets.Help()}
+		}
+		flags = append(flags, f)
+	}
 	return &cli.Command{
 		Name:      "inspect",
-		Usage:     "describe the source VM, its disks and what a translation would change",
+		Usage:     "describe the source VM, its disks, the pre-flight report and (--to) what a translation would give",
 		ArgsUsage: "SRC",
-		Flags: []cli.Flag{
+		Flags: append(flags,
 			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
-			&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
-			allowDeviceFlag(),
-		},
+			&cli.StringFlag{Name: "dest", Usage: "preview materialize into DIR: files as written there, disks' data compared with its free space (default: preview a mount)"},
+		),
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "SRC"); err != nil {
 				return err
 			}
-			devs, err := allowDevices(c)
+			so, err := sessionOptions(c)
 			if err != nil {
 				return err
 			}
-			return runInspect(inspectOptions{
-				src:  c.Args().Get(0),
-				env:  &layouts.Env{AllowDirs: c.StringSlice("allow-path"), AllowDevices: devs},
-				json: c.Bool("json"),
-			})
+			dest := c.String("dest")
+			if dest != "" {
+				if dest, err = filepath.Abs(dest); err != nil {
+					return err
+				}
+				if st, err := os.Stat(dest); err != nil || !st.IsDir() {
+					return usagef("--dest %s: not a directory", c.String("dest"))
+				}
+			}
+			return runInspect(c.Context, inspectOptions{src: c.Args().Get(0), session: so, dest: dest, json: c.Bool("json")})
 		},
 	}
 }
 
 // inspectOptions are the command line of inspect, parsed.
 type inspectOptions struct {
-	src  string
-	env  *layouts.Env
+	src string
+	// session: the translation flags; its To is "" without --to.
+	session session.Options
+	// dest: preview materialize into this directory ("": a mount).
+	dest string
 	json bool
 }
 
-func runInspect(o inspectOptions) error {
-	m, disks, err := session.Inspect(o.src, o.env)
+func runInspect(ctx context.Context, o inspectOptions) error {
+	in, err := session.Inspect(o.src, o.session.Env, o.dest)
 	if err != nil {
 		return err
 	}
-	if o.json {
-		return printInspectJSON(os.Stdout, m, disks)
+	var pv *preview
+	if o.session.To != "" {
+		if pv, err = previewTarget(ctx, o); err != nil {
+			return err
+		}
+		// The warnings are the translation's: the source's, the
+		// pre-flight report and the mapping's, as a mount prints them.
+		in.Machine.Warnings = pv.warnings
 	}
-	printInspect(os.Stdout, m, disks)
+	if o.json {
+		return printInspectJSON(os.Stdout, in, pv)
+	}
+	printInspect(os.Stdout, in.Machine, in.Disks)
+	printPreview(os.Stdout, in, pv)
 	return nil
+}
+
+// preview is what --to shows: the files the target gets.
+type preview struct {
+	To       string        `json:"to"`
+	Format   string        `json:"format"`
+	Dir      string        `json:"dir"`
+	Firmware string        `json:"firmware"`
+	Files    []previewFile `json:"files"`
+	warnings []translate.Warning
+}
+
+type previewFile struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	// Format is the disk image's format; "" for a descriptor.
+	Format string `json:"format,omitempty"`
+}
+
+// previewTarget builds the view a mount (or, with a destination, a
+// materialize) of the same options builds, through the session, and
+// closes it without serving it.
+func previewTarget(ctx context.Context, o inspectOptions) (*preview, error) {
+	so := o.session
+	mount := o.dest == ""
+	so.Dir = o.dest
+	if mount {
+		// A mount's files are named from its mountpoint; none is given.
+		so.Dir = "/MOUNTPOINT"
+	} else {
+		so.SpaceDir = o.dest
+	}
+	so.Translate.Host = hostFacts(ctx, so, mount)
+	s, err := session.Open(o.src, so)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	v := s.View
+	pv := &preview{To: so.To, Format: v.Format, Dir: so.Dir, Firmware: string(v.Machine.Firmware), Files: []previewFile{}, warnings: slices.Clone(v.Warnings)}
+	for _, f := range s.Files() {
+		pf := previewFile{Name: f.Name, Size: f.Content.Size()}
+		if f.Disk {
+			pf.Format = v.Format
+		}
+		pv.Files = append(pv.Files, pf)
+	}
+	if pv.warnings == nil {
+		pv.warnings = []translate.Warning{}
+	}
+	return pv, nil
 }
 
 type inspectJSON struct {
 	*translate.Machine
-	DiskInfo []view.DiskInfo `json:"disk_info"`
+	DiskInfo []view.DiskInfo         `json:"disk_info"`
+	Missing  []translate.MissingDisk `json:"missing"`
+	Target   *preview                `json:"target,omitempty"`
 }
 
-func printInspectJSON(w io.Writer, m *translate.Machine, disks []view.DiskInfo) error {
+func printInspectJSON(w io.Writer, in *session.Inspection, pv *preview) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	m := in.Machine
 	if m.Warnings == nil {
 		m.Warnings = []translate.Warning{}
 	}
-	return enc.Encode(inspectJSON{Machine: m, DiskInfo: disks})
+	missing := in.Missing
+	if missing == nil {
+		missing = []translate.MissingDisk{}
+	}
+	return enc.Encode(inspectJSON{Machine: m, DiskInfo: in.Disks, Missing: missing, Target: pv})
+}
+
+// printPreview prints what is missing and, with --to, the target's files.
+func printPreview(w io.Writer, in *session.Inspection, pv *preview) {
+	for _, d := range in.Missing {
+		fmt.Fprintf(w, "missing:   disk %d on %s: %s\n", d.Index, d.Where, d.Path)
+	}
+	if pv == nil {
+		return
+	}
+	fmt.Fprintf(w, "\ntarget:    %s (%s disks, %s firmware) in %s\n", pv.To, pv.Format, orUnknown(pv.Firmware), pv.Dir)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FILE\tSIZE\tFORMAT")
+	for _, f := range pv.Files {
+		format := f.Format
+		if format == "" {
+			format = "descriptor"
+			if strings.HasSuffix(f.Name, ".warnings.txt") {
+				format = "warnings"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, units.Bytes(f.Size), format)
+	}
+	tw.Flush()
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 func printInspect(w io.Writer, m *translate.Machine, disks []view.DiskInfo) {
@@ -106,6 +224,10 @@ func printInspect(w io.Writer, m *translate.Machine, disks []view.DiskInfo) {
 		table := info.Boot.Table
 		if info.Boot.HasESP {
 			table += "+esp"
+		}
+		if info.Missing {
+			fmt.Fprintf(tw, "%d\t%s:%d:%d %s\tmissing\t-\t-\t-\t%s\n", i, d.Bus, d.ControllerIndex, d.Unit, d.Controller, d.Path)
+			continue
 		}
 		fmt.Fprintf(tw, "%d\t%s:%d:%d %s\t%s\t%s\t%s\t%s\t%s\n", i, d.Bus, d.ControllerIndex, d.Unit, d.Controller,
 			info.Format, units.Bytes(info.VirtualSize), units.Bytes(info.Allocated), table, d.Path)

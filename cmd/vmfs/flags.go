@@ -131,7 +131,7 @@ func checkGlobalFlags(c *cli.Context) error {
 // opened: a wrong command line is a usage error however far the command
 // would have gone.
 func checkFlags(c *cli.Context) error {
-	if hasFlag(c, "to") {
+	if hasFlag(c, "to") && (c.String("to") != "" || c.Command.Name != "inspect") {
 		t, err := targets.Get(c.String("to"))
 		if err != nil {
 			return usagef("--to: %w", err)

@@ -42,6 +42,10 @@ type Options struct {
 	Env *layouts.Env
 	// Translate steers the device mapping.
 	Translate translate.Options
+	// SpaceDir, when not "", is a directory the disks will be written to
+	// (materialize's destination): the pre-flight report compares their
+	// allocated bytes with its free space.
+	SpaceDir string
 }
 
 // Session is a built view and, once UseOverlay ran, its overlay.
@@ -78,6 +82,7 @@ func Open(src string, opts Options) (*Session, error) {
 		Translate: opts.Translate,
 		BootFacts: bootFacts(l),
 		Opened:    []layouts.Disk{l.Disk},
+		Preflight: func(m *translate.Machine, disks []layouts.Disk) { preflight(m, disks, opts.SpaceDir) },
 	})
 	if err != nil {
 		return nil, err
@@ -85,18 +90,38 @@ func Open(src string, opts Options) (*Session, error) {
 	return &Session{View: v, src: src, opts: opts, files: slices.Clone(v.Files)}, nil
 }
 
+// Inspection is what `vmfs inspect` shows of a source VM.
+type Inspection struct {
+	Machine *translate.Machine
+	// Disks describe the machine's disks, in its order.
+	Disks []view.DiskInfo
+	// Missing are the disks whose file is not there: the machine is
+	// shown, a view of it cannot be built.
+	Missing []translate.MissingDisk
+}
+
 // Inspect reads the source VM at src and opens its disks without building
-// a target: what `vmfs inspect` shows. env is the path policy.
-func Inspect(src string, env *layouts.Env) (*translate.Machine, []view.DiskInfo, error) {
-	l, err := source.Open(src, env)
+// a target: what `vmfs inspect` shows, the pre-flight report included.
+// Unlike Open, it accepts a descriptor whose disks are missing. env is
+// the path policy; spaceDir, when not "", a destination whose free space
+// the disks are compared with.
+func Inspect(src string, env *layouts.Env, spaceDir string) (*Inspection, error) {
+	l, err := source.OpenMissing(src, env)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	infos, err := view.Inspect(l.Machine, view.Options{Env: env, BootFacts: bootFacts(l), Opened: []layouts.Disk{l.Disk}})
+	var missing []int
+	for _, d := range l.Missing {
+		missing = append(missing, d.Index)
+	}
+	infos, err := view.Inspect(l.Machine, view.Options{
+		Env: env, BootFacts: bootFacts(l), Opened: []layouts.Disk{l.Disk}, Missing: missing,
+		Preflight: func(m *translate.Machine, disks []layouts.Disk) { preflight(m, disks, spaceDir) },
+	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return l.Machine, infos, nil
+	return &Inspection{Machine: l.Machine, Disks: infos, Missing: l.Missing}, nil
 }
 
 // bootFacts reads a disk's boot facts, except those of the bare disk that

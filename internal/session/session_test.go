@@ -85,7 +85,7 @@ func TestBareDiskOpenedOnce(t *testing.T) {
 	if got := len(s.View.Disks); got != 1 {
 		t.Fatalf("%d disks", got)
 	}
-	if _, _, err := Inspect(src, c.env()); err != nil {
+	if _, err := Inspect(src, c.env(), ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.n[src]; got != 1 {

@@ -1,17 +1,28 @@
 package view
 
 import (
+	"slices"
+
 	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/layouts/bootfacts"
 	"github.com/vmfs/vmfs/translate"
 )
 
 // Inspect opens the disks of m without building a target, as New would
-// (opts.Env, opts.Opened, opts.BootFacts; the other options are not
-// used): what `vmfs inspect` shows. The disks are closed again.
+// (opts.Env, opts.Opened, opts.BootFacts, opts.Preflight, opts.Missing;
+// the other options are not used): what `vmfs inspect` shows. A missing
+// disk is listed, marked Missing, and not opened. The disks are closed
+// again.
 func Inspect(m *translate.Machine, opts Options) ([]DiskInfo, error) {
 	var infos []DiskInfo
+	disks := make([]layouts.Disk, len(m.Disks))
+	defer closeAll(disks)
+	defer closeAll(opts.Opened)
 	for i, d := range m.Disks {
+		if slices.Contains(opts.Missing, i) {
+			infos = append(infos, DiskInfo{Path: d.Path, Missing: true})
+			continue
+		}
 		var disk layouts.Disk
 		if i < len(opts.Opened) && opts.Opened[i] != nil {
 			disk, opts.Opened[i] = opts.Opened[i], nil
@@ -19,23 +30,23 @@ func Inspect(m *translate.Machine, opts Options) ([]DiskInfo, error) {
 		} else {
 			var err error
 			if disk, err = openMachineDisk(m, d, opts.Env); err != nil {
-				closeAll(opts.Opened)
 				return nil, err
 			}
 		}
+		disks[i] = disk
 		alloc, err := layouts.Allocated(disk)
 		info := DiskInfo{Path: d.Path, Format: disk.Format(), VirtualSize: disk.Size(), Allocated: alloc}
 		if err == nil && opts.BootFacts != nil {
 			info.Boot, err = opts.BootFacts(i, disk)
 		}
-		disk.Close()
 		if err != nil {
-			closeAll(opts.Opened)
 			return nil, diskError(d.Path, err)
 		}
 		infos = append(infos, info)
 	}
-	closeAll(opts.Opened)
+	if opts.Preflight != nil {
+		opts.Preflight(m, disks)
+	}
 	return infos, nil
 }
 
@@ -55,4 +66,6 @@ type DiskInfo struct {
 	VirtualSize int64           `json:"virtual_size"`
 	Allocated   int64           `json:"allocated"`
 	Boot        bootfacts.Facts `json:"boot"`
+	// Missing: the disk's file is not there (the other fields are empty).
+	Missing bool `json:"missing,omitempty"`
 }

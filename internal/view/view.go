@@ -41,6 +41,13 @@ type Options struct {
 	// entry, or one past the list's end, is opened here. The view owns
 	// them from New on, whether New succeeds or not.
 	Opened []layouts.Disk
+	// Preflight, when set, looks at the machine and its opened disks
+	// (in the machine's order; nil for a missing one) before the
+	// mapping, and warns on m of what a migration must know.
+	Preflight func(m *translate.Machine, disks []layouts.Disk)
+	// Missing are the indexes of the machine's disks whose file is not
+	// there: Inspect lists them without opening them; New refuses them.
+	Missing []int
 }
 
 // View is the target VM.
@@ -139,6 +146,9 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 			td.Boot = bf
 		}
 		tdisks = append(tdisks, td)
+	}
+	if opts.Preflight != nil {
+		opts.Preflight(m, v.Disks)
 	}
 	translate.SettleFirmware(m, tdisks)
 	outs, warns, err := t.Emit(m, tdisks, opts.Translate)

@@ -605,8 +605,12 @@ func TestParseMissingDisk(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "a.xml")
 	os.WriteFile(p, []byte(`<domain type='kvm'><name>a</name><memory unit='MiB'>1</memory><devices><disk type='file' device='disk'><source file='gone.qcow2'/><target dev='vda' bus='virtio'/></disk></devices></domain>`), 0o644)
-	_, err := Parse(p)
-	if err == nil || !strings.Contains(err.Error(), "gone.qcow2 is missing") {
+	m, err := Parse(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = translate.CheckDisks(m)
+	if err == nil || !strings.Contains(err.Error(), "gone.qcow2 on virtio0:0 is missing") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -30,7 +29,8 @@ const (
 	WarnNICNoMAC    = "LIBVIRT_NIC_NO_MAC"
 )
 
-// Parse reads the domain XML at path and checks that its disks exist.
+// Parse reads the domain XML at path. Whether its disks exist is
+// translate.CheckDisks's to say.
 func Parse(path string) (*translate.Machine, error) {
 	b, err := translate.ReadDescriptor(path, MaxSize, "a domain XML")
 	if err != nil {
@@ -39,14 +39,6 @@ func Parse(path string) (*translate.Machine, error) {
 	m, err := ParseBytes(path, b)
 	if err != nil {
 		return nil, err
-	}
-	for _, d := range m.Disks {
-		if _, err := os.Stat(d.Path); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("libvirt: %s: disk %s is missing", path, d.Path)
-			}
-			return nil, fmt.Errorf("libvirt: %s: disk %s: %w", path, d.Path, err)
-		}
 	}
 	return m, nil
 }
@@ -89,6 +81,9 @@ func ParseBytes(name string, b []byte) (*translate.Machine, error) {
 			return nil, fmt.Errorf("libvirt: %s: %d vCPUs is not a CPU count", name, dom.VCPU.Value)
 		}
 		m.CPUs = int(dom.VCPU.Value)
+	}
+	if dom.Devices != nil && len(dom.Devices.TPMs) > 0 {
+		m.TPM = true
 	}
 	if dom.CPU != nil && dom.CPU.Topology != nil {
 		tp := dom.CPU.Topology

@@ -79,15 +79,24 @@ func ParseFile(p string) (*translate.Machine, error) {
 		if err != nil {
 			return "", nil, false
 		}
-		full := filepath.Join(dir, filepath.FromSlash(rel))
-		_, err = os.Stat(full)
-		return full, nil, err == nil
+		// Whether the file is there is translate.CheckDisks's to say.
+		return filepath.Join(dir, filepath.FromSlash(rel)), nil, true
 	}
 	m, err := parse(abs, b, res, false)
 	if err != nil {
 		return nil, err
 	}
 	m.SourceFormat = "ovf"
+	for i := range m.CDROMs {
+		c := &m.CDROMs[i]
+		if c.Path == "" {
+			continue
+		}
+		if _, err := os.Stat(c.Path); err != nil {
+			m.Warn(WarnCDROMFile, "CD-ROM image %s is not in the package: the drive is left empty", filepath.Base(c.Path))
+			c.Path = ""
+		}
+	}
 	mf := strings.TrimSuffix(abs, filepath.Ext(abs)) + ".mf"
 	if mb, err := os.ReadFile(mf); err == nil {
 		if err := verifyDirManifest(abs, mf, mb, m); err != nil {

@@ -50,6 +50,9 @@ type Loaded struct {
 	// Boot and BootErr are what the bare disk's partition table said.
 	Boot    bootfacts.Facts
 	BootErr error
+	// Missing are the disks of the descriptor whose file is not there
+	// (OpenMissing only; Open refuses them).
+	Missing []translate.MissingDisk
 }
 
 // Load reads the source at path into a machine: Open with the default
@@ -74,7 +77,26 @@ func Open(path string, env *layouts.Env) (*Loaded, error) {
 		return nil, err
 	}
 	if m != nil {
+		if err := translate.CheckDisks(m); err != nil {
+			return nil, err
+		}
 		return &Loaded{Machine: m}, nil
+	}
+	return bareDisk(path, env)
+}
+
+// OpenMissing is Open that accepts a descriptor whose disks are missing:
+// it lists them in Missing and warns of each on the machine (what
+// inspect shows; a view cannot be built from it).
+func OpenMissing(path string, env *layouts.Env) (*Loaded, error) {
+	m, err := load(path)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		missing := translate.MissingDisks(m)
+		m.WarnMissing(missing)
+		return &Loaded{Machine: m, Missing: missing}, nil
 	}
 	return bareDisk(path, env)
 }

@@ -48,7 +48,8 @@ func errf(name, format string, args ...any) error {
 	return fmt.Errorf("vbox: %s: %w", filepath.Base(name), fmt.Errorf(format, args...))
 }
 
-// Parse reads the .vbox at path and checks that the attached disks exist.
+// Parse reads the .vbox at path. Whether the attached disks exist is
+// translate.CheckDisks's to say.
 func Parse(path string) (*translate.Machine, error) {
 	b, err := translate.ReadDescriptor(path, MaxSize, "a .vbox")
 	if err != nil {
@@ -61,11 +62,6 @@ func Parse(path string) (*translate.Machine, error) {
 	m, err := ParseBytes(abs, b)
 	if err != nil {
 		return nil, err
-	}
-	for _, d := range m.Disks {
-		if _, err := os.Stat(d.Path); err != nil {
-			return nil, errf(path, "disk %s on %s%d:%d is missing", d.Path, d.Bus, d.ControllerIndex, d.Unit)
-		}
 	}
 	for i := range m.CDROMs {
 		c := &m.CDROMs[i]
@@ -120,6 +116,22 @@ func ParseBytes(name string, b []byte) (*translate.Machine, error) {
 	}
 	if m.Name == "" {
 		m.Name = strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))
+	}
+	if hw := mach.Child("Hardware"); hw != nil {
+		if t := hw.Child("TrustedPlatformModule"); t != nil && t.Attr("type") != "" && !strings.EqualFold(t.Attr("type"), "None") {
+			m.TPM = true
+		}
+	}
+	if s := mach.Child("Snapshot"); s != nil {
+		// Snapshots nest: each holds its children in <Snapshots>.
+		for n, depth := s, 0; n != nil && depth < 256; depth++ {
+			m.Snapshots = append(m.Snapshots, n.Attr("name"))
+			var next *ovf.Node
+			if c := n.Child("Snapshots"); c != nil {
+				next = c.Child("Snapshot")
+			}
+			n = next
+		}
 	}
 	if mach.Attr("stateFile") != "" {
 		m.Warn(WarnRunning, "the machine is in a saved state (%s): the guest was suspended, not shut down; its disks may hold unflushed data", mach.Attr("stateFile"))

@@ -62,7 +62,8 @@ const (
 // refuses to start such a VM; 1 GiB boots any guest it could have held).
 const DefaultMemoryMiB = 1024
 
-// Parse reads the .vmx at path and checks that every disk it names exists.
+// Parse reads the .vmx at path. Whether its disks exist is
+// translate.CheckDisks's to say (source.Open asks it; inspect does not).
 // A CD-ROM image that is missing becomes an empty drive with a warning.
 func Parse(path string) (*translate.Machine, error) {
 	b, err := translate.ReadDescriptor(path, MaxSize, "a .vmx")
@@ -73,19 +74,8 @@ func Parse(path string) (*translate.Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Dir(path)
-	for _, d := range m.Disks {
-		if _, err := os.Stat(d.Path); err != nil {
-			rel, rerr := filepath.Rel(dir, d.Path)
-			if rerr != nil {
-				rel = d.Path
-			}
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("vmx: %s: disk %s on %s%d:%d is missing", path, rel, d.Bus, d.ControllerIndex, d.Unit)
-			}
-			return nil, fmt.Errorf("vmx: %s: disk %s: %w", path, rel, err)
-		}
-	}
+	m.Locks = locks(path, m)
+	m.Snapshots = snapshots(path)
 	for i := range m.CDROMs {
 		c := &m.CDROMs[i]
 		if c.Path == "" {
@@ -426,6 +416,7 @@ func build(name string, kv entries, m *translate.Machine) error {
 			return fmt.Errorf("vmx: %s: encrypted VM: its configuration is sealed in encryption.data and is not supported", name)
 		}
 		m.Warn(WarnEncrypted, "%s: partly encrypted VM (%s): its encrypted parts (TPM, nvram) are not carried over", base, orDash(kv.get("vmx.encryptiontype")))
+		m.Encrypted = "VMware VM encryption (" + orDash(kv.get("vmx.encryptiontype")) + "; encryption.keySafe in the .vmx)"
 	}
 
 	m.Name = kv.get("displayname")
@@ -476,6 +467,7 @@ func build(name string, kv entries, m *translate.Machine) error {
 		m.Video = "svga"
 	}
 	if isTrue(kv.get("vtpm.present")) {
+		m.TPM = true
 		m.Warn(WarnTPM, "the virtual TPM is not carried over (its state is sealed by VMware)")
 	}
 

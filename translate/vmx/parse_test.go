@@ -620,7 +620,12 @@ func TestParse(t *testing.T) {
 		}
 	})
 	t.Run("missing disk", func(t *testing.T) {
-		_, err := Parse(missing)
+		// Parse reads the machine; the one check of its disks refuses it.
+		m, err := Parse(missing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = translate.CheckDisks(m)
 		if err == nil || !strings.Contains(err.Error(), "disk disks/b.vmdk on scsi0:0 is missing") || !strings.Contains(err.Error(), missing) {
 			t.Fatalf("err = %v", err)
 		}

@@ -110,7 +110,10 @@ func TestBadInput(t *testing.T) {
 		want []string // substrings of the one line
 		code int
 	}{
-		{"missing disk file", []string{"inspect", filepath.Join(dir, "missing.vmx")}, []string{"nothere.vmdk", "missing"}, 1},
+		// inspect shows a VM whose disk is missing (TestInspectMissingDiskCLI);
+		// what builds the target refuses it.
+		{"missing disk file", []string{"mount", filepath.Join(dir, "missing.vmx"), t.TempDir()}, []string{"nothere.vmdk", "missing"}, 1},
+		{"missing disk file, preview", []string{"inspect", "--to", "libvirt", filepath.Join(dir, "missing.vmx")}, []string{"nothere.vmdk", "missing"}, 1},
 		{"vmdk where vmx expected", []string{"inspect", filepath.Join(dir, "notvmx.vmx")}, []string{"notvmx.vmx"}, 1},
 		{"unknown createType", []string{"inspect", filepath.Join(dir, "unknown.vmx")}, []string{"unknown.vmdk", "bogusType"}, 1},
 		{"truncated grain table", []string{"inspect", filepath.Join(dir, "trunc.vmx")}, []string{"trunc.vmdk", "points past end of file"}, 1},

@@ -93,12 +93,75 @@ func runInspect(ctx context.Context, o inspectOptions) error {
 
 // preview is what --to shows: the files the target gets.
 type preview struct {
-	To       string        `json:"to"`
-	Format   string        `json:"format"`
-	Dir      string        `json:"dir"`
-	Firmware string        `json:"firmware"`
-	Files    []previewFile `json:"files"`
+	To       string          `json:"to"`
+	Format   string          `json:"format"`
+	Dir      string          `json:"dir"`
+	Firmware string          `json:"firmware"`
+	Files    []previewFile   `json:"files"`
+	Mapping  *previewMapping `json:"mapping"`
 	warnings []translate.Warning
+}
+
+// previewMapping is the hardware the mapping gave the target.
+type previewMapping struct {
+	Devices     string         `json:"devices"`
+	DomainType  string         `json:"domain_type,omitempty"`
+	MachineType string         `json:"machine_type,omitempty"`
+	Video       string         `json:"video,omitempty"`
+	Drives      []previewDrive `json:"drives"`
+	Controllers []previewCtl   `json:"controllers"`
+	NICs        []previewNIC   `json:"nics"`
+}
+
+type previewDrive struct {
+	Kind       string `json:"kind"` // "disk" or "cdrom"
+	Index      int    `json:"index"`
+	Bus        string `json:"bus"`
+	Model      string `json:"model,omitempty"`
+	Dev        string `json:"dev,omitempty"`
+	Controller int    `json:"controller"`
+	Unit       int    `json:"unit"`
+	Path       string `json:"path,omitempty"`
+	Omitted    bool   `json:"omitted,omitempty"`
+}
+
+type previewCtl struct {
+	Bus   string `json:"bus"`
+	Index int    `json:"index"`
+	Model string `json:"model,omitempty"`
+}
+
+type previewNIC struct {
+	Model   string `json:"model,omitempty"`
+	Network string `json:"network,omitempty"`
+	User    bool   `json:"user_mode,omitempty"`
+	Omitted bool   `json:"omitted,omitempty"`
+}
+
+// mappingOf is what translate.Map decides for v, as the target's Emit
+// decided it (Map is deterministic: same machine, disks, options, caps).
+func mappingOf(v *view.View, opts translate.Options) (*previewMapping, error) {
+	mp, err := translate.Map(v.Machine, v.TargetDisks, opts, v.Target.Caps())
+	if err != nil {
+		return nil, err
+	}
+	pm := &previewMapping{Devices: mp.Devices, DomainType: mp.DomainType, MachineType: mp.Machine, Video: mp.Video,
+		Drives: []previewDrive{}, Controllers: []previewCtl{}, NICs: []previewNIC{}}
+	for _, d := range mp.Drives {
+		kind := "disk"
+		if d.CDROM {
+			kind = "cdrom"
+		}
+		pm.Drives = append(pm.Drives, previewDrive{Kind: kind, Index: d.Index, Bus: string(d.Bus), Model: d.Model, Dev: d.Dev,
+			Controller: d.Controller, Unit: d.Unit, Path: d.Path, Omitted: d.Omit})
+	}
+	for _, c := range mp.Controllers {
+		pm.Controllers = append(pm.Controllers, previewCtl{Bus: string(c.Bus), Index: c.Index, Model: c.Model})
+	}
+	for _, n := range mp.NICs {
+		pm.NICs = append(pm.NICs, previewNIC{Model: n.Model, Network: n.Network, User: n.User, Omitted: n.Omit})
+	}
+	return pm, nil
 }
 
 type previewFile struct {
@@ -138,6 +201,9 @@ func previewTarget(ctx context.Context, o inspectOptions) (*preview, error) {
 	}
 	if pv.warnings == nil {
 		pv.warnings = []translate.Warning{}
+	}
+	if pv.Mapping, err = mappingOf(v, so.Translate); err != nil {
+		return nil, err
 	}
 	return pv, nil
 }
@@ -185,6 +251,38 @@ func printPreview(w io.Writer, in *session.Inspection, pv *preview) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, units.Bytes(f.Size), format)
 	}
 	tw.Flush()
+	mp := pv.Mapping
+	machine := strings.TrimSpace(mp.DomainType + " " + mp.MachineType)
+	if machine != "" {
+		fmt.Fprintf(w, "machine:   %s, devices %s\n", machine, mp.Devices)
+	} else {
+		fmt.Fprintf(w, "devices:   %s\n", mp.Devices)
+	}
+	for _, c := range mp.Controllers {
+		fmt.Fprintln(w, strings.TrimSpace(fmt.Sprintf("controller: %s%d %s", c.Bus, c.Index, c.Model)))
+	}
+	for _, d := range mp.Drives {
+		where := fmt.Sprintf("%s:%d:%d", d.Bus, d.Controller, d.Unit)
+		if d.Dev != "" {
+			where += " (" + d.Dev + ")"
+		}
+		if d.Omitted {
+			where = "left out"
+		}
+		fmt.Fprintln(w, strings.TrimSpace(fmt.Sprintf("%-10s %d on %s %s", d.Kind+":", d.Index, where, d.Model)))
+	}
+	for i, n := range mp.NICs {
+		switch {
+		case n.Omitted:
+			fmt.Fprintf(w, "nic:       %d left out\n", i)
+		case n.User:
+			fmt.Fprintf(w, "nic:       %d %s on user-mode networking\n", i, n.Model)
+		case n.Network != "":
+			fmt.Fprintf(w, "nic:       %d %s on network %s\n", i, n.Model, n.Network)
+		default:
+			fmt.Fprintln(w, strings.TrimSpace(fmt.Sprintf("nic:       %d %s", i, n.Model)))
+		}
+	}
 }
 
 func orUnknown(s string) string {

@@ -41,7 +41,11 @@ func preflight(m *translate.Machine, disks []layouts.Disk, dest string) {
 		m.Warn(PreflightRunning, "lock files %s are beside the VM: it is running or was not shut down cleanly; shut it down before the cutover, or the disks change under the copy", strings.Join(names, ", "))
 	}
 	if len(m.Snapshots) > 0 {
-		m.Warn(PreflightSnapshots, "the source has %d snapshot(s) (%s): the current state is carried over, the snapshots are not", len(m.Snapshots), strings.Join(m.Snapshots, ", "))
+		var cur []string
+		for _, d := range m.Disks {
+			cur = append(cur, filepath.Base(d.Path))
+		}
+		m.Warn(PreflightSnapshots, "the source has %d snapshot(s) (%s): the current state, in %s, is carried over; the snapshots are not", len(m.Snapshots), strings.Join(m.Snapshots, ", "), strings.Join(cur, ", "))
 	}
 	for i, d := range disks {
 		if d == nil {

@@ -60,6 +60,9 @@ type View struct {
 	Warnings []translate.Warning
 	// Disks are the opened source disks, in the machine's disk order.
 	Disks []layouts.Disk
+	// TargetDisks are the disks as the descriptors name them, in the
+	// same order (what Emit was given).
+	TargetDisks []translate.TargetDisk
 	// Sources are the source files the view reads: the descriptor (or OVA
 	// archive, or the bare disk), every disk file, VMDK extent, parent and
 	// backing file. What writes into real storage must replace none of
@@ -151,6 +154,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		opts.Preflight(m, v.Disks)
 	}
 	translate.SettleFirmware(m, tdisks)
+	v.TargetDisks = tdisks
 	outs, warns, err := t.Emit(m, tdisks, opts.Translate)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Source, err)

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -283,6 +285,20 @@ func printPreview(w io.Writer, in *session.Inspection, pv *preview) {
 			fmt.Fprintln(w, strings.TrimSpace(fmt.Sprintf("nic:       %d %s", i, n.Model)))
 		}
 	}
+}
+
+// spaceDir is the directory whose free space the pre-flight report
+// compares the disks with, for a materialize into dest: dest when it is
+// a directory, its parent when dest is yet to be made, "" for a device.
+func spaceDir(dest string) string {
+	st, err := os.Stat(dest)
+	switch {
+	case err == nil && st.IsDir():
+		return dest
+	case errors.Is(err, fs.ErrNotExist):
+		return filepath.Dir(dest)
+	}
+	return ""
 }
 
 func orUnknown(s string) string {

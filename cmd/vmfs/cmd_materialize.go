@@ -72,6 +72,7 @@ func runMaterialize(ctx context.Context, o materializeOptions) error {
 		return err
 	}
 	o.session.Dir = dest
+	o.session.SpaceDir = spaceDir(dest)
 	o.session.Translate.Host = hostFacts(ctx, o.session, false)
 	s, err := session.Open(o.src, o.session)
 	if err != nil {

@@ -22,6 +22,7 @@ const (
 	PreflightEncrypted  = "PREFLIGHT_ENCRYPTED"   // the VM is encrypted by its hypervisor
 	PreflightLUKS       = "PREFLIGHT_LUKS"        // a LUKS volume on a disk
 	PreflightBitLocker  = "PREFLIGHT_BITLOCKER"   // a BitLocker volume on a disk
+	PreflightNTFSDirty  = "PREFLIGHT_NTFS_DIRTY"  // an NTFS volume's dirty flag is set
 	PreflightTPM        = "PREFLIGHT_VTPM"        // the source has a virtual TPM
 	PreflightSecureBoot = "PREFLIGHT_SECURE_BOOT" // the source boots with Secure Boot
 	PreflightSpace      = "PREFLIGHT_SPACE"       // the disks' data exceeds the destination's free space
@@ -63,10 +64,6 @@ func preflight(m *translate.Machine, disks []layouts.Disk, dest string) {
 			continue
 		}
 		found, err := partscan.Scan(d)
-		if err != nil {
-			m.Warn(PreflightScan, "disk %d (%s): partitions not scanned for encrypted volumes: %v", i, filepath.Base(m.Disks[i].Path), err)
-			continue
-		}
 		for _, f := range found {
 			where := fmt.Sprintf("partition %d", f.Partition)
 			if f.Partition == 0 {
@@ -77,7 +74,12 @@ func preflight(m *translate.Machine, disks []layouts.Disk, dest string) {
 				m.Warn(PreflightLUKS, "disk %d (%s): %s is a LUKS volume: the guest asks for its passphrase (or a key it keeps elsewhere) at boot", i, filepath.Base(m.Disks[i].Path), where)
 			case partscan.BitLocker:
 				m.Warn(PreflightBitLocker, "disk %d (%s): %s is a BitLocker volume: without the source's TPM Windows asks for the recovery key at boot; have it at hand", i, filepath.Base(m.Disks[i].Path), where)
+			case partscan.NTFSDirty:
+				m.Warn(PreflightNTFSDirty, "disk %d (%s): the NTFS volume on %s is marked dirty: Windows was not shut down cleanly (or a chkdsk is due); boot it on the source and shut it down before the cutover", i, filepath.Base(m.Disks[i].Path), where)
 			}
+		}
+		if err != nil {
+			m.Warn(PreflightScan, "disk %d (%s): partitions not fully scanned: %v", i, filepath.Base(m.Disks[i].Path), err)
 		}
 	}
 	if m.TPM {

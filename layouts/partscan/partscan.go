@@ -1,8 +1,9 @@
 // Package partscan looks at the start of each partition of a disk for
 // what a migration must know before the disk is moved: a volume encrypted
 // with LUKS or BitLocker, whose contents the target can read only with
-// its key. It reads the partition table as bootfacts does (go-diskfs on
-// a bounded window) and one sector per partition.
+// its key, and an NTFS volume left unclean (its dirty flag). It reads the
+// partition table as bootfacts does (go-diskfs on a bounded window), one
+// sector per partition, and for NTFS one MFT record.
 package partscan
 
 import (
@@ -30,8 +31,10 @@ type Finding struct {
 	Kind      string `json:"kind"`
 }
 
-// Scan returns the encrypted volumes of d: on each partition of its
-// table, or on the whole disk when it has none.
+// Scan returns the encrypted and the unclean NTFS volumes of d: on each
+// partition of its table, or on the whole disk when it has none. An NTFS
+// volume whose structures cannot be read is an error, with the findings
+// made before it.
 func Scan(d layouts.Disk) ([]Finding, error) {
 	parts, err := bootfacts.Partitions(d)
 	if err != nil {
@@ -51,6 +54,15 @@ func Scan(d layouts.Disk) ([]Finding, error) {
 		}
 		if k := Kind(buf); k != "" {
 			out = append(out, Finding{Partition: p.Index, Start: p.Start, Kind: k})
+		}
+		if isNTFS(buf) {
+			dirty, err := ntfsDirty(d, p.Start, buf)
+			if err != nil {
+				return out, fmt.Errorf("partscan: %s: partition %d: %w", d.Format(), p.Index, err)
+			}
+			if dirty {
+				out = append(out, Finding{Partition: p.Index, Start: p.Start, Kind: NTFSDirty})
+			}
 		}
 	}
 	return out, nil

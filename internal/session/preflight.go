@@ -23,6 +23,7 @@ const (
 	PreflightLUKS       = "PREFLIGHT_LUKS"        // a LUKS volume on a disk
 	PreflightBitLocker  = "PREFLIGHT_BITLOCKER"   // a BitLocker volume on a disk
 	PreflightNTFSDirty  = "PREFLIGHT_NTFS_DIRTY"  // an NTFS volume's dirty flag is set
+	PreflightHibernated = "PREFLIGHT_HIBERNATED"  // Windows is hibernated (hiberfil.sys signature)
 	PreflightTPM        = "PREFLIGHT_VTPM"        // the source has a virtual TPM
 	PreflightSecureBoot = "PREFLIGHT_SECURE_BOOT" // the source boots with Secure Boot
 	PreflightSpace      = "PREFLIGHT_SPACE"       // the disks' data exceeds the destination's free space
@@ -74,6 +75,8 @@ func preflight(m *translate.Machine, disks []layouts.Disk, dest string) {
 				m.Warn(PreflightLUKS, "disk %d (%s): %s is a LUKS volume: the guest asks for its passphrase (or a key it keeps elsewhere) at boot", i, filepath.Base(m.Disks[i].Path), where)
 			case partscan.BitLocker:
 				m.Warn(PreflightBitLocker, "disk %d (%s): %s is a BitLocker volume: without the source's TPM Windows asks for the recovery key at boot; have it at hand", i, filepath.Base(m.Disks[i].Path), where)
+			case partscan.Hibernated:
+				m.Warn(PreflightHibernated, "disk %d (%s): Windows on %s is hibernated (hiberfil.sys starts with a hibernation signature; Fast Startup does this at shutdown): boot it on the source and shut it down fully (shutdown /s /t 0, or Fast Startup off) before the cutover, or the resumed Windows overwrites what changed", i, filepath.Base(m.Disks[i].Path), where)
 			case partscan.NTFSDirty:
 				m.Warn(PreflightNTFSDirty, "disk %d (%s): the NTFS volume on %s is marked dirty: Windows was not shut down cleanly (or a chkdsk is due); boot it on the source and shut it down before the cutover", i, filepath.Base(m.Disks[i].Path), where)
 			}

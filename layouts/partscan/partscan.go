@@ -56,12 +56,10 @@ func Scan(d layouts.Disk) ([]Finding, error) {
 			out = append(out, Finding{Partition: p.Index, Start: p.Start, Kind: k})
 		}
 		if isNTFS(buf) {
-			dirty, err := ntfsDirty(d, p.Start, buf)
+			fs, err := scanNTFS(d, p, buf)
+			out = append(out, fs...)
 			if err != nil {
 				return out, fmt.Errorf("partscan: %s: partition %d: %w", d.Format(), p.Index, err)
-			}
-			if dirty {
-				out = append(out, Finding{Partition: p.Index, Start: p.Start, Kind: NTFSDirty})
 			}
 		}
 	}
@@ -78,4 +76,29 @@ func Kind(b []byte) string {
 		return BitLocker
 	}
 	return ""
+}
+
+// scanNTFS reads the dirty flag and looks for a hibernation file on the
+// NTFS volume of partition p, whose boot sector is bs.
+func scanNTFS(d layouts.Disk, p bootfacts.Partition, bs []byte) ([]Finding, error) {
+	v, err := openNTFS(d, p.Start, bs)
+	if err != nil {
+		return nil, err
+	}
+	var out []Finding
+	dirty, err := v.dirty()
+	if err != nil {
+		return nil, err
+	}
+	if dirty {
+		out = append(out, Finding{Partition: p.Index, Start: p.Start, Kind: NTFSDirty})
+	}
+	hib, err := v.hibernated()
+	if err != nil {
+		return out, err
+	}
+	if hib {
+		out = append(out, Finding{Partition: p.Index, Start: p.Start, Kind: Hibernated})
+	}
+	return out, nil
 }

@@ -14,7 +14,7 @@ func TestScanWholeDisk(t *testing.T) {
 	}{
 		{"luks", "LUKS\xba\xbe\x00\x01", LUKS},
 		{"bitlocker", "\xeb\x58\x90-FVE-FS-", BitLocker},
-		{"clean ntfs", string(ntfsVolume(0, false)), ""},
+		{"clean ntfs", string(ntfsVolume(0, false, nil)), ""},
 		{"zeros", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmfs/vmfs/internal/testenv"
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/partscan/partscantest"
 	"github.com/vmfs/vmfs/translate"
 )
 
@@ -116,6 +117,14 @@ func TestPreflight(t *testing.T) {
 			mbrDisk(t, filepath.Join(dir, "disk.img"), []byte("\xeb\x58\x90-FVE-FS-"))
 			return "disk.img", ""
 		}, []string{PreflightBitLocker}},
+		{"dirty ntfs on mbr", func(t *testing.T, dir string) (string, string) {
+			mbrDisk(t, filepath.Join(dir, "disk.img"), partscantest.NTFSVolume(0x0001, false, nil, false))
+			return "disk.img", ""
+		}, []string{PreflightNTFSDirty}},
+		{"hibernated windows on gpt", func(t *testing.T, dir string) (string, string) {
+			gptDisk(t, filepath.Join(dir, "disk.img"), partscantest.NTFSVolume(0, false, []byte("HIBR"), true))
+			return "disk.img", ""
+		}, []string{PreflightHibernated}},
 		{"vtpm", func(t *testing.T, dir string) (string, string) {
 			return raw(t, dir), "vtpm.present = \"TRUE\"\n"
 		}, []string{"VMX_TPM_DROPPED", PreflightTPM}},

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/vmfs/vmfs/layouts"
+	"github.com/vmfs/vmfs/layouts/partscan/partscantest"
 )
 
 // TestScanWholeDisk: a disk without a partition table is one volume; an
@@ -14,7 +15,7 @@ func TestScanWholeDisk(t *testing.T) {
 	}{
 		{"luks", "LUKS\xba\xbe\x00\x01", LUKS},
 		{"bitlocker", "\xeb\x58\x90-FVE-FS-", BitLocker},
-		{"clean ntfs", string(ntfsVolume(0, false, nil)), ""},
+		{"clean ntfs", string(partscantest.NTFSVolume(0, false, nil, false)), ""},
 		{"zeros", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -99,6 +99,12 @@ func TestPreflight(t *testing.T) {
 			}
 			return raw(t, dir), ""
 		}, []string{PreflightRunning}},
+		{"esxi nfs lock", func(t *testing.T, dir string) (string, string) {
+			if err := os.WriteFile(filepath.Join(dir, ".lck-0b00000000000000"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return raw(t, dir), ""
+		}, []string{PreflightRunning}},
 		{"vmsd and delta vmdk", func(t *testing.T, dir string) (string, string) {
 			base, delta := filepath.Join(dir, "base.vmdk"), filepath.Join(dir, "pf-000001.vmdk")
 			qemuImg(t, "create", "-q", "-f", "vmdk", base, "4M")

@@ -14,32 +14,28 @@ import (
 // maxVMSD bounds the .vmsd read: real ones are a few KiB per snapshot.
 const maxVMSD = 1 << 20
 
-// locks lists VMware's lock files and folders (*.lck) beside the .vmx at
-// path and beside each of m's disks: VMware holds them while the VM runs,
-// and leaves them behind when it was not shut down.
+// locks lists VMware's lock files and folders beside the .vmx at path:
+// Workstation's *.lck (vm.vmx.lck, disk.vmdk.lck ...) and ESXi's .lck-*
+// on NFS datastores; and, for a disk outside the .vmx's folder, that
+// disk's own <disk>.lck. VMware holds them while the VM runs and leaves
+// them behind when it was not shut down.
 func locks(path string, m *translate.Machine) []string {
-	cands := []string{path}
-	for _, d := range m.Disks {
-		cands = append(cands, d.Path)
-	}
+	dir := filepath.Dir(path)
 	var out []string
-	dirs := map[string]bool{}
-	for _, c := range cands {
-		// VMware names a lock after the locked file: vm.vmx.lck,
-		// disk.vmdk.lck; a folder's other *.lck are locks of its files.
-		dir := filepath.Dir(c)
-		if dirs[dir] {
-			continue
-		}
-		dirs[dir] = true
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
+	if ents, err := os.ReadDir(dir); err == nil {
 		for _, e := range ents {
-			if strings.EqualFold(filepath.Ext(e.Name()), ".lck") {
-				out = append(out, filepath.Join(dir, e.Name()))
+			n := e.Name()
+			if strings.EqualFold(filepath.Ext(n), ".lck") || strings.HasPrefix(n, ".lck-") {
+				out = append(out, filepath.Join(dir, n))
 			}
+		}
+	}
+	for _, d := range m.Disks {
+		if filepath.Dir(d.Path) == dir {
+			continue
+		}
+		if _, err := os.Lstat(d.Path + ".lck"); err == nil {
+			out = append(out, d.Path+".lck")
 		}
 	}
 	slices.Sort(out)

@@ -406,8 +406,14 @@ func verifyDirManifest(ovfPath, mfPath string, mb []byte, m *translate.Machine) 
 		if err != nil {
 			return errf(ovfPath, "manifest %s: %v", filepath.Base(mfPath), err)
 		}
-		f, err := openRegular(filepath.Join(dir, filepath.FromSlash(rel)))
+		full := filepath.Join(dir, filepath.FromSlash(rel))
+		f, err := openRegular(full)
 		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && isDisk(m, full) {
+				// A missing disk is translate.CheckDisks's to refuse
+				// (inspect lists it).
+				continue
+			}
 			if errors.Is(err, os.ErrNotExist) {
 				return errf(ovfPath, "manifest %s lists %s, which is missing", filepath.Base(mfPath), e.File)
 			}
@@ -420,4 +426,14 @@ func verifyDirManifest(ovfPath, mfPath string, mb []byte, m *translate.Machine) 
 		}
 	}
 	return nil
+}
+
+// isDisk says whether p is the file of one of m's disks.
+func isDisk(m *translate.Machine, p string) bool {
+	for _, d := range m.Disks {
+		if d.Open == nil && filepath.Clean(d.Path) == filepath.Clean(p) {
+			return true
+		}
+	}
+	return false
 }

@@ -171,3 +171,51 @@ func TestInspectMissingDiskCLI(t *testing.T) {
 		t.Errorf("mount: exit %d, %s", code, stderr)
 	}
 }
+
+// TestInspectPreviewEqualsMaterialize: `inspect --to T --dest DIR` shows
+// the warnings and files a materialize into DIR writes.
+func TestInspectPreviewEqualsMaterialize(t *testing.T) {
+	testenv.NeedCommands(t, "qemu-img")
+	src := sourceWithDisks(t, "vmx/AlexusLee90__VMs11__Windows_11_x64.vmx")
+	dest := t.TempDir()
+	opts := []string{"--to", "qemu", "--devices", "virtio"}
+	v := inspectJSONOf(t, append(opts, "--dest", dest, src)...)
+	got := warningsOf(t, v)
+	var target struct {
+		Dir   string
+		Files []struct{ Name string }
+	}
+	if err := json.Unmarshal(v["target"], &target); err != nil {
+		t.Fatal(err)
+	}
+	if target.Dir != dest {
+		t.Errorf("preview in %s, want %s", target.Dir, dest)
+	}
+	if out, err := exec.Command(testenv.BuildVMFS(t), append(append([]string{"materialize", "--progress", "none"}, opts...), src, dest)...).CombinedOutput(); err != nil {
+		t.Fatalf("materialize: %v\n%s", err, out)
+	}
+	var listed, written []string
+	for _, f := range target.Files {
+		listed = append(listed, f.Name)
+	}
+	ents, err := os.ReadDir(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for _, e := range ents {
+		written = append(written, e.Name())
+		if strings.HasSuffix(e.Name(), ".warnings.txt") {
+			if want, err = os.ReadFile(filepath.Join(dest, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	slices.Sort(listed)
+	if strings.Join(listed, " ") != strings.Join(written, " ") {
+		t.Errorf("inspect lists %v, materialize wrote %v", listed, written)
+	}
+	if got != string(want) {
+		t.Errorf("inspect's warnings differ from materialize's:\ninspect:\n%s\nmaterialize:\n%s", got, want)
+	}
+}

@@ -48,15 +48,25 @@ const maxEntries = 4096
 // empty facts and no error; a GPT that is corrupt gives an error wrapping
 // layouts.ErrFormat.
 func Read(d layouts.Disk) (facts Facts, err error) {
+	buf, err := tableBytes(d)
+	if err != nil || buf == nil {
+		return facts, err
+	}
+	return FromBytes(buf)
+}
+
+// tableBytes reads the start of d that holds its partition table: nil
+// for a disk smaller than a sector.
+func tableBytes(d layouts.Disk) ([]byte, error) {
 	limit := min(d.Size(), Window)
 	if limit < 512 {
-		return facts, nil
+		return nil, nil
 	}
 	// The usual table (MBR, GPT header, 128 entries) lies in the first
 	// 32 KiB; read more only when a GPT header places its entries further.
 	buf, err := readStart(d, min(limit, firstRead))
 	if err != nil {
-		return facts, err
+		return nil, err
 	}
 	for _, ss := range []int{512, 4096} {
 		if len(buf) < 2*ss || !bytes.Equal(buf[ss:ss+8], []byte("EFI PART")) {
@@ -66,13 +76,11 @@ func Read(d layouts.Disk) (facts Facts, err error) {
 		end := binary.LittleEndian.Uint64(h[72:80])*uint64(ss) +
 			uint64(binary.LittleEndian.Uint32(h[80:84]))*uint64(binary.LittleEndian.Uint32(h[84:88]))
 		if end > uint64(len(buf)) {
-			if buf, err = readStart(d, limit); err != nil {
-				return facts, err
-			}
+			return readStart(d, limit)
 		}
 		break
 	}
-	return FromBytes(buf)
+	return buf, nil
 }
 
 // firstRead is what Read reads first.

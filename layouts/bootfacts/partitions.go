@@ -21,12 +21,8 @@ type Partition struct {
 // and returns its entries that have a type; none for a disk without a
 // table. The table is read as Read reads it.
 func Partitions(d layouts.Disk) (parts []Partition, err error) {
-	limit := min(d.Size(), Window)
-	if limit < 512 {
-		return nil, nil
-	}
-	buf, err := readStart(d, limit)
-	if err != nil {
+	buf, err := tableBytes(d)
+	if err != nil || buf == nil {
 		return nil, err
 	}
 	defer func() {

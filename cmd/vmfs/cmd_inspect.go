@@ -43,6 +43,13 @@ func inspectCommand() *cli.Command {
 			if err := needArgs(c, 1, "SRC"); err != nil {
 				return err
 			}
+			if c.String("to") == "" {
+				for _, f := range []string{"format", "subformat", "devices", "network-map", "domain-type", "network-fallback"} {
+					if c.IsSet(f) {
+						return usagef("--%s previews a translation: give --to too", f)
+					}
+				}
+			}
 			so, err := sessionOptions(c)
 			if err != nil {
 				return err

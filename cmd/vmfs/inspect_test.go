@@ -219,3 +219,17 @@ func TestInspectPreviewEqualsMaterialize(t *testing.T) {
 		t.Errorf("inspect's warnings differ from materialize's:\ninspect:\n%s\nmaterialize:\n%s", got, want)
 	}
 }
+
+// TestInspectFlagsNeedTo: a translation flag without --to is a usage
+// error, not silently ignored.
+func TestInspectFlagsNeedTo(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "m.vmx")
+	write(t, src, strings.Replace(vmxTemplate, "%s", "gone.vmdk", 1))
+	for _, args := range [][]string{{"--devices", "virtio"}, {"--format", "qcow2"}, {"--network-map", "a=b"}} {
+		stderr, code := runCLI(t, append(append([]string{"inspect"}, args...), src)...)
+		if code != 2 || !strings.Contains(stderr, args[0]) || !strings.Contains(stderr, "--to") {
+			t.Errorf("inspect %v: exit %d, %s", args, code, stderr)
+		}
+	}
+}

@@ -27,7 +27,7 @@ func inspectCommand() *cli.Command {
 	for _, f := range translateFlags() {
 		if slices.Contains(f.Names(), "to") {
 			// No default: without --to, inspect shows the source only.
-			f = &cli.StringFlag{Name: "to", Usage: "preview the translation: " + targets.Help()}
+			f = &cli.StringFlag{Name: "to", Usage: targets.Help() + " to preview (default: none, the source alone)"}
 		}
 		flags = append(flags, f)
 	}

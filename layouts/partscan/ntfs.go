@@ -19,8 +19,8 @@ const (
 	// a chkdsk.
 	NTFSDirty = "ntfs-dirty"
 	// Hibernated: the volume's root holds a hiberfil.sys that starts
-	// with a hibernation signature (hibr, wake, rstr): Windows is
-	// hibernated, Fast Startup included, and will resume from it.
+	// with the signature of an image to resume from ("hibr", "HIBR"):
+	// Windows is hibernated, Fast Startup's shutdown included.
 	Hibernated = "hibernated"
 )
 
@@ -311,11 +311,9 @@ func (v *ntfs) hibernated() (bool, error) {
 			return false, err
 		}
 	}
-	switch strings.ToLower(string(head)) {
-	case "hibr", "wake", "rstr":
-		return true, nil
-	}
-	return false, nil
+	// "hibr" is a hibernation image Windows will resume from (ntfs-3g
+	// refuses such a volume); "wake" is one it resumed from already.
+	return strings.EqualFold(string(head), "hibr"), nil
 }
 
 // findInAllocation scans the root's index blocks (of blk bytes) for name.

@@ -25,7 +25,7 @@ func TestNTFS(t *testing.T) {
 		{"clean", 0x0000, false, nil, nil, ""},
 		{"other flags", 0x0020, false, nil, nil, ""},
 		{"hibernated", 0x0000, false, []byte("HIBR"), []string{Hibernated}, ""},
-		{"fast startup resuming", 0x0000, false, []byte("rstr"), []string{Hibernated}, ""},
+		{"resumed already", 0x0000, false, []byte("wake"), nil, ""},
 		{"dirty and hibernated", 0x0001, false, []byte("hibr"), []string{NTFSDirty, Hibernated}, ""},
 		{"hiberfil zeroed", 0x0000, false, []byte{0, 0, 0, 0}, nil, ""},
 		{"torn", 0x0001, true, nil, nil, "torn"},

@@ -46,7 +46,8 @@ type Options struct {
 	// mapping, and warns on m of what a migration must know.
 	Preflight func(m *translate.Machine, disks []layouts.Disk)
 	// Missing are the indexes of the machine's disks whose file is not
-	// there: Inspect lists them without opening them; New refuses them.
+	// there: Inspect lists them without opening them. New does not read
+	// it (a machine with a missing disk fails to open it).
 	Missing []int
 }
 

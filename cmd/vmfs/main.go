@@ -27,7 +27,8 @@ func main() {
 
 func run(args []string) int {
 	app := &cli.App{
-		Name:  "vmfs",
+		Name:    "vmfs",
+		Version: readVersion().String(),
 		Usage: "move virtual machines between hypervisors without copying first",
 		Description: "vmfs mounts a VM (VMware .vmx, OVF/OVA, VirtualBox .vbox, libvirt XML or a bare\n" +
 			"disk) as the same VM for another hypervisor: a generated descriptor plus disk\n" +
@@ -41,8 +42,10 @@ func run(args []string) int {
 			inspectCommand(),
 			statusCommand(),
 			materializeCommand(),
+			versionCommand(),
+			manCommand(),
+			completionCommand(),
 		},
-		HideHelpCommand:      true,
 		EnableBashCompletion: true,
 		Before:               func(c *cli.Context) error { return in(c, checkGlobalFlags(c)) },
 		Action: func(c *cli.Context) error {

@@ -29,7 +29,7 @@ func run(args []string) int {
 	app := &cli.App{
 		Name:    "vmfs",
 		Version: readVersion().String(),
-		Usage: "move virtual machines between hypervisors without copying first",
+		Usage:   "move virtual machines between hypervisors without copying first",
 		Description: "vmfs mounts a VM (VMware .vmx, OVF/OVA, VirtualBox .vbox, libvirt XML or a bare\n" +
 			"disk) as the same VM for another hypervisor: a generated descriptor plus disk\n" +
 			"images computed on the fly from the source disks. The source is never written.",

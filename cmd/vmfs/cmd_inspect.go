@@ -1,10 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -62,18 +62,33 @@ func runInspect(o inspectOptions) error {
 	return nil
 }
 
+// inspectJSON is inspect's --json document: the machine's keys, then the
+// disks as opened.
 type inspectJSON struct {
+	SchemaVersion int `json:"schema_version"`
 	*translate.Machine
 	DiskInfo []view.DiskInfo `json:"disk_info"`
 }
 
 func printInspectJSON(w io.Writer, m *translate.Machine, disks []view.DiskInfo) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if m.Warnings == nil {
-		m.Warnings = []translate.Warning{}
+	return writeJSON(w, inspectJSON{SchemaVersion: schemaVersion, Machine: jsonMachine(m), DiskInfo: nonNil(disks)})
+}
+
+// jsonMachine is a copy of m whose lists are empty, not nil: JSON shows
+// [] where there is nothing, never null.
+func jsonMachine(m *translate.Machine) *translate.Machine {
+	c := *m
+	c.Disks, c.CDROMs, c.NICs = nonNil(c.Disks), nonNil(c.CDROMs), nonNil(c.NICs)
+	c.Serials, c.Warnings = nonNil(c.Serials), nonNil(c.Warnings)
+	return &c
+}
+
+// nonNil is s, or an empty slice when s is nil.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	return enc.Encode(inspectJSON{Machine: m, DiskInfo: disks})
+	return s
 }
 
 func printInspect(w io.Writer, m *translate.Machine, disks []view.DiskInfo) {
@@ -107,10 +122,22 @@ func printInspect(w io.Writer, m *translate.Machine, disks []view.DiskInfo) {
 		if info.Boot.HasESP {
 			table += "+esp"
 		}
-		fmt.Fprintf(tw, "%d\t%s:%d:%d %s\t%s\t%s\t%s\t%s\t%s\n", i, d.Bus, d.ControllerIndex, d.Unit, d.Controller,
+		if table == "" {
+			table = "-"
+		}
+		bus := fmt.Sprintf("%s:%d:%d", d.Bus, d.ControllerIndex, d.Unit)
+		if d.Controller != "" {
+			bus += " " + d.Controller
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i, bus,
 			info.Format, units.Bytes(info.VirtualSize), units.Bytes(info.Allocated), table, d.Path)
 	}
 	tw.Flush()
+	for i, info := range disks {
+		if len(info.Chain) > 1 {
+			fmt.Fprintf(w, "chain:     disk %d: %s\n", i, chainText(info.Chain))
+		}
+	}
 	for _, cd := range m.CDROMs {
 		img := cd.Path
 		if img == "" {
@@ -119,9 +146,39 @@ func printInspect(w io.Writer, m *translate.Machine, disks []view.DiskInfo) {
 		fmt.Fprintf(w, "cdrom:     %s:%d:%d %s\n", cd.Bus, cd.ControllerIndex, cd.Unit, img)
 	}
 	for _, n := range m.NICs {
-		fmt.Fprintf(w, "nic:       %s mac=%s network=%s (%s)\n", n.Model, n.MAC, n.Network, n.Type)
+		fmt.Fprintf(w, "nic:       %s\n", nicText(n))
 	}
 	for _, wr := range m.Warnings {
 		fmt.Fprintf(w, "warning:   %s\n", wr)
 	}
+}
+
+// nicText describes n with the fields the source states, none empty:
+// "e1000e mac=00:50:56:aa:bb:cc network=default (network)".
+func nicText(n translate.NIC) string {
+	var parts []string
+	model := n.Model
+	if model == "" {
+		model = "(model not stated)"
+	}
+	parts = append(parts, model)
+	if n.MAC != "" {
+		parts = append(parts, "mac="+n.MAC)
+	}
+	if n.Network != "" {
+		parts = append(parts, "network="+n.Network)
+	}
+	if n.Type != "" {
+		parts = append(parts, "("+n.Type+")")
+	}
+	return strings.Join(parts, " ")
+}
+
+// chainText is a backing chain, newest first: "top.qcow2 (qcow2) <- base.vmdk (vmdk)".
+func chainText(chain []layouts.Layer) string {
+	parts := make([]string, len(chain))
+	for i, l := range chain {
+		parts[i] = fmt.Sprintf("%s (%s)", l.File, l.Format)
+	}
+	return strings.Join(parts, " <- ")
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,13 +68,22 @@ func run(args []string) int {
 	if err == nil {
 		return 0
 	}
+	e := jsonError{SchemaVersion: schemaVersion, Error: message(err), Code: exitError}
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(os.Stderr, "vmfs: %s; %s\n", message(err), hint(app, args, ue.command))
-		return exitUsage
+		e.Code, e.Hint = exitUsage, hint(app, args, ue.command)
 	}
-	fmt.Fprintf(os.Stderr, "vmfs: %s\n", message(err))
-	return exitError
+	switch {
+	case wantsJSON(args):
+		// One object on one line, for a script to read.
+		b, _ := json.Marshal(e)
+		fmt.Fprintf(os.Stderr, "%s\n", b)
+	case e.Hint != "":
+		fmt.Fprintf(os.Stderr, "vmfs: %s; %s\n", e.Error, e.Hint)
+	default:
+		fmt.Fprintf(os.Stderr, "vmfs: %s\n", e.Error)
+	}
+	return e.Code
 }
 
 // message is the one line an error shows. The sentinels of layouts for

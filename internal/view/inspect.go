@@ -24,7 +24,10 @@ func Inspect(m *translate.Machine, opts Options) ([]DiskInfo, error) {
 			}
 		}
 		alloc, err := layouts.Allocated(disk)
-		info := DiskInfo{Path: d.Path, Format: disk.Format(), VirtualSize: disk.Size(), Allocated: alloc}
+		info := DiskInfo{Path: d.Path, Format: disk.Format(), VirtualSize: disk.Size(), Allocated: alloc, Chain: layouts.Chain(disk)}
+		if info.Chain == nil {
+			info.Chain = []layouts.Layer{}
+		}
 		if err == nil && opts.BootFacts != nil {
 			info.Boot, err = opts.BootFacts(i, disk)
 		}
@@ -55,4 +58,7 @@ type DiskInfo struct {
 	VirtualSize int64           `json:"virtual_size"`
 	Allocated   int64           `json:"allocated"`
 	Boot        bootfacts.Facts `json:"boot"`
+	// Chain is the disk's files, newest first: the path, then its
+	// parents or backing files.
+	Chain []layouts.Layer `json:"chain"`
 }

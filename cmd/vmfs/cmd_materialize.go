@@ -232,7 +232,8 @@ func progressReporter(kind string, opts *materialize.Options) (func(), error) {
 				// its width where the terminal says none.
 				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr),
 					progressbar.OptionSetWidth(40), progressbar.OptionShowDescriptionAtLineEnd(),
-					progressbar.OptionSetElapsedTime(true), progressbar.OptionThrottle(100*time.Millisecond))
+					progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(false),
+					progressbar.OptionThrottle(100*time.Millisecond))
 			}
 			if now.Sub(last) >= 100*time.Millisecond || done == total {
 				last = now
@@ -281,11 +282,13 @@ func (r rateMeter) rate(done int64, now time.Time) (float64, bool) {
 	return float64(done) / el.Seconds(), true
 }
 
-// describe is what the bar shows beside it: "1.2 GiB/2.0 GiB, 310.4 MiB/s".
+// describe is what the bar shows beside it: "1.2 GiB/2.0 GiB, 310.4
+// MiB/s, 3s left".
 func (r rateMeter) describe(done, total int64, now time.Time) string {
 	d := fmt.Sprintf("%s/%s", units.Bytes(done), units.Bytes(total))
-	if rate, ok := r.rate(done, now); ok {
-		d += fmt.Sprintf(", %s/s", units.Bytes(int64(rate)))
+	if rate, ok := r.rate(done, now); ok && rate > 0 {
+		left := time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second)
+		d += fmt.Sprintf(", %s/s, %s left", units.Bytes(int64(rate)), left)
 	}
 	return d
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -136,5 +137,91 @@ func TestInspectText(t *testing.T) {
 		if strings.Contains(out, bad) {
 			t.Errorf("%q in\n%s", bad, out)
 		}
+	}
+}
+
+// TestForegroundMountLine: a foreground mount prints one line on stdout
+// once it serves, and --read-only is ro in /proc/mounts; SIGTERM ends it.
+func TestForegroundMountLine(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and /dev/fuse")
+	}
+	bin := testenv.BuildVMFS(t)
+	disk := filepath.Join(t.TempDir(), "fg.raw")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mnt := testenv.MountDir(t)
+	cmd := exec.Command(bin, "mount", "--read-only", "--to", "qemu", disk, mnt)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	waited := make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(waited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-waited:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-waited
+		}
+		if testenv.IsMounted(mnt) {
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+	})
+	lines := make(chan string, 4)
+	go func() {
+		b := make([]byte, 4096)
+		var all []byte
+		for {
+			n, err := stdout.Read(b)
+			all = append(all, b[:n]...)
+			if err != nil {
+				lines <- string(all)
+				return
+			}
+			if strings.Contains(string(all), "\n") {
+				lines <- string(all)
+			}
+		}
+	}()
+	var first string
+	select {
+	case first = <-lines:
+	case err := <-exited:
+		t.Fatalf("mount exited: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no line within 30 s")
+	}
+	want := fmt.Sprintf("serving %s at %s (Ctrl-C or vmfs unmount %s ends it)\n", disk, mnt, mnt)
+	if first != want {
+		t.Errorf("stdout %q, want %q", first, want)
+	}
+	if !testenv.IsMounted(mnt) {
+		t.Fatalf("%s is not mounted when the line is printed", mnt)
+	}
+	b, _ := os.ReadFile("/proc/mounts")
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[1] == mnt && !strings.HasPrefix(f[3], "ro,") {
+			t.Errorf("/proc/mounts: %s", line)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("mount after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("mount still serving 20 s after SIGTERM")
+	}
+	if rest := <-lines; rest != first {
+		t.Errorf("stdout after the line: %q", strings.TrimPrefix(rest, first))
 	}
 }

@@ -104,6 +104,9 @@ func TestHelp(t *testing.T) {
 			}
 		})
 	}
+	if _, stderr, code := runBin(t, bin, "help", "nosuch"); code != 2 || stderr != "vmfs: help: unknown command \"nosuch\"; see 'vmfs --help'\n" {
+		t.Errorf("vmfs help nosuch: exit %d, stderr %q", code, stderr)
+	}
 	if help, _, _ := runBin(t, bin, "help", "mount"); !strings.Contains(help, "--read-only") {
 		t.Errorf("vmfs help mount does not show --read-only:\n%s", help)
 	}

@@ -64,6 +64,15 @@ func run(args []string) int {
 		cmd.OnUsageError = onUsageError
 		cmd.Before = checkCommand
 	}
+	app.Setup()
+	for i, cmd := range app.Commands {
+		if cmd.Name == "help" {
+			// A copy: the library's help command is shared.
+			h := *cmd
+			h.Before = checkHelpTopic
+			app.Commands[i] = &h
+		}
+	}
 	err := app.Run(args)
 	if err == nil {
 		return 0
@@ -201,6 +210,15 @@ func checkCommand(c *cli.Context) error {
 	}
 	if len(want) > 0 && want[0] == "SRC" {
 		return statSource(c.Args().First())
+	}
+	return nil
+}
+
+// checkHelpTopic makes `vmfs help NOSUCH` a usage error, as an unknown
+// command is.
+func checkHelpTopic(c *cli.Context) error {
+	if name := c.Args().First(); name != "" && c.App.Command(name) == nil {
+		return usageError{error: fmt.Errorf("help: unknown command %q", name), command: c.App.Name}
 	}
 	return nil
 }

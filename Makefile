@@ -6,17 +6,27 @@ BIN      := bin/vmfs
 PKGS     := ./...
 APT_PKGS := fuse3 qemu-utils qemu-system-x86 ovmf libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system \
             libvirt-clients libxml2-utils syslinux syslinux-common syslinux-efi mtools dosfstools \
-            fdisk busybox-static cpio xz-utils zstd time nasm util-linux tar
+            fdisk busybox-static cpio xz-utils zstd time nasm util-linux tar man-db
 BENCH_PKGS := xmount libvmdk-utils libnbd-bin
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build test test-short demo deps bench-deps fuzz soak bench vet clean
+# VERSION is what `vmfs --version` says (main.buildVersion, set at link time).
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
+LDFLAGS  := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
+
+.PHONY: all build man test test-short demo deps bench-deps fuzz soak bench vet clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/vmfs
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vmfs
+
+# man writes the manual page, generated from the command definitions
+# (read it with man -l bin/vmfs.1).
+man: build
+	$(BIN) man > bin/vmfs.1
 
 # deps installs what the tests and the demo need, when run as root.
 deps:

@@ -5,6 +5,7 @@
 package fusefs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -63,13 +65,19 @@ func Mount(mountpoint string, entries []viewfile.File, opts Options) (*fuse.Serv
 	}
 	r := &root{entries: entries, opts: opts, zeros: newZeroFile()}
 	long := time.Hour
+	mountOpts := []string{"default_permissions"}
+	if opts.ReadOnly {
+		// The kernel refuses writes before they reach vmfs, and
+		// /proc/mounts says ro.
+		mountOpts = append(mountOpts, "ro")
+	}
 	fo := &gofs.Options{
 		EntryTimeout:    &long,
 		AttrTimeout:     &long,
 		NegativeTimeout: &long,
 		MountOptions: fuse.MountOptions{
 			AllowOther: true,
-			Options:    []string{"default_permissions"},
+			Options:    mountOpts,
 			FsName:     opts.FsName,
 			Name:       "vmfs",
 			// Large requests, but with room for the reply header in a
@@ -84,8 +92,9 @@ func Mount(mountpoint string, entries []viewfile.File, opts Options) (*fuse.Serv
 		UID: opts.UID,
 		GID: opts.GID,
 	}
-	// No read-only mount flag even with ReadOnly: libvirt chowns disks
-	// before start. Writes are refused per file instead.
+	// Without ReadOnly there is no ro flag either, even where no file
+	// takes writes: libvirt chowns disks before start, and a ro mount
+	// answers that with EROFS. Writes are refused per file then.
 	srv, err := gofs.Mount(mountpoint, r, fo)
 	if err != nil {
 		if r.zeros != nil {
@@ -132,6 +141,7 @@ type root struct {
 }
 
 var (
+	_ = (gofs.NodeReaddirer)((*root)(nil))
 	_ = (gofs.NodeOnAdder)((*root)(nil))
 	_ = (gofs.NodeGetattrer)((*root)(nil))
 	_ = (gofs.NodeSetattrer)((*root)(nil))
@@ -159,6 +169,16 @@ func (r *root) OnAdd(ctx context.Context) {
 		ch := r.NewPersistentInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i) + 2})
 		r.AddChild(e.Name, ch, false)
 	}
+}
+
+// Readdir lists "." and "..", as every directory does, then the files.
+func (r *root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	ents := []fuse.DirEntry{{Name: ".", Mode: syscall.S_IFDIR, Ino: 1}, {Name: "..", Mode: syscall.S_IFDIR, Ino: 1}}
+	for name, ch := range r.Children() {
+		ents = append(ents, fuse.DirEntry{Name: name, Mode: ch.Mode(), Ino: ch.StableAttr().Ino})
+	}
+	slices.SortFunc(ents[2:], func(a, b fuse.DirEntry) int { return cmp.Compare(a.Ino, b.Ino) })
+	return gofs.NewListDirStream(ents), 0
 }
 
 func (r *root) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {

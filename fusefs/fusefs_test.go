@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"testing/iotest"
@@ -251,4 +253,68 @@ func TestSpliceCachePerMount(t *testing.T) {
 	if a.spliceable(layouts.FileRange{File: f, Off: 1 << 20, Len: 4096}) {
 		t.Fatal("a range past the end of the file is spliced")
 	}
+}
+
+// TestRootListingAndReadOnly: the root lists "." and ".." before the
+// files, in the view's order; a ReadOnly mount is ro in /proc/mounts and
+// refuses writes, a writable one is rw.
+func TestRootListingAndReadOnly(t *testing.T) {
+	for _, ro := range []bool{false, true} {
+		t.Run(map[bool]string{false: "rw", true: "ro"}[ro], func(t *testing.T) {
+			dir := mountTest(t, []viewfile.File{
+				{Name: "vm.xml", Content: layouts.Bytes("text", []byte("<domain/>\n")), Mode: 0o600},
+				{Name: "a-disk0.raw", Content: layouts.Bytes("raw", make([]byte, 4096)), Mode: 0o600},
+			}, Options{ReadOnly: ro, DirMode: 0o700})
+			f, err := os.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			// os.ReadDir leaves out "." and ".."; getdents does not.
+			buf := make([]byte, 4096)
+			n, err := unix.Getdents(int(f.Fd()), buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for b := buf[:n]; len(b) > 0; {
+				reclen := int(b[16]) | int(b[17])<<8
+				name := b[19:reclen]
+				if i := bytes.IndexByte(name, 0); i >= 0 {
+					name = name[:i]
+				}
+				names = append(names, string(name))
+				b = b[reclen:]
+			}
+			if want := []string{".", "..", "vm.xml", "a-disk0.raw"}; !slices.Equal(names, want) {
+				t.Errorf("root lists %q, want %q", names, want)
+			}
+			opts := mountOptionsOf(t, dir)
+			if got := slices.Contains(opts, "ro"); got != ro {
+				t.Errorf("/proc/mounts options %q: ro is %v, want %v", opts, got, ro)
+			}
+			if !ro {
+				return
+			}
+			if _, err := os.OpenFile(filepath.Join(dir, "a-disk0.raw"), os.O_WRONLY, 0); !errors.Is(err, syscall.EROFS) {
+				t.Errorf("open for writing: %v, want EROFS", err)
+			}
+		})
+	}
+}
+
+// mountOptionsOf is the option list /proc/mounts gives mountpoint.
+func mountOptionsOf(t *testing.T, mountpoint string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[1] == mountpoint {
+			return strings.Split(f[3], ",")
+		}
+	}
+	t.Fatalf("%s is not in /proc/mounts", mountpoint)
+	return nil
 }

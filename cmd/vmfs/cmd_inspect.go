@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/vmfs/vmfs/internal/session"
 	"github.com/vmfs/vmfs/internal/units"
 	"github.com/vmfs/vmfs/internal/view"
+	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/translate"
 	"github.com/vmfs/vmfs/translate/targets"
 )
@@ -217,7 +217,10 @@ func previewTarget(ctx context.Context, o inspectOptions) (*preview, error) {
 	return pv, nil
 }
 
+// inspectJSON is inspect's --json document: the machine's keys, then the
+// disks as opened.
 type inspectJSON struct {
+	SchemaVersion int `json:"schema_version"`
 	*translate.Machine
 	DiskInfo []view.DiskInfo         `json:"disk_info"`
 	Missing  []translate.MissingDisk `json:"missing"`
@@ -225,17 +228,8 @@ type inspectJSON struct {
 }
 
 func printInspectJSON(w io.Writer, in *session.Inspection, pv *preview) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	m := in.Machine
-	if m.Warnings == nil {
-		m.Warnings = []translate.Warning{}
-	}
-	missing := in.Missing
-	if missing == nil {
-		missing = []translate.MissingDisk{}
-	}
-	return enc.Encode(inspectJSON{Machine: m, DiskInfo: in.Disks, Missing: missing, Target: pv})
+	return writeJSON(w, inspectJSON{SchemaVersion: schemaVersion, Machine: jsonMachine(in.Machine),
+		DiskInfo: nonNil(in.Disks), Missing: nonNil(in.Missing), Target: pv})
 }
 
 // printPreview prints what is missing and, with --to, the target's files.
@@ -315,6 +309,23 @@ func orUnknown(s string) string {
 	return s
 }
 
+// jsonMachine is a copy of m whose lists are empty, not nil: JSON shows
+// [] where there is nothing, never null.
+func jsonMachine(m *translate.Machine) *translate.Machine {
+	c := *m
+	c.Disks, c.CDROMs, c.NICs = nonNil(c.Disks), nonNil(c.CDROMs), nonNil(c.NICs)
+	c.Serials, c.Warnings = nonNil(c.Serials), nonNil(c.Warnings)
+	return &c
+}
+
+// nonNil is s, or an empty slice when s is nil.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 func printInspect(w io.Writer, m *translate.Machine, disks []view.DiskInfo) {
 	fmt.Fprintf(w, "name:      %s\n", m.Name)
 	fmt.Fprintf(w, "source:    %s (%s)\n", m.Source, m.SourceFormat)
@@ -347,13 +358,21 @@ func printInspect(w io.Writer, m *translate.Machine, disks []view.DiskInfo) {
 			table += "+esp"
 		}
 		if info.Missing {
-			fmt.Fprintf(tw, "%d\t%s:%d:%d %s\tmissing\t-\t-\t-\t%s\n", i, d.Bus, d.ControllerIndex, d.Unit, d.Controller, d.Path)
+			fmt.Fprintf(tw, "%d\t%s\tmissing\t-\t-\t-\t%s\n", i, busText(d), d.Path)
 			continue
 		}
-		fmt.Fprintf(tw, "%d\t%s:%d:%d %s\t%s\t%s\t%s\t%s\t%s\n", i, d.Bus, d.ControllerIndex, d.Unit, d.Controller,
+		if table == "" {
+			table = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i, busText(d),
 			info.Format, units.Bytes(info.VirtualSize), units.Bytes(info.Allocated), table, d.Path)
 	}
 	tw.Flush()
+	for i, info := range disks {
+		if len(info.Chain) > 1 {
+			fmt.Fprintf(w, "chain:     disk %d: %s\n", i, chainText(info.Chain))
+		}
+	}
 	for _, cd := range m.CDROMs {
 		img := cd.Path
 		if img == "" {
@@ -362,9 +381,49 @@ func printInspect(w io.Writer, m *translate.Machine, disks []view.DiskInfo) {
 		fmt.Fprintf(w, "cdrom:     %s:%d:%d %s\n", cd.Bus, cd.ControllerIndex, cd.Unit, img)
 	}
 	for _, n := range m.NICs {
-		fmt.Fprintf(w, "nic:       %s mac=%s network=%s (%s)\n", n.Model, n.MAC, n.Network, n.Type)
+		fmt.Fprintf(w, "nic:       %s\n", nicText(n))
 	}
 	for _, wr := range m.Warnings {
 		fmt.Fprintf(w, "warning:   %s\n", wr)
 	}
+}
+
+// busText is where a disk sits: "scsi:0:1 pvscsi", the controller only
+// when the source states it.
+func busText(d translate.Disk) string {
+	bus := fmt.Sprintf("%s:%d:%d", d.Bus, d.ControllerIndex, d.Unit)
+	if d.Controller != "" {
+		bus += " " + d.Controller
+	}
+	return bus
+}
+
+// nicText describes n with the fields the source states, none empty:
+// "e1000e mac=00:50:56:aa:bb:cc network=default (network)".
+func nicText(n translate.NIC) string {
+	var parts []string
+	model := n.Model
+	if model == "" {
+		model = "(model not stated)"
+	}
+	parts = append(parts, model)
+	if n.MAC != "" {
+		parts = append(parts, "mac="+n.MAC)
+	}
+	if n.Network != "" {
+		parts = append(parts, "network="+n.Network)
+	}
+	if n.Type != "" {
+		parts = append(parts, "("+n.Type+")")
+	}
+	return strings.Join(parts, " ")
+}
+
+// chainText is a backing chain, newest first: "top.qcow2 (qcow2) <- base.vmdk (vmdk)".
+func chainText(chain []layouts.Layer) string {
+	parts := make([]string, len(chain))
+	for i, l := range chain {
+		parts[i] = fmt.Sprintf("%s (%s)", l.File, l.Format)
+	}
+	return strings.Join(parts, " <- ")
 }

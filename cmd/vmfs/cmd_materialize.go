@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,6 +19,9 @@ import (
 	"github.com/vmfs/vmfs/internal/materialize"
 	"github.com/vmfs/vmfs/internal/session"
 	"github.com/vmfs/vmfs/internal/units"
+	"github.com/vmfs/vmfs/internal/view"
+	"github.com/vmfs/vmfs/internal/viewfile"
+	"github.com/vmfs/vmfs/translate"
 )
 
 func materializeCommand() *cli.Command {
@@ -84,7 +88,11 @@ func runMaterialize(ctx context.Context, o materializeOptions) error {
 		return err
 	}
 	for _, w := range v.Warnings {
-		fmt.Fprintf(os.Stderr, "vmfs: warning: %s\n", w)
+		if o.progress == "json" {
+			writeEvent(os.Stdout, warningEvent{SchemaVersion: schemaVersion, Event: "warning", Warning: w})
+		} else {
+			fmt.Fprintf(os.Stderr, "vmfs: warning: %s\n", w)
+		}
 	}
 	if o.discardOverlay {
 		fmt.Fprintln(os.Stderr, "vmfs: leaving out the overlay (--discard-overlay)")
@@ -119,25 +127,86 @@ func runMaterialize(ctx context.Context, o materializeOptions) error {
 		}
 		return err
 	}
+	var virtual int64
+	disks := 0
+	for _, d := range v.Disks {
+		virtual += d.Size()
+		disks++
+	}
+	warnings := ""
+	for _, f := range files {
+		if f.Name == view.WarningsName(v.Name) {
+			warnings = filepath.Join(dest, f.Name)
+		}
+	}
 	if o.progress == "json" {
-		return json.NewEncoder(os.Stdout).Encode(map[string]any{
-			"event": "done", "files": sum.Files, "bytes": sum.Bytes, "written": sum.Written,
-			"holes_skipped": sum.HolesSkipped, "seconds": sum.Duration.Seconds(), "verified": sum.Verified,
+		return writeEvent(os.Stdout, doneEvent{
+			SchemaVersion: schemaVersion, Event: "done", Files: sum.Files, Bytes: sum.Bytes, Written: sum.Written, HolesSkipped: sum.HolesSkipped,
+			VirtualSize: virtual, Seconds: sum.Duration.Seconds(), Verified: sum.Verified, WarningsFile: warnings,
 		})
 	}
+	printSummary(os.Stdout, dest, sum, virtual, disks, files, warnings)
+	return nil
+}
+
+// printSummary says what a run wrote: the disks' virtual size, apart from
+// the bytes of the files that hold them (a sparse qcow2 of a 2 GiB disk
+// may be 400 MiB), then each file by what it is.
+func printSummary(w io.Writer, dest string, sum materialize.Summary, virtual int64, disks int, files []viewfile.File, warnings string) {
 	verified := ""
 	if sum.Verified {
 		verified = ", verified"
 	}
-	fmt.Printf("materialized %d files into %s: %s virtual, %s written, %s left sparse, %s (%s/s%s)\n",
-		sum.Files, dest, units.Bytes(sum.Bytes), units.Bytes(sum.Written), units.Bytes(sum.HolesSkipped),
-		sum.Duration.Round(time.Millisecond), units.Bytes(int64(sum.Rate())), verified)
+	fmt.Fprintf(w, "materialized %d files into %s in %s (%s/s%s)\n",
+		sum.Files, dest, sum.Duration.Round(time.Millisecond), units.Bytes(int64(sum.Rate())), verified)
+	fmt.Fprintf(w, "disks:      %d, %s virtual\n", disks, units.Bytes(virtual))
+	fmt.Fprintf(w, "files:      %s: %s written, %s left sparse\n",
+		units.Bytes(sum.Bytes), units.Bytes(sum.Written), units.Bytes(sum.HolesSkipped))
 	for _, f := range files {
-		if !f.Disk {
-			fmt.Printf("descriptor: %s\n", filepath.Join(dest, f.Name))
+		path := filepath.Join(dest, f.Name)
+		switch {
+		case f.Disk:
+			fmt.Fprintf(w, "disk:       %s\n", path)
+		case path == warnings:
+			fmt.Fprintf(w, "warnings:   %s\n", path)
+		default:
+			fmt.Fprintf(w, "descriptor: %s\n", path)
 		}
 	}
-	return nil
+}
+
+// The events of --progress=json, one JSON object a line on stdout.
+type (
+	progressEvent struct {
+		SchemaVersion int    `json:"schema_version"`
+		Event         string `json:"event"` // "progress"
+		Done          int64  `json:"done"`
+		Total         int64  `json:"total"`
+		// Rate in bytes per second, from the first second on.
+		Rate float64 `json:"rate,omitempty"`
+	}
+	warningEvent struct {
+		SchemaVersion int    `json:"schema_version"`
+		Event         string `json:"event"` // "warning"
+		translate.Warning
+	}
+	doneEvent struct {
+		SchemaVersion int     `json:"schema_version"`
+		Event         string  `json:"event"` // "done"
+		Files         int     `json:"files"`
+		Bytes         int64   `json:"bytes"`
+		Written       int64   `json:"written"`
+		HolesSkipped  int64   `json:"holes_skipped"`
+		VirtualSize   int64   `json:"virtual_size"`
+		Seconds       float64 `json:"seconds"`
+		Verified      bool    `json:"verified"`
+		WarningsFile  string  `json:"warnings_file,omitempty"`
+	}
+)
+
+// writeEvent writes one event on one line.
+func writeEvent(w io.Writer, event any) error {
+	return json.NewEncoder(w).Encode(event)
 }
 
 // progressReporter installs the progress callback of the chosen kind and
@@ -154,12 +223,22 @@ func progressReporter(kind string, opts *materialize.Options) (func(), error) {
 		return func() {}, nil
 	case "bar":
 		var bar *progressbar.ProgressBar
+		var r rateMeter
+		last := time.Time{}
 		opts.Progress = func(done, total int64) {
+			now := time.Now()
 			if bar == nil {
+				r.start = now
+				// The library fits the bar to the terminal, and keeps
+				// its width where the terminal says none.
 				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr),
-					progressbar.OptionShowBytes(true), progressbar.OptionSetPredictTime(true),
-					progressbar.OptionSetDescription("materialize"), progressbar.OptionThrottle(100*time.Millisecond),
-					progressbar.OptionUseIECUnits(true), progressbar.OptionFullWidth())
+					progressbar.OptionSetWidth(40), progressbar.OptionShowDescriptionAtLineEnd(),
+					progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(false),
+					progressbar.OptionThrottle(100*time.Millisecond))
+			}
+			if now.Sub(last) >= 100*time.Millisecond || done == total {
+				last = now
+				bar.Describe(r.describe(done, total, now))
 			}
 			bar.Set64(done)
 		}
@@ -170,18 +249,47 @@ func progressReporter(kind string, opts *materialize.Options) (func(), error) {
 			}
 		}, nil
 	case "json":
-		enc := json.NewEncoder(os.Stdout)
 		last := time.Time{}
-		start := time.Now()
+		var r rateMeter
 		opts.Progress = func(done, total int64) {
-			if time.Since(last) < 500*time.Millisecond && done != total {
+			now := time.Now()
+			if r.start.IsZero() {
+				r.start = now
+			}
+			if now.Sub(last) < 500*time.Millisecond && done != total {
 				return
 			}
-			last = time.Now()
-			enc.Encode(map[string]any{"event": "progress", "done": done, "total": total,
-				"rate": float64(done) / max(time.Since(start).Seconds(), 1e-9)})
+			last = now
+			rate, _ := r.rate(done, now)
+			writeEvent(os.Stdout, progressEvent{SchemaVersion: schemaVersion, Event: "progress", Done: done, Total: total, Rate: rate})
 		}
 		return func() {}, nil
 	}
 	return nil, usagef("--progress: %q is not auto, bar, json or none", kind)
+}
+
+// rateMeter is the rate of a copy: none in its first second, when a few
+// quick chunks (or holes) would make it absurd.
+type rateMeter struct {
+	start time.Time
+}
+
+// rate is bytes per second since start; ok is false in the first second.
+func (r rateMeter) rate(done int64, now time.Time) (float64, bool) {
+	el := now.Sub(r.start)
+	if el < time.Second {
+		return 0, false
+	}
+	return float64(done) / el.Seconds(), true
+}
+
+// describe is what the bar shows beside it: "1.2 GiB/2.0 GiB, 310.4
+// MiB/s, 3s left".
+func (r rateMeter) describe(done, total int64, now time.Time) string {
+	d := fmt.Sprintf("%s/%s", units.Bytes(done), units.Bytes(total))
+	if rate, ok := r.rate(done, now); ok && rate > 0 {
+		left := time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second)
+		d += fmt.Sprintf(", %s/s, %s left", units.Bytes(int64(rate)), left)
+	}
+	return d
 }

@@ -155,6 +155,13 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 	}
 	if gid, ok := hypervisorGroup(v.Target); ok {
 		fo.GID, fo.DirMode = gid, 0o710
+		if o.readOnly {
+			// A ro mount refuses the chown by which libvirt hands
+			// the disks to QEMU: the group reads them instead.
+			for i := range entries {
+				entries[i].Mode |= 0o040
+			}
+		}
 	}
 	if o.share {
 		fo.DirMode = 0o755
@@ -177,7 +184,8 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 	defer mount.Forget(mnt)
 	rep.Ready(nil)
 	if !rep.Daemon() {
-		log.Info("mounted", "source", o.src, "mountpoint", mnt)
+		// The one line a foreground mount prints: it serves now.
+		fmt.Printf("serving %s at %s (Ctrl-C or vmfs unmount %s ends it)\n", o.src, mnt, mnt)
 	}
 	for {
 		select {

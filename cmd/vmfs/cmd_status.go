@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -48,12 +47,7 @@ func runStatus(o statusOptions) error {
 		all = []mount.Status{s}
 	}
 	if o.json {
-		if all == nil {
-			all = []mount.Status{}
-		}
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(all)
+		return writeJSON(os.Stdout, statusJSON{SchemaVersion: schemaVersion, Mounts: nonNil(all)})
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MOUNTPOINT\tSTATE\tTARGET\tFORMAT\tSOURCE\tOVERLAY\tHOLDS")
@@ -76,4 +70,10 @@ func runStatus(o statusOptions) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Mountpoint, state, s.Target, s.Format, s.Source, ov, holds)
 	}
 	return tw.Flush()
+}
+
+// statusJSON is status's --json document.
+type statusJSON struct {
+	SchemaVersion int            `json:"schema_version"`
+	Mounts        []mount.Status `json:"mounts"`
 }

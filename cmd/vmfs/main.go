@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,8 +28,9 @@ func main() {
 
 func run(args []string) int {
 	app := &cli.App{
-		Name:  "vmfs",
-		Usage: "move virtual machines between hypervisors without copying first",
+		Name:    "vmfs",
+		Version: readVersion().String(),
+		Usage:   "move virtual machines between hypervisors without copying first",
 		Description: "vmfs mounts a VM (VMware .vmx, OVF/OVA, VirtualBox .vbox, libvirt XML or a bare\n" +
 			"disk) as the same VM for another hypervisor: a generated descriptor plus disk\n" +
 			"images computed on the fly from the source disks. The source is never written.",
@@ -41,8 +43,10 @@ func run(args []string) int {
 			inspectCommand(),
 			statusCommand(),
 			materializeCommand(),
+			versionCommand(),
+			manCommand(),
+			completionCommand(),
 		},
-		HideHelpCommand:      true,
 		EnableBashCompletion: true,
 		Before:               func(c *cli.Context) error { return in(c, checkGlobalFlags(c)) },
 		Action: func(c *cli.Context) error {
@@ -60,17 +64,35 @@ func run(args []string) int {
 		cmd.OnUsageError = onUsageError
 		cmd.Before = checkCommand
 	}
+	app.Setup()
+	for i, cmd := range app.Commands {
+		if cmd.Name == "help" {
+			// A copy: the library's help command is shared.
+			h := *cmd
+			h.Before = checkHelpTopic
+			app.Commands[i] = &h
+		}
+	}
 	err := app.Run(args)
 	if err == nil {
 		return 0
 	}
+	e := jsonError{SchemaVersion: schemaVersion, Error: message(err), Code: exitError}
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(os.Stderr, "vmfs: %s; %s\n", message(err), hint(app, args, ue.command))
-		return exitUsage
+		e.Code, e.Hint = exitUsage, hint(app, args, ue.command)
 	}
-	fmt.Fprintf(os.Stderr, "vmfs: %s\n", message(err))
-	return exitError
+	switch {
+	case wantsJSON(args):
+		// One object on one line, for a script to read.
+		b, _ := json.Marshal(e)
+		fmt.Fprintf(os.Stderr, "%s\n", b)
+	case e.Hint != "":
+		fmt.Fprintf(os.Stderr, "vmfs: %s; %s\n", e.Error, e.Hint)
+	default:
+		fmt.Fprintf(os.Stderr, "vmfs: %s\n", e.Error)
+	}
+	return e.Code
 }
 
 // message is the one line an error shows. The sentinels of layouts for
@@ -188,6 +210,15 @@ func checkCommand(c *cli.Context) error {
 	}
 	if len(want) > 0 && want[0] == "SRC" {
 		return statSource(c.Args().First())
+	}
+	return nil
+}
+
+// checkHelpTopic makes `vmfs help NOSUCH` a usage error, as an unknown
+// command is.
+func checkHelpTopic(c *cli.Context) error {
+	if name := c.Args().First(); name != "" && c.App.Command(name) == nil {
+		return usageError{error: fmt.Errorf("help: unknown command %q", name), command: c.App.Name}
 	}
 	return nil
 }

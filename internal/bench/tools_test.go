@@ -86,14 +86,16 @@ func vmfsPID(t *testing.T, mnt string) int {
 	if err != nil {
 		return 0
 	}
-	var recs []struct {
-		Mountpoint string `json:"mountpoint"`
-		PID        int    `json:"pid"`
+	var recs struct {
+		Mounts []struct {
+			Mountpoint string `json:"mountpoint"`
+			PID        int    `json:"pid"`
+		} `json:"mounts"`
 	}
 	if json.Unmarshal(out, &recs) != nil {
 		return 0
 	}
-	for _, r := range recs {
+	for _, r := range recs.Mounts {
 		if r.Mountpoint == mnt {
 			return r.PID
 		}

@@ -202,11 +202,13 @@ func statusOf(t *testing.T, mnt string) (mountStatus, bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var all []mountStatus
+	var all struct {
+		Mounts []mountStatus `json:"mounts"`
+	}
 	if err := json.Unmarshal([]byte(out), &all); err != nil {
 		t.Fatalf("vmfs status --json: %v\n%s", err, out)
 	}
-	for _, s := range all {
+	for _, s := range all.Mounts {
 		if s.Mountpoint == mnt {
 			return s, true
 		}

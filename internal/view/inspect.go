@@ -35,7 +35,10 @@ func Inspect(m *translate.Machine, opts Options) ([]DiskInfo, error) {
 		}
 		disks[i] = disk
 		alloc, err := layouts.Allocated(disk)
-		info := DiskInfo{Path: d.Path, Format: disk.Format(), VirtualSize: disk.Size(), Allocated: alloc}
+		info := DiskInfo{Path: d.Path, Format: disk.Format(), VirtualSize: disk.Size(), Allocated: alloc, Chain: layouts.Chain(disk)}
+		if info.Chain == nil {
+			info.Chain = []layouts.Layer{}
+		}
 		if err == nil && opts.BootFacts != nil {
 			info.Boot, err = opts.BootFacts(i, disk)
 		}
@@ -68,4 +71,7 @@ type DiskInfo struct {
 	Boot        bootfacts.Facts `json:"boot"`
 	// Missing: the disk's file is not there (the other fields are empty).
 	Missing bool `json:"missing,omitempty"`
+	// Chain is the disk's files, newest first: the path, then its
+	// parents or backing files.
+	Chain []layouts.Layer `json:"chain"`
 }

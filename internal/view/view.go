@@ -184,12 +184,15 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		descs = append(descs, viewfile.File{Name: o.Name, Content: content, Mode: mode})
 	}
 	if len(v.Warnings) > 0 {
-		descs = append(descs, viewfile.File{Name: v.Name + ".warnings.txt", Content: layouts.Bytes("text", []byte(Report(v.Warnings))), Mode: 0o600})
+		descs = append(descs, viewfile.File{Name: WarningsName(v.Name), Content: layouts.Bytes("text", []byte(Report(v.Warnings))), Mode: 0o600})
 	}
 	v.Files = append(descs, v.Files...)
 	ok = true
 	return v, nil
 }
+
+// WarningsName is the file of a view named name that lists its warnings.
+func WarningsName(name string) string { return name + ".warnings.txt" }
 
 // Report renders warnings one per line.
 func Report(ws []translate.Warning) string {

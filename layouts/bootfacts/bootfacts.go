@@ -25,9 +25,9 @@ import (
 // are layouts' own: a disk's facts, read without knowing the machine
 // around it; translate's mapping step decides the firmware from them.
 type Facts struct {
-	Table     string // "gpt", "mbr", "" when none was found
-	HasESP    bool   // a GPT EFI System Partition
-	HasBIOSBP bool   // a GPT BIOS boot partition
+	Table     string `json:"table"`         // "gpt", "mbr", "" when none was found
+	HasESP    bool   `json:"has_esp"`       // a GPT EFI System Partition
+	HasBIOSBP bool   `json:"has_bios_boot"` // a GPT BIOS boot partition
 }
 
 // Partition type GUIDs.

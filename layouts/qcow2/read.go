@@ -387,6 +387,9 @@ func (d *Disk) BackingFile() string {
 func (d *Disk) Size() int64    { return d.size }
 func (d *Disk) Format() string { return Type }
 
+// Chain is this layer; Open stacks the backing file under it.
+func (d *Disk) Chain() []layouts.Layer { return []layouts.Layer{{File: d.name, Format: Type}} }
+
 // ClusterSize is the image's cluster size in bytes.
 func (d *Disk) ClusterSize() int64 { return d.clusterSize }
 

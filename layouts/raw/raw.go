@@ -43,6 +43,9 @@ func (d *Disk) Size() int64    { return d.size }
 func (d *Disk) Format() string { return Type }
 func (d *Disk) Close() error   { return d.f.Close() }
 
+// Chain is the one file.
+func (d *Disk) Chain() []layouts.Layer { return []layouts.Layer{{File: d.f.Name(), Format: Type}} }
+
 // File is the underlying file, for callers that splice from it.
 func (d *Disk) File() layouts.File { return d.f }
 

@@ -157,6 +157,9 @@ func open(f layouts.File) (*Disk, error) {
 
 func (d *Disk) Format() string { return Type }
 
+// Chain is this layer; Open stacks the parent under it.
+func (d *Disk) Chain() []layouts.Layer { return []layouts.Layer{{File: d.name, Format: Type}} }
+
 // BlockSize is the image's block size in bytes.
 func (d *Disk) BlockSize() int64 { return d.blockSize }
 

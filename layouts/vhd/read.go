@@ -413,6 +413,9 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 // Format is "vhd".
 func (d *Disk) Format() string { return Type }
 
+// Chain is this layer; Open stacks the parent under it.
+func (d *Disk) Chain() []layouts.Layer { return []layouts.Layer{{File: d.name, Format: Type}} }
+
 // UniqueID is the footer's unique id, which differencing children name as
 // their parent id.
 func (d *Disk) UniqueID() [16]byte { return d.ft.uniqueID }

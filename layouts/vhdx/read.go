@@ -554,6 +554,9 @@ func (d *Disk) visit(off, end int64, fn func(off, n int64, k layouts.Kind, foff 
 // Format is "vhdx".
 func (d *Disk) Format() string { return Type }
 
+// Chain is this layer; Open stacks the parent under it.
+func (d *Disk) Chain() []layouts.Layer { return []layouts.Layer{{File: d.name, Format: Type}} }
+
 // DataWriteGUID is the header's data write GUID, which differencing
 // children name as their parent linkage.
 func (d *Disk) DataWriteGUID() [16]byte { return d.h.dataWrite }

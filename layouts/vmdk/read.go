@@ -56,6 +56,11 @@ func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
 	return d.view.Extents(off, n)
 }
 
+// Chain is this descriptor, then the parent's chain of a delta disk.
+func (d *Disk) Chain() []layouts.Layer {
+	return append([]layouts.Layer{{File: d.name, Format: Type}}, layouts.Chain(d.parent)...)
+}
+
 // Close closes the extent files, the parent chain and the file Open was
 // given.
 func (d *Disk) Close() error {

@@ -95,6 +95,8 @@ func TestJSONSchema(t *testing.T) {
 	}{
 		{name: "inspect libvirt", args: []string{"inspect", "--json", domain}, def: "inspect",
 			want: []string{`"schema_version": 1`, `"memory_mib": 256`, `"cdroms": []`, `"serials": []`, `"file": "` + base + `"`, `"has_esp": false`}},
+		{name: "inspect preview", args: []string{"inspect", "--json", "--to", "libvirt", "--domain-type", "qemu", domain}, def: "inspect",
+			want: []string{`"target": {`, `"machine_type":`, `"files": [`, `"missing": []`}},
 		{name: "inspect bare disk", args: []string{"inspect", "--json", bare}, def: "inspect",
 			want: []string{`"serials": []`, `"code": "SOURCE_BARE_DISK"`, `"source_format": "disk"`}},
 		{name: "status", env: env, args: []string{"status", "--json"}, def: "status",

@@ -121,15 +121,15 @@ func runMaterialize(ctx context.Context, o materializeOptions) error {
 	if o.progress == "json" {
 		return json.NewEncoder(os.Stdout).Encode(map[string]any{
 			"event": "done", "files": sum.Files, "bytes": sum.Bytes, "written": sum.Written,
-			"holes_skipped": sum.HolesSkipped, "seconds": sum.Duration.Seconds(), "verified": sum.Verified,
+			"shared": sum.Shared, "holes_skipped": sum.HolesSkipped, "seconds": sum.Duration.Seconds(), "verified": sum.Verified,
 		})
 	}
 	verified := ""
 	if sum.Verified {
 		verified = ", verified"
 	}
-	fmt.Printf("materialized %d files into %s: %s virtual, %s written, %s left sparse, %s (%s/s%s)\n",
-		sum.Files, dest, units.Bytes(sum.Bytes), units.Bytes(sum.Written), units.Bytes(sum.HolesSkipped),
+	fmt.Printf("materialized %d files into %s: %s virtual, %s written, %s shared with the source, %s left sparse, %s (%s/s%s)\n",
+		sum.Files, dest, units.Bytes(sum.Bytes), units.Bytes(sum.Written), units.Bytes(sum.Shared), units.Bytes(sum.HolesSkipped),
 		sum.Duration.Round(time.Millisecond), units.Bytes(int64(sum.Rate())), verified)
 	for _, f := range files {
 		if !f.Disk {

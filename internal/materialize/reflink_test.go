@@ -29,7 +29,7 @@ func loopFS(t *testing.T, fstype string, mkfs ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Truncate(1 << 30)
+	f.Truncate(512 << 20)
 	f.Close()
 	if out, err := exec.Command(mkfs[0], append(mkfs[1:], img)...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(mkfs, " "), err, out)
@@ -210,4 +210,37 @@ func TestMaterializeNoReflink(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMaterializeReflinkSpace: bytes a run will share with the source need
+// no free space: a cutover of more data than the file system has free
+// succeeds where the blocks are shared.
+func TestMaterializeReflinkSpace(t *testing.T) {
+	testenv.NeedCommands(t, "qemu-img")
+	mnt := loopFS(t, "xfs", "mkfs.xfs", "-q", "-m", "reflink=1")
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	data := free * 3 / 5 / (1 << 20) * (1 << 20) // then less than data is left free
+	raw := filepath.Join(mnt, "big.raw")
+	f, err := os.Create(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := []byte(strings.Repeat("vmfs", 1<<18))
+	for off := int64(0); off < data; off += int64(len(buf)) {
+		if _, err := f.WriteAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	disk, shared := materializeRaw(t, raw, filepath.Join(mnt, "out"))
+	if shared < data {
+		t.Errorf("%d bytes shared, want all %d", shared, data)
+	}
+	qemuImg(t, "compare", "-f", "raw", "-F", "raw", raw, disk)
 }

@@ -18,8 +18,9 @@ import (
 // cloned (FICLONERANGE: the output shares the source's blocks, copy on
 // write, so a later write to either never shows in the other) where the
 // source offset, the output offset and the length align to the output's
-// block size, moved by copy_file_range elsewhere (the kernel copies, or
-// itself reflinks), and read and written where neither works. The source
+// block size, moved by copy_file_range elsewhere on a file system where a
+// clone worked (the kernel copies, or itself shares), and read and written
+// where neither works. The source
 // stays open read-only: both calls only read it.
 
 // copier places the chunks of one output file.
@@ -29,6 +30,13 @@ type copier struct {
 	// Set once a call says this pair of files cannot do it, so that later
 	// chunks go straight to what works.
 	noClone, noCopyRange atomic.Bool
+	// cloned is set once a clone worked: the file system shares blocks,
+	// and copy_file_range (which it may do by sharing too) is worth a
+	// try for ranges that do not align. Elsewhere (ext4, tmpfs) it is
+	// slower than this package's parallel reads and writes, and skips no
+	// zeros: measured 1.26 s against 0.75 s for a 4 GiB VMDK with 1.5 GiB
+	// of data on ext4.
+	cloned atomic.Bool
 }
 
 func newCopier(out *os.File) *copier {
@@ -44,7 +52,8 @@ func newCopier(out *os.File) *copier {
 // bytes written (copied) and shared (cloned). buf is for the read path.
 func (c *copier) chunk(src layouts.Disk, buf []byte, off int64) (written, shared int64, err error) {
 	end := off + int64(len(buf))
-	if _, ok := src.(layouts.FileMapper); !ok {
+	if _, ok := src.(layouts.FileMapper); !ok || c.noClone.Load() && !c.cloned.Load() {
+		// Nothing to share: the parallel reads and writes are fastest.
 		w, err := copyChunk(c.out, src, buf, off)
 		return w, 0, err
 	}
@@ -69,19 +78,13 @@ func (c *copier) chunk(src layouts.Disk, buf []byte, off int64) (written, shared
 			pos = next
 			continue
 		}
-		w, sh, done, err := c.place(r, pos)
+		w, sh, err := c.place(r, pos, func(d, n int64) (int64, error) {
+			return copyChunk(c.out, src, buf[d-off:d-off+n], d)
+		})
 		written += w
 		shared += sh
 		if err != nil {
 			return written, shared, err
-		}
-		if done < r.Len {
-			// The rest of the range by reads and writes.
-			w, err := copyChunk(c.out, src, buf[pos+done-off:pos+r.Len-off], pos+done)
-			written += w
-			if err != nil {
-				return written, shared, err
-			}
 		}
 		pos += r.Len
 	}
@@ -89,57 +92,57 @@ func (c *copier) chunk(src layouts.Disk, buf []byte, off int64) (written, shared
 }
 
 // place clones and copies the file range r to dst of the output and
-// returns the bytes copied and cloned and how many of r's bytes (from its
-// start) are done; the caller copies the rest.
-func (c *copier) place(r layouts.FileRange, dst int64) (written, shared, done int64, err error) {
+// returns the bytes copied and cloned; slow copies what neither call can
+// (through user space).
+func (c *copier) place(r layouts.FileRange, dst int64, slow func(dst, n int64) (int64, error)) (written, shared int64, err error) {
+	type piece struct{ off, n int64 } // relative to r and dst
+	pieces := []piece{{0, r.Len}}
 	if !c.noClone.Load() && r.Off%c.bs == dst%c.bs {
 		head := (c.bs - dst%c.bs) % c.bs
-		body := max(0, r.Len-head) / c.bs * c.bs
-		if body > 0 {
-			if head > 0 {
-				n, ok, err := c.copyRange(r.File, r.Off, dst, head)
-				written += n
-				if err != nil || !ok {
-					return written, 0, n, err
-				}
-			}
+		if body := max(0, r.Len-head) / c.bs * c.bs; body > 0 {
 			err := unix.IoctlFileCloneRange(int(c.out.Fd()), &unix.FileCloneRange{
 				Src_fd:      int64(r.File.Fd()),
 				Src_offset:  uint64(r.Off + head),
 				Src_length:  uint64(body),
 				Dest_offset: uint64(dst + head),
 			})
-			if err == nil {
+			switch {
+			case err == nil:
+				c.cloned.Store(true)
 				shared = body
-				done = head + body
-				r = layouts.FileRange{File: r.File, Off: r.Off + done, Len: r.Len - done}
-				dst += done
-			} else if cannotShare(err) {
+				pieces = []piece{{0, head}, {head + body, r.Len - head - body}}
+			case cannotShare(err):
 				c.noClone.Store(true)
-				r = layouts.FileRange{File: r.File, Off: r.Off + head, Len: r.Len - head}
-				dst += head
-				done = head
-			} else {
-				return written, 0, head, err
+			default:
+				return 0, 0, err
 			}
 		}
 	}
-	if r.Len > 0 {
-		n, _, err := c.copyRange(r.File, r.Off, dst, r.Len)
+	for _, p := range pieces {
+		if p.n == 0 {
+			continue
+		}
+		n, ok, err := c.copyRange(r.File, r.Off+p.off, dst+p.off, p.n)
 		written += n
-		done += n
 		if err != nil {
-			return written, shared, done, err
+			return written, shared, err
+		}
+		if !ok {
+			w, err := slow(dst+p.off+n, p.n-n)
+			written += w
+			if err != nil {
+				return written, shared, err
+			}
 		}
 	}
-	return written, shared, done, nil
+	return written, shared, nil
 }
 
 // copyRange moves n bytes from off of src to dst of the output with
 // copy_file_range. ok is false (with no error) where the call cannot do
 // it for these files; the bytes moved until then are counted.
 func (c *copier) copyRange(src *os.File, off, dst, n int64) (moved int64, ok bool, err error) {
-	if c.noCopyRange.Load() {
+	if c.noCopyRange.Load() || !c.cloned.Load() {
 		return 0, false, nil
 	}
 	for moved < n {

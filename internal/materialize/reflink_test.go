@@ -274,3 +274,65 @@ func TestMaterializeReflinkSpace(t *testing.T) {
 	}
 	qemuImg(t, "compare", "-f", "raw", "-F", "raw", raw, disk)
 }
+
+// TestMaterializeReflinkOverlay: with an overlay, the blocks written
+// through a mount come from the overlay and the rest is shared with the
+// source: the output holds the writes, and equals the source elsewhere.
+func TestMaterializeReflinkOverlay(t *testing.T) {
+	testenv.NeedCommands(t, "qemu-img")
+	mnt := loopFS(t, "xfs", "mkfs.xfs", "-q", "-m", "reflink=1")
+	srcDir := filepath.Join(mnt, "src")
+	os.Mkdir(srcDir, 0o755)
+	raw, _ := reflinkSources(t, srcDir)
+	before := testenv.SHA256Tree(t, srcDir)
+	ov := filepath.Join(t.TempDir(), "overlay")
+	fuseMnt := testenv.MountDir(t)
+	testenv.Mount(t, "--format", "raw", "--overlay", ov, raw, fuseMnt)
+	disks, _ := filepath.Glob(filepath.Join(fuseMnt, "*-disk0.raw"))
+	if len(disks) != 1 {
+		t.Fatalf("mount shows disks %v", disks)
+	}
+	mark := []byte(strings.Repeat("overlay ", 1<<17)) // 1 MiB
+	f, err := os.OpenFile(disks[0], os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(mark, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.Unmount(t, fuseMnt); err != nil {
+		t.Fatal(err)
+	}
+	out, err := testenv.VMFS(t, "materialize", "--format", "raw", "--overlay", ov, "--progress", "json", raw, filepath.Join(mnt, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"shared":`) || strings.Contains(string(out), `"shared":0`) {
+		t.Errorf("nothing shared with the source: %s", out)
+	}
+	outDisks, _ := filepath.Glob(filepath.Join(mnt, "out", "*-disk0.raw"))
+	if len(outDisks) != 1 {
+		t.Fatalf("output disks %v", outDisks)
+	}
+	got, err := os.ReadFile(outDisks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(want[8<<20:], mark)
+	if len(got) != len(want) {
+		t.Fatalf("output %d bytes, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("output differs from the source with the overlay's write at byte %d", i)
+		}
+	}
+	testenv.CheckSame(t, "source", before, testenv.SHA256Tree(t, srcDir))
+}

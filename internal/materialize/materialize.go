@@ -2,7 +2,10 @@
 // are written sparse (holes and zero runs are skipped), in parallel with
 // large aligned I/O, under temporary names that are renamed into place only
 // once complete and flushed; descriptors are written last, so a descriptor
-// under its final name means its disks are complete.
+// under its final name means its disks are complete. Where the output's
+// file system shares blocks (XFS with reflink=1, btrfs), ranges that are
+// plain byte ranges of a source file are cloned rather than copied (see
+// share.go).
 package materialize
 
 import (

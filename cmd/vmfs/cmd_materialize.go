@@ -141,7 +141,7 @@ func runMaterialize(ctx context.Context, o materializeOptions) error {
 	}
 	if o.progress == "json" {
 		return writeEvent(os.Stdout, doneEvent{
-			SchemaVersion: schemaVersion, Event: "done", Files: sum.Files, Bytes: sum.Bytes, Written: sum.Written, HolesSkipped: sum.HolesSkipped,
+			SchemaVersion: schemaVersion, Event: "done", Files: sum.Files, Bytes: sum.Bytes, Written: sum.Written, Shared: sum.Shared, HolesSkipped: sum.HolesSkipped,
 			VirtualSize: virtual, Seconds: sum.Duration.Seconds(), Verified: sum.Verified, WarningsFile: warnings,
 		})
 	}
@@ -160,8 +160,8 @@ func printSummary(w io.Writer, dest string, sum materialize.Summary, virtual int
 	fmt.Fprintf(w, "materialized %d files into %s in %s (%s/s%s)\n",
 		sum.Files, dest, sum.Duration.Round(time.Millisecond), units.Bytes(int64(sum.Rate())), verified)
 	fmt.Fprintf(w, "disks:      %d, %s virtual\n", disks, units.Bytes(virtual))
-	fmt.Fprintf(w, "files:      %s: %s written, %s left sparse\n",
-		units.Bytes(sum.Bytes), units.Bytes(sum.Written), units.Bytes(sum.HolesSkipped))
+	fmt.Fprintf(w, "files:      %s: %s written, %s shared with the source, %s left sparse\n",
+		units.Bytes(sum.Bytes), units.Bytes(sum.Written), units.Bytes(sum.Shared), units.Bytes(sum.HolesSkipped))
 	for _, f := range files {
 		path := filepath.Join(dest, f.Name)
 		switch {
@@ -196,6 +196,7 @@ type (
 		Files         int     `json:"files"`
 		Bytes         int64   `json:"bytes"`
 		Written       int64   `json:"written"`
+		Shared        int64   `json:"shared"`
 		HolesSkipped  int64   `json:"holes_skipped"`
 		VirtualSize   int64   `json:"virtual_size"`
 		Seconds       float64 `json:"seconds"`

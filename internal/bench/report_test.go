@@ -17,6 +17,7 @@ type report struct {
 	settings settings
 	reads    []*readStats
 	cutover  []*cutStats
+	reflink  []*reflinkStats
 	mounts   []*mountStats
 	boot     *bootStats
 }
@@ -120,6 +121,10 @@ func (r *report) markdown() string {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", s.cas, s.tool, num(s.secs, "%.2f"), mbs, rt, s.same)
 		}
 		b.WriteString("\n")
+	}
+
+	if len(r.reflink) > 0 {
+		r.reflinkMarkdown(&b)
 	}
 
 	if len(r.mounts) > 0 {

@@ -75,36 +75,34 @@ func Networks(ctx context.Context, uri string, timeout time.Duration) (active, i
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	list := func(args ...string) ([]string, error) {
-		cmd := exec.CommandContext(ctx, "virsh", append([]string{"-q", "-c", uri, "net-list", "--name"}, args...)...)
-		cmd.Env = append(os.Environ(), "LC_ALL=C")
-		out, err := cmd.Output()
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("virsh -c %s net-list: no answer in %v", uri, timeout)
-		}
-		if err != nil {
-			msg := err.Error()
-			var ee *exec.ExitError
-			if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-				msg = strings.TrimSpace(strings.SplitN(string(ee.Stderr), "\n", 2)[0])
-			}
-			return nil, fmt.Errorf("virsh -c %s net-list: %s", uri, msg)
-		}
-		var names []string
-		for _, l := range strings.Split(string(out), "\n") {
-			if l = strings.TrimSpace(l); l != "" {
-				names = append(names, l)
-			}
-		}
-		return names, nil
+	// Both lists in one virsh run (one process, one connection): "/" can
+	// be no network's name, so it parts them.
+	cmd := exec.CommandContext(ctx, "virsh", "-q", "-c", uri, "net-list --name --all; echo /; net-list --name")
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	out, err := cmd.Output()
+	if ctx.Err() != nil {
+		return nil, nil, fmt.Errorf("virsh -c %s net-list: no answer in %v", uri, timeout)
 	}
-	all, err := list("--all")
 	if err != nil {
-		return nil, nil, err
+		msg := err.Error()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+			msg = strings.TrimSpace(strings.SplitN(string(ee.Stderr), "\n", 2)[0])
+		}
+		return nil, nil, fmt.Errorf("virsh -c %s net-list: %s", uri, msg)
 	}
-	act, err := list()
-	if err != nil {
-		return nil, nil, err
+	var all, act []string
+	list, parted := &all, false
+	for _, l := range strings.Split(string(out), "\n") {
+		switch l = strings.TrimSpace(l); {
+		case l == "/" && !parted:
+			list, parted = &act, true
+		case l != "":
+			*list = append(*list, l)
+		}
+	}
+	if !parted {
+		return nil, nil, fmt.Errorf("virsh -c %s net-list: unexpected output %q", uri, strings.TrimSpace(string(out)))
 	}
 	for _, n := range all {
 		if !slices.Contains(act, n) {

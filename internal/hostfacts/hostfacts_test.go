@@ -3,6 +3,9 @@ package hostfacts
 import (
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +63,42 @@ func TestNetworksFailsFast(t *testing.T) {
 	}
 	if _, statErr := os.Stat("/usr/bin/virsh"); statErr == nil && !strings.Contains(err.Error(), "net-list") {
 		t.Errorf("error %q does not say what failed", err)
+	}
+}
+
+// TestNetworksLists: the active and inactive lists equal what virsh's own
+// net-list says, with a network defined (not started) for the test among
+// the inactive ones.
+func TestNetworksLists(t *testing.T) {
+	if _, err := os.Stat("/run/libvirt/libvirt-sock"); err != nil {
+		t.Skip("libvirtd is not running (scripts/libvirt-up.sh starts it)")
+	}
+	const name = "vmfs-hostfacts-test"
+	xml := filepath.Join(t.TempDir(), "net.xml")
+	os.WriteFile(xml, []byte("<network><name>"+name+"</name><bridge name='vmfshf0'/></network>"), 0o644)
+	if out, err := exec.Command("virsh", "-c", "qemu:///system", "net-define", xml).CombinedOutput(); err != nil {
+		t.Fatalf("virsh net-define: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("virsh", "-c", "qemu:///system", "net-undefine", name).Run() })
+	virsh := func(args ...string) []string {
+		out, err := exec.Command("virsh", append([]string{"-q", "-c", "qemu:///system", "net-list", "--name"}, args...)...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Fields(string(out))
+	}
+	all, act := virsh("--all"), virsh()
+	var inact []string
+	for _, n := range all {
+		if !slices.Contains(act, n) {
+			inact = append(inact, n)
+		}
+	}
+	gotAct, gotInact, err := Networks(context.Background(), "qemu:///system", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gotAct, act) || !slices.Equal(gotInact, inact) || !slices.Contains(gotInact, name) {
+		t.Errorf("Networks = active %q, inactive %q; virsh says active %q, inactive %q (with %s)", gotAct, gotInact, act, inact, name)
 	}
 }

@@ -2,7 +2,10 @@
 // are written sparse (holes and zero runs are skipped), in parallel with
 // large aligned I/O, under temporary names that are renamed into place only
 // once complete and flushed; descriptors are written last, so a descriptor
-// under its final name means its disks are complete.
+// under its final name means its disks are complete. Where the output's
+// file system shares blocks (XFS with reflink=1, btrfs), ranges that are
+// plain byte ranges of a source file are cloned rather than copied (see
+// share.go).
 package materialize
 
 import (
@@ -54,7 +57,8 @@ type Options struct {
 type Summary struct {
 	Files        int
 	Bytes        int64 // virtual bytes of all files
-	Written      int64 // bytes actually written
+	Written      int64 // bytes actually written (copied)
+	Shared       int64 // bytes whose blocks are shared with the source (reflinked, not written)
 	HolesSkipped int64 // bytes left as holes
 	Duration     time.Duration
 	Verified     bool
@@ -150,6 +154,9 @@ func Run(ctx context.Context, dir string, files []viewfile.File, opts Options) (
 		alloc += a
 	}
 	if !opts.SkipSpaceCheck {
+		// Bytes the run will share with the source (reflinks) take no
+		// space: count them only once a clone into dir has worked.
+		alloc -= sharable(ctx, dir, ordered)
 		if err := checkSpace(dir, alloc); err != nil {
 			return Summary{}, err
 		}
@@ -174,12 +181,13 @@ func Run(ctx context.Context, dir string, files []viewfile.File, opts Options) (
 	for _, f := range ordered {
 		tmp := filepath.Join(dir, "."+f.Name+partialSuffix)
 		tmps = append(tmps, tmp)
-		written, err := writeFile(ctx, tmp, f, opts, progress)
+		written, shared, err := writeFile(ctx, tmp, f, opts, progress)
 		if err != nil {
 			cleanup()
 			return sum, describe(err, dir, f.Name)
 		}
 		sum.Written += written
+		sum.Shared += shared
 		if opts.Verify {
 			if err := verify(ctx, tmp, f, opts); err != nil {
 				cleanup()
@@ -202,7 +210,7 @@ func Run(ctx context.Context, dir string, files []viewfile.File, opts Options) (
 	syncDir(dir)
 	os.Remove(filepath.Join(dir, journalName))
 	syncDir(dir)
-	sum.HolesSkipped = total - sum.Written
+	sum.HolesSkipped = total - sum.Written - sum.Shared
 	sum.Duration = time.Since(start)
 	sum.Verified = opts.Verify
 	return sum, nil
@@ -263,29 +271,30 @@ type job struct{ off, n int64 }
 
 // writeFile copies f's Data extents into path with parallel workers and
 // returns the bytes written. Zero runs inside data are skipped too.
-func writeFile(ctx context.Context, path string, f viewfile.File, opts Options, progress func(int64)) (int64, error) {
+func writeFile(ctx context.Context, path string, f viewfile.File, opts Options, progress func(int64)) (written, shared int64, err error) {
 	mode := f.Mode
 	if mode == 0 {
 		mode = 0o644
 	}
 	out, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode.Perm())
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer out.Close()
 	size := f.Content.Size()
 	if err := out.Truncate(size); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	jobs := make(chan job, opts.Workers*2)
-	var written atomic.Int64
+	var nWritten, nShared atomic.Int64
 	var firstErr error
 	var once sync.Once
 	fail := func(err error) {
 		once.Do(func() { firstErr = err; cancel() })
 	}
+	cp := newCopier(out)
 	var wg sync.WaitGroup
 	for range opts.Workers {
 		wg.Add(1)
@@ -296,12 +305,13 @@ func writeFile(ctx context.Context, path string, f viewfile.File, opts Options, 
 				if ctx.Err() != nil {
 					continue
 				}
-				n, err := copyChunk(out, f.Content, buf[:j.n], j.off)
+				w, sh, err := cp.chunk(f.Content, buf[:j.n], j.off)
 				if err != nil {
 					fail(err)
 					continue
 				}
-				written.Add(n)
+				nWritten.Add(w)
+				nShared.Add(sh)
 				progress(j.n)
 			}
 		}()
@@ -326,18 +336,18 @@ func writeFile(ctx context.Context, path string, f viewfile.File, opts Options, 
 	close(jobs)
 	wg.Wait()
 	if firstErr != nil {
-		return 0, firstErr
+		return 0, 0, firstErr
 	}
 	if walkErr != nil {
-		return 0, walkErr
+		return 0, 0, walkErr
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := out.Sync(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return written.Load(), out.Close()
+	return nWritten.Load(), nShared.Load(), out.Close()
 }
 
 // zeroBlock is the granularity at which zero runs inside data are skipped.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vmfs/vmfs/layouts"
 )
@@ -33,13 +34,17 @@ const (
 // entries. Hosted sparse (KDMV), streamOptimized, vmfsSparse (COWD) and
 // seSparse differ in their headers and entry encodings only.
 type grainMap struct {
-	f        layouts.File
-	name     string
-	id       int32
-	size     int64 // virtual bytes of the extent
-	grain    int64 // bytes per grain
-	perGT    int64 // entries per grain table
-	gd       []int64
+	f     layouts.File
+	name  string
+	id    int32
+	size  int64 // virtual bytes of the extent
+	grain int64 // bytes per grain
+	perGT int64 // entries per grain table
+	gd    []int64
+	// empty has a bit set for each grain table found to hold no grain:
+	// a big sparse disk's many empty tables cost one bit each, not a
+	// cache entry, and walking them again reads nothing.
+	empty    []atomic.Uint64
 	entry    int // bytes per raw grain table entry: 4 or 8
 	fileSize int64
 
@@ -87,6 +92,7 @@ func (m *grainMap) readGD(off, numGD int64, entSize int, gtOff func(uint64) (int
 		return errf(m.name, errFormat, "reading grain directory: %v", err)
 	}
 	m.gd = make([]int64, numGD)
+	m.empty = make([]atomic.Uint64, (numGD+63)/64)
 	gtBytes := m.perGT * int64(m.entry)
 	for i := range m.gd {
 		var v uint64
@@ -113,9 +119,15 @@ func (m *grainMap) readGD(off, numGD int64, entSize int, gtOff func(uint64) (int
 	return nil
 }
 
-// holeGT stands in the cache for a grain table whose entries are all
-// unallocated, so that walking a large empty disk keeps little memory.
-var holeGT = []int64{}
+func (m *grainMap) isEmpty(gti int64) bool {
+	return m.empty != nil && m.empty[gti/64].Load()&(1<<(gti%64)) != 0
+}
+
+func (m *grainMap) setEmpty(gti int64) {
+	if m.empty != nil {
+		m.empty[gti/64].Or(1 << (gti % 64))
+	}
+}
 
 // gtBatch bounds how many grain tables one read loads ahead when they are
 // stored next to each other (extent walks read every table in turn).
@@ -130,7 +142,7 @@ func (m *grainMap) table(gti int64) ([]int64, error) {
 // tableAhead is table, loading up to ahead tables from gti with one read
 // when they are contiguous in the file and not cached yet.
 func (m *grainMap) tableAhead(gti, ahead int64) ([]int64, error) {
-	if gti < 0 || gti >= int64(len(m.gd)) || m.gd[gti] == 0 {
+	if gti < 0 || gti >= int64(len(m.gd)) || m.gd[gti] == 0 || m.isEmpty(gti) {
 		return nil, nil
 	}
 	k := cacheKey{m.id, gti}
@@ -143,6 +155,9 @@ func (m *grainMap) tableAhead(gti, ahead int64) ([]int64, error) {
 	gtBytes := m.perGT * int64(m.entry)
 	n := int64(1)
 	for n < min(ahead, gtBatch) && gti+n < int64(len(m.gd)) && m.gd[gti+n] == m.gd[gti]+n*gtBytes {
+		if m.isEmpty(gti + n) {
+			break
+		}
 		if _, ok := m.gts.get(cacheKey{m.id, gti + n}); ok {
 			break
 		}
@@ -165,7 +180,7 @@ func (m *grainMap) tableAhead(gti, ahead int64) ([]int64, error) {
 			return nil, err
 		}
 		if gt == nil {
-			m.gts.put(cacheKey{m.id, gti + i}, holeGT, 64)
+			m.setEmpty(gti + i)
 		} else {
 			m.gts.put(cacheKey{m.id, gti + i}, gt, int64(len(gt))*8+64)
 		}
@@ -179,6 +194,11 @@ func (m *grainMap) tableAhead(gti, ahead int64) ([]int64, error) {
 // decodeGT decodes and checks the raw grain table gti; nil means every
 // entry is unallocated.
 func (m *grainMap) decodeGT(gti int64, raw []byte) ([]int64, error) {
+	if allZeroBytes(raw) {
+		// Most tables of a big sparse disk (qemu allocates them all up
+		// front) hold no grain: skip the per-entry loop.
+		return nil, nil
+	}
 	var gt []int64
 	for j := int64(0); j < m.perGT; j++ {
 		var v uint64
@@ -216,6 +236,19 @@ func (m *grainMap) decodeGT(gti int64, raw []byte) ([]int64, error) {
 		gt[j] = o
 	}
 	return gt, nil
+}
+
+// allZeroBytes reports whether b holds only zeros, comparing in blocks.
+func allZeroBytes(b []byte) bool {
+	var zero [4096]byte
+	for len(b) > 0 {
+		n := min(len(b), len(zero))
+		if !bytes.Equal(b[:n], zero[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // readAt fills p from the extent's virtual offset off; [off, off+len(p))

@@ -160,8 +160,12 @@ func printSummary(w io.Writer, dest string, sum materialize.Summary, virtual int
 	fmt.Fprintf(w, "materialized %d files into %s in %s (%s/s%s)\n",
 		sum.Files, dest, sum.Duration.Round(time.Millisecond), units.Bytes(int64(sum.Rate())), verified)
 	fmt.Fprintf(w, "disks:      %d, %s virtual\n", disks, units.Bytes(virtual))
-	fmt.Fprintf(w, "files:      %s: %s written, %s shared with the source, %s left sparse\n",
-		units.Bytes(sum.Bytes), units.Bytes(sum.Written), units.Bytes(sum.Shared), units.Bytes(sum.HolesSkipped))
+	shared := ""
+	if sum.Shared > 0 {
+		shared = ", " + units.Bytes(sum.Shared) + " shared with the source (reflinks)"
+	}
+	fmt.Fprintf(w, "files:      %s: %s written%s, %s left sparse\n",
+		units.Bytes(sum.Bytes), units.Bytes(sum.Written), shared, units.Bytes(sum.HolesSkipped))
 	for _, f := range files {
 		path := filepath.Join(dest, f.Name)
 		switch {

@@ -106,6 +106,13 @@ disk:       /d/vm-disk0.qcow2
 	if b.String() != want {
 		t.Errorf("summary\n%s\nwant\n%s", b.String(), want)
 	}
+	// Bytes shared with the source by reflinks are said, only when some are.
+	b.Reset()
+	sum.Shared = 300 << 20
+	printSummary(&b, "/d", sum, 2<<30, 1, files, "/d/vm.warnings.txt")
+	if line := "files:      400.0 MiB: 399.0 MiB written, 300.0 MiB shared with the source (reflinks), 1.0 MiB left sparse\n"; !strings.Contains(b.String(), line) {
+		t.Errorf("summary\n%s\nwant the line\n%s", b.String(), line)
+	}
 }
 
 // TestInspectText: no field is shown empty, and a chain of more than one

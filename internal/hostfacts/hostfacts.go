@@ -75,9 +75,10 @@ func Networks(ctx context.Context, uri string, timeout time.Duration) (active, i
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// Both lists in one virsh run (one process, one connection): "/" can
-	// be no network's name, so it parts them.
-	cmd := exec.CommandContext(ctx, "virsh", "-q", "-c", uri, "net-list --name --all; echo /; net-list --name")
+	// Both lists in one virsh run (one process, one connection): the
+	// table of every network with its state, "NAME STATE AUTOSTART
+	// PERSISTENT" a line (LC_ALL=C: the words are English).
+	cmd := exec.CommandContext(ctx, "virsh", "-q", "-c", uri, "net-list", "--all")
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	out, err := cmd.Output()
 	if ctx.Err() != nil {
@@ -92,17 +93,19 @@ func Networks(ctx context.Context, uri string, timeout time.Duration) (active, i
 		return nil, nil, fmt.Errorf("virsh -c %s net-list: %s", uri, msg)
 	}
 	var all, act []string
-	list, parted := &all, false
 	for _, l := range strings.Split(string(out), "\n") {
-		switch l = strings.TrimSpace(l); {
-		case l == "/" && !parted:
-			list, parted = &act, true
-		case l != "":
-			*list = append(*list, l)
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
 		}
-	}
-	if !parted {
-		return nil, nil, fmt.Errorf("virsh -c %s net-list: unexpected output %q", uri, strings.TrimSpace(string(out)))
+		if len(f) < 4 || (f[len(f)-3] != "active" && f[len(f)-3] != "inactive") {
+			return nil, nil, fmt.Errorf("virsh -c %s net-list: unexpected line %q", uri, strings.TrimSpace(l))
+		}
+		name := strings.Join(f[:len(f)-3], " ")
+		all = append(all, name)
+		if f[len(f)-3] == "active" {
+			act = append(act, name)
+		}
 	}
 	for _, n := range all {
 		if !slices.Contains(act, n) {

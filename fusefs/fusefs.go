@@ -50,6 +50,15 @@ type Options struct {
 	FsName string
 	Logger *slog.Logger
 	Debug  bool
+	// Passthrough lets the kernel serve, by FUSE passthrough, the files
+	// of a ReadOnly mount that are one whole source file: their reads
+	// never reach this process. Where the kernel or the privileges do
+	// not allow it the files are served as without it, and Notice says so.
+	Passthrough bool
+	// Notice receives what the mount has to tell its user (nil: dropped).
+	Notice func(msg string)
+
+	reads *atomic.Int64 // counts Read calls, if set (tests)
 }
 
 // maxRequest is the largest read or write: 254 pages.
@@ -107,7 +116,34 @@ func Mount(mountpoint string, entries []viewfile.File, opts Options) (*fuse.Serv
 		go func() { srv.Wait(); r.zeros.Close() }()
 	}
 	raiseReadAhead(mountpoint, fo.MaxReadAhead, opts.Logger)
+	if opts.ReadOnly && opts.Passthrough {
+		r.probePassthrough(srv)
+	}
 	return srv, nil
+}
+
+// probePassthrough turns passthrough on for the mount if one of its whole
+// source files can be registered with the kernel as a backing file: that
+// needs a kernel with FUSE passthrough and CAP_SYS_ADMIN. Until then, and
+// where it fails, files are opened on the normal path.
+func (r *root) probePassthrough(srv *fuse.Server) {
+	for _, e := range r.entries {
+		f, ok := layouts.WholeFile(e.Content)
+		if !ok || !r.splice.trusted(f) {
+			continue
+		}
+		id, errno := srv.RegisterBackingFd(&fuse.BackingMap{Fd: int32(f.Fd())})
+		if errno != 0 {
+			if r.opts.Notice != nil {
+				r.opts.Notice(fmt.Sprintf("FUSE passthrough unavailable (%v): reads go through vmfs", errno))
+			}
+			r.opts.Logger.Debug("no FUSE passthrough", "err", errno)
+			return
+		}
+		srv.UnregisterBackingFd(id)
+		r.pass.Store(true)
+		return
+	}
 }
 
 // raiseReadAhead lifts the kernel's read-ahead for the mount to max bytes.
@@ -132,7 +168,8 @@ type root struct {
 	entries []viewfile.File
 	opts    Options
 	splice  spliceCache
-	zeros   *os.File // the zero file holes are spliced from, or nil
+	zeros   *os.File    // the zero file holes are spliced from, or nil
+	pass    atomic.Bool // whole source files may be passed through
 
 	mu   sync.Mutex
 	mode uint32
@@ -158,6 +195,7 @@ func (r *root) OnAdd(ctx context.Context) {
 			opts:    &r.opts,
 			splice:  &r.splice,
 			zeros:   r.zeros,
+			pass:    &r.pass,
 			mode:    uint32(e.Mode.Perm()),
 			uid:     r.opts.UID,
 			gid:     r.opts.GID,
@@ -227,6 +265,7 @@ type file struct {
 	opts    *Options
 	splice  *spliceCache // the mount's; nil: nothing is spliced
 	zeros   *os.File     // the mount's zero file, or nil
+	pass    *atomic.Bool // the mount's: passthrough works
 
 	mu    sync.Mutex
 	mode  uint32
@@ -376,12 +415,31 @@ func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		}
 		f.touch()
 	}
+	// A file that is one whole source file, on a read-only mount, is read
+	// by the kernel from the source itself.
+	if f.rw == nil && f.opts.ReadOnly && f.pass != nil && f.pass.Load() {
+		if src, ok := layouts.WholeFile(f.content); ok && f.splice.trusted(src) {
+			return passHandle{fd: int(src.Fd())}, 0, 0
+		}
+	}
 	// Every change goes through this process, so the page cache stays
 	// valid across opens.
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
 }
 
+// passHandle is an open file the kernel serves from its backing file: the
+// source's descriptor, which the mount keeps open while it serves (the
+// kernel takes its own reference when it registers it).
+type passHandle struct{ fd int }
+
+var _ = (gofs.FilePassthroughFder)(passHandle{})
+
+func (h passHandle) PassthroughFd() (int, bool) { return h.fd, true }
+
 func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if f.opts.reads != nil {
+		f.opts.reads.Add(1)
+	}
 	// Where the whole request is one range of a plain file (raw and flat
 	// sources, uncompressed grains), the kernel splices it: no copy
 	// through this process.

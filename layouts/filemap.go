@@ -94,3 +94,23 @@ func PastEOF(b *Builder, fd int, pos, end, shift int64, hole Kind) int64 {
 	}
 	return end
 }
+
+// WholeFile returns the plain file whose bytes are all of d's, from offset 0
+// and of the same length, if d is one (a raw source served raw, a flat
+// extent served as raw). FUSE passthrough serves such a disk: it maps a
+// whole file, offsets unchanged, so a range inside a file does not qualify.
+func WholeFile(d Disk) (*os.File, bool) {
+	n := d.Size()
+	if n <= 0 {
+		return nil, false
+	}
+	r, ok := MapFile(d, 0, n)
+	if !ok || r.Off != 0 || r.Len != n {
+		return nil, false
+	}
+	var st unix.Stat_t
+	if unix.Fstat(int(r.File.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != n {
+		return nil, false
+	}
+	return r.File, true
+}

@@ -32,6 +32,7 @@ type mountOptions struct {
 	overlay    string
 	fresh      bool
 	nonEmpty   bool
+	noPass     bool
 	cpuProfile string
 	logLevel   string
 }
@@ -48,6 +49,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "share", Usage: "let every local user read the mount (default: only you and the hypervisor's user)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
 			&cli.BoolFlag{Name: "nonempty", Usage: "allow a MOUNTPOINT that holds files (the mount hides them)"},
+			&cli.BoolFlag{Name: "no-passthrough", Usage: "with --read-only, serve every read through vmfs, none by FUSE passthrough"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile (go tool pprof) to FILE until unmount"},
 		),
 		Action: func(c *cli.Context) error {
@@ -63,7 +65,7 @@ func mountCommand() *cli.Command {
 				daemon: c.Bool("daemon"), readOnly: c.Bool("read-only"),
 				share: c.Bool("share"), debug: c.Bool("fuse-debug"),
 				overlay: c.String("overlay"), fresh: c.Bool("fresh"),
-				nonEmpty: c.Bool("nonempty"), cpuProfile: c.String("cpuprofile"),
+				nonEmpty: c.Bool("nonempty"), noPass: c.Bool("no-passthrough"), cpuProfile: c.String("cpuprofile"),
 				logLevel: c.String("log-level"),
 			})
 		},
@@ -152,6 +154,10 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 		FsName:   "vmfs:" + absOr(o.src),
 		Logger:   log,
 		Debug:    o.debug,
+		// A disk that is one whole source file is read by the kernel
+		// from the source; writable mounts keep every read here.
+		Passthrough: o.readOnly && !o.noPass,
+		Notice:      rep.Info,
 	}
 	if gid, ok := hypervisorGroup(v.Target); ok {
 		fo.GID, fo.DirMode = gid, 0o710

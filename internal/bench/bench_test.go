@@ -83,6 +83,9 @@ func TestBench(t *testing.T) {
 	if s.want("reads") {
 		t.Run("reads", func(t *testing.T) { benchReads(t, s, fx, r) })
 	}
+	if s.want("passthrough") {
+		t.Run("passthrough", func(t *testing.T) { benchPassthrough(t, s, fx, r) })
+	}
 	if s.want("cutover") {
 		t.Run("cutover", func(t *testing.T) { benchCutover(t, s, fx, r) })
 	}

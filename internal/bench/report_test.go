@@ -16,6 +16,7 @@ type report struct {
 	total    time.Duration
 	settings settings
 	reads    []*readStats
+	pass     []*passStats
 	cutover  []*cutStats
 	reflink  []*reflinkStats
 	mounts   []*mountStats
@@ -98,6 +99,10 @@ func (r *report) markdown() string {
 				rs[0], rs[1], rs[2], rs[3])
 		}
 		b.WriteString("\n")
+	}
+
+	if len(r.pass) > 0 {
+		r.passMarkdown(&b)
 	}
 
 	if len(r.cutover) > 0 {

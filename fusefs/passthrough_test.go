@@ -62,14 +62,15 @@ func TestPassthrough(t *testing.T) {
 	qemuImgT(t, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse", src, sparse)
 	qemuImgT(t, "convert", "-f", "raw", "-O", "qcow2", src, qc)
 	for _, c := range []struct {
-		name, src, fmt string
-		readOnly, pass bool
+		name, src, fmt      string
+		readOnly, off, pass bool
 	}{
-		{"raw read-only", src, "raw", true, true},
-		{"flat vmdk read-only", flat, "vmdk", true, true},
-		{"sparse vmdk", sparse, "vmdk", true, false},
-		{"qcow2", qc, "qcow2", true, false},
-		{"raw writable", src, "raw", false, false},
+		{"raw read-only", src, "raw", true, false, true},
+		{"flat vmdk read-only", flat, "vmdk", true, false, true},
+		{"sparse vmdk", sparse, "vmdk", true, false, false},
+		{"qcow2", qc, "qcow2", true, false, false},
+		{"raw writable", src, "raw", false, false, false},
+		{"raw read-only, passthrough off", src, "raw", true, true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -95,7 +96,7 @@ func TestPassthrough(t *testing.T) {
 			var reads atomic.Int64
 			var notices []string
 			srv, err := Mount(dir, []viewfile.File{disk}, Options{
-				ReadOnly: c.readOnly, Passthrough: true, reads: &reads,
+				ReadOnly: c.readOnly, Passthrough: !c.off, reads: &reads,
 				Notice: func(m string) { notices = append(notices, m) },
 			})
 			if err != nil {

@@ -122,10 +122,12 @@ func Mount(mountpoint string, entries []viewfile.File, opts Options) (*fuse.Serv
 	return srv, nil
 }
 
-// probePassthrough turns passthrough on for the mount if one of its whole
-// source files can be registered with the kernel as a backing file: that
-// needs a kernel with FUSE passthrough and CAP_SYS_ADMIN. Until then, and
-// where it fails, files are opened on the normal path.
+// probePassthrough checks, by registering one whole source file with the
+// kernel as a backing file, that the kernel has FUSE passthrough and this
+// process CAP_SYS_ADMIN, and says so through Notice where not. Opens try
+// passthrough from the start (so that no inode is open both ways, which
+// the kernel refuses); one that cannot register falls back to the normal
+// path, and after a failed probe none tries.
 func (r *root) probePassthrough(srv *fuse.Server) {
 	for _, e := range r.entries {
 		f, ok := layouts.WholeFile(e.Content)
@@ -134,6 +136,7 @@ func (r *root) probePassthrough(srv *fuse.Server) {
 		}
 		id, errno := srv.RegisterBackingFd(&fuse.BackingMap{Fd: int32(f.Fd())})
 		if errno != 0 {
+			r.nopass.Store(true)
 			if r.opts.Notice != nil {
 				r.opts.Notice(fmt.Sprintf("FUSE passthrough unavailable (%v): reads go through vmfs", errno))
 			}
@@ -141,7 +144,6 @@ func (r *root) probePassthrough(srv *fuse.Server) {
 			return
 		}
 		srv.UnregisterBackingFd(id)
-		r.pass.Store(true)
 		return
 	}
 }
@@ -169,7 +171,7 @@ type root struct {
 	opts    Options
 	splice  spliceCache
 	zeros   *os.File    // the zero file holes are spliced from, or nil
-	pass    atomic.Bool // whole source files may be passed through
+	nopass  atomic.Bool // the kernel refused a backing file
 
 	mu   sync.Mutex
 	mode uint32
@@ -195,7 +197,7 @@ func (r *root) OnAdd(ctx context.Context) {
 			opts:    &r.opts,
 			splice:  &r.splice,
 			zeros:   r.zeros,
-			pass:    &r.pass,
+			nopass:  &r.nopass,
 			mode:    uint32(e.Mode.Perm()),
 			uid:     r.opts.UID,
 			gid:     r.opts.GID,
@@ -265,7 +267,7 @@ type file struct {
 	opts    *Options
 	splice  *spliceCache // the mount's; nil: nothing is spliced
 	zeros   *os.File     // the mount's zero file, or nil
-	pass    *atomic.Bool // the mount's: passthrough works
+	nopass  *atomic.Bool // the mount's: passthrough refused
 
 	mu    sync.Mutex
 	mode  uint32
@@ -417,9 +419,11 @@ func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	}
 	// A file that is one whole source file, on a read-only mount, is read
 	// by the kernel from the source itself.
-	if f.rw == nil && f.opts.ReadOnly && f.pass != nil && f.pass.Load() {
+	// A handle that cannot be registered keeps the page cache (go-fuse
+	// drops FOPEN_KEEP_CACHE only where passthrough is on).
+	if f.rw == nil && f.opts.ReadOnly && f.opts.Passthrough && f.nopass != nil && !f.nopass.Load() {
 		if src, ok := layouts.WholeFile(f.content); ok && f.splice.trusted(src) {
-			return passHandle{fd: int(src.Fd())}, 0, 0
+			return passHandle{fd: int(src.Fd())}, fuse.FOPEN_KEEP_CACHE, 0
 		}
 	}
 	// Every change goes through this process, so the page cache stays

@@ -30,8 +30,8 @@ func translateFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "network-map", Usage: "rename a source network: SRC=DST (repeatable)"},
 		&cli.StringFlag{Name: "domain-type", Usage: "libvirt domain type: kvm or qemu (software emulation) (default: mount: kvm where this host's /dev/kvm works, else qemu; materialize: kvm)"},
 		&cli.StringFlag{Name: "network-fallback", Usage: "user: NICs whose libvirt network is missing on this host use user-mode networking"},
-		&cli.IntFlag{Name: "vmid", Usage: "proxmox: the VM id, 100..999999999 (default: 100)"},
-		&cli.StringFlag{Name: "storage", Usage: "proxmox: the storage the disks are imported onto (default: local-lvm)"},
+		&cli.IntFlag{Name: "vmid", Usage: "proxmox: the VM id, 100..999999999", DefaultText: "100"},
+		&cli.StringFlag{Name: "storage", Usage: "proxmox: the storage the disks are imported onto", DefaultText: "local-lvm"},
 		&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
 		allowDeviceFlag(),
 	}

@@ -129,7 +129,10 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 	set("cores", strconv.Itoa(cores))
 	ost := OSType(m.OSInfo)
 	if ost == "other" {
-		warn(WarnOSType, "guest OS %q has no Proxmox ostype: other (set it with qm set %d --ostype)", m.OSInfo, vmid)
+		ost = familyOSType(m.GuestOS)
+	}
+	if ost == "other" {
+		warn(WarnOSType, "guest OS %q (%s) has no Proxmox ostype: other (set it with qm set %d --ostype)", m.GuestOS, m.SourceFormat, vmid)
 	}
 	set("ostype", ost)
 	if mp.Machine == "q35" {
@@ -306,6 +309,25 @@ func OSType(osinfo string) string {
 	}
 	for _, l := range []string{"fedoraproject.org/", "ubuntu.com/", "debian.org/", "redhat.com/rhel", "centos.org/", "opensuse.org/", "suse.com/", "archlinux.org/", "alpinelinux.org/", "almalinux.org/", "rockylinux.org/", "oracle.com/ol", "gentoo.org/", "mageia.org/", "linux"} {
 		if strings.Contains(id, l) {
+			return "l26"
+		}
+	}
+	return "other"
+}
+
+// familyOSType is the ostype of a source's own guest OS identifier
+// (VMware guestOS, VirtualBox OSType) that names no release libosinfo
+// knows, by its family: ostype tunes QEMU for a family, not a release.
+func familyOSType(guestOS string) string {
+	g := strings.ToLower(guestOS)
+	switch {
+	case strings.Contains(g, "windows11"), strings.Contains(g, "win11"):
+		return "win11"
+	case strings.Contains(g, "windows10"), strings.Contains(g, "win10"):
+		return "win10"
+	}
+	for _, l := range []string{"linux", "ubuntu", "debian", "centos", "rhel", "redhat", "fedora", "suse", "sles", "oracle", "archlinux", "gentoo", "mandriva", "mandrake", "turbolinux", "xandros", "asianux", "almalinux", "rockylinux", "photon", "coreos"} {
+		if strings.Contains(g, l) {
 			return "l26"
 		}
 	}

@@ -13,9 +13,9 @@ import (
 
 	corpusdir "github.com/vmfs/vmfs/internal/corpus"
 	"github.com/vmfs/vmfs/translate"
-	"github.com/vmfs/vmfs/translate/proxmox"
 	"github.com/vmfs/vmfs/translate/libvirt"
 	"github.com/vmfs/vmfs/translate/ovf"
+	"github.com/vmfs/vmfs/translate/proxmox"
 	"github.com/vmfs/vmfs/translate/vbox"
 	"github.com/vmfs/vmfs/translate/vmx"
 )
@@ -129,7 +129,8 @@ func qmCalls(t *testing.T, script string) [][]string {
 		t.Fatalf("bash -n: %v: %s\n%s", err, out, script)
 	}
 	cmd := exec.Command("bash", sh)
-	cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin"}
+	// qm is the only command the script may run: an injected one fails.
+	cmd.Env = []string{"PATH=" + dir}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("script: %v: %s\n%s", err, out, script)
 	}
@@ -288,4 +289,111 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
+}
+
+func TestOSType(t *testing.T) {
+	for _, c := range []struct{ osinfo, guest, want string }{
+		{"http://microsoft.com/win/11", "", "win11"},
+		{"http://microsoft.com/win/2k19", "", "win10"},
+		{"http://microsoft.com/win/7", "", "win7"},
+		{"http://ubuntu.com/ubuntu/22.04", "", "l26"},
+		{"", "ubuntu-64", "l26"},
+		{"", "Windows11_64", "win11"},
+		{"", "freebsd-64", "other"},
+		{"", "", "other"},
+	} {
+		m := &translate.Machine{Name: "os", CPUs: 1, MemoryMiB: 64, OSInfo: c.osinfo, GuestOS: c.guest}
+		conf, _, warns, err := emit(t, m, nil, translate.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(conf, "ostype: "+c.want+"\n") {
+			t.Errorf("%q/%q: want ostype %s:\n%s", c.osinfo, c.guest, c.want, conf)
+		}
+		said := slices.ContainsFunc(warns, func(w translate.Warning) bool { return w.Code == proxmox.WarnOSType })
+		if said != (c.want == "other") {
+			t.Errorf("%q/%q: PROXMOX_OSTYPE warning %v", c.osinfo, c.guest, said)
+		}
+	}
+}
+
+// TestVMIDStorage: --vmid and --storage name the volumes and the script's
+// VM; values outside Proxmox's ranges are refused.
+func TestVMIDStorage(t *testing.T) {
+	for _, c := range []struct {
+		opts translate.Options
+		ok   bool
+	}{
+		{translate.Options{}, true},
+		{translate.Options{VMID: 100, Storage: "a1"}, true},
+		{translate.Options{VMID: 999999999, Storage: "ceph.pool_1-x"}, true},
+		{translate.Options{VMID: 99}, false},
+		{translate.Options{VMID: -1}, false},
+		{translate.Options{VMID: 1000000000}, false},
+		{translate.Options{Storage: "Local"}, false},
+		{translate.Options{Storage: "a"}, false},
+		{translate.Options{Storage: "local-"}, false},
+		{translate.Options{Storage: "x'; rm -rf /"}, false},
+		{translate.Options{Storage: "a\nb"}, false},
+	} {
+		// Check, as the command line runs it (with a device policy).
+		o := c.opts
+		o.Devices = translate.Preserve
+		if err := o.Check(); (err == nil) != c.ok {
+			t.Errorf("%+v: Check: %v", c.opts, err)
+		}
+		m := &translate.Machine{Name: "v", CPUs: 1, MemoryMiB: 64, Disks: []translate.Disk{{Path: "/s/v.vmdk", Bus: translate.BusSATA}}}
+		disks := viewDisks(m, "/mnt/v")
+		conf, script, _, err := emit(t, m, disks, c.opts)
+		if (err == nil) != c.ok {
+			t.Errorf("%+v: Emit: %v", c.opts, err)
+		}
+		if err != nil {
+			continue
+		}
+		vmid, storage := max(c.opts.VMID, proxmox.DefaultVMID), cmpOr(c.opts.Storage, proxmox.DefaultStorage)
+		cf := checkConf(t, conf, vmid, storage)
+		checkScript(t, script, cf, vmid, storage, disks)
+		if want := fmt.Sprintf("sata0: %s:vm-%d-disk-0,size=1048577K", storage, vmid); !strings.Contains(conf, want+"\n") {
+			t.Errorf("config lacks %q:\n%s", want, conf)
+		}
+	}
+}
+
+// FuzzNames: whatever the machine's name, source path and mount folder,
+// the config stays key: value lines of the documented forms and the
+// script, run, passes qm exactly the config's values and the view's paths.
+func FuzzNames(f *testing.F) {
+	for _, s := range [][3]string{
+		{"web01", "/src/web01.vmx", "/mnt/web01"},
+		{"a\nbios: seabios", "/src/x\n rm -rf /", "/mnt/a'b"},
+		{"'; touch /tmp/vmfs-pwned; '", "$(touch /tmp/vmfs-pwned)", "/mnt/$(touch /tmp/vmfs-pwned)/`touch /tmp/vmfs-pwned`"},
+		{"..", "\"", "/mnt/\"x\\"},
+		{"", "", "/mnt/dir with spaces"},
+		{"Ünïcødé VM ✓", "/src/\u2028", "/mnt/é"},
+		{"x,bridge=evil", "/s", "/mnt/a,b"},
+		{"-", "/s", "/mnt/\x00"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, name, src, dir string) {
+		if !strings.HasPrefix(dir, "/") || strings.ContainsRune(dir, 0) || len(dir) > 200 {
+			dir = "/mnt/x"
+		}
+		m := &translate.Machine{
+			Name: name, Source: src, SourceFormat: "vmx", CPUs: 2, MemoryMiB: 512, Firmware: translate.UEFI,
+			Disks: []translate.Disk{{Path: "/s/d.vmdk", Bus: translate.BusSCSI, Controller: "lsilogic"}},
+			NICs:  []translate.NIC{{MAC: "00:50:56:00:00:01", Model: "e1000", Network: name}},
+		}
+		disks := viewDisks(m, dir)
+		conf, script, _, err := emit(t, m, disks, translate.Options{NetworkMap: map[string]string{name: name}})
+		if err != nil {
+			if !strings.Contains(dir, ",") {
+				t.Fatalf("refused: %v", err)
+			}
+			return
+		}
+		c := checkConf(t, conf, proxmox.DefaultVMID, proxmox.DefaultStorage)
+		checkScript(t, script, c, proxmox.DefaultVMID, proxmox.DefaultStorage, disks)
+	})
 }

@@ -192,6 +192,7 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 	type imp struct{ key, path string }
 	var imports []imp
 	slot := map[translate.Bus]int{}
+	usedIDE := map[int]bool{}
 	bus := map[translate.Bus]string{translate.BusSCSI: "scsi", translate.BusSATA: "sata", translate.BusIDE: "ide", translate.BusVirtio: "virtio"}
 	maxSlot := map[string]int{"scsi": 31, "sata": 6, "ide": 4, "virtio": 16}
 	var boot []string
@@ -207,6 +208,14 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 		}
 		n := slot[d.Bus]
 		slot[d.Bus]++
+		if d.Bus == translate.BusIDE {
+			// ideN is bus N/2, unit N%2, as the source placed it.
+			n = d.AddrBus*2 + d.Unit
+			if usedIDE[n] || n >= maxSlot[b] {
+				return nil, warns, fmt.Errorf("proxmox: %s: drive %d at IDE %d:%d, which Proxmox cannot hold", m.Name, i, d.AddrBus, d.Unit)
+			}
+			usedIDE[n] = true
+		}
 		if n >= maxSlot[b] {
 			return nil, warns, fmt.Errorf("proxmox: %s: more than %d %s drives", m.Name, maxSlot[b], b)
 		}

@@ -397,3 +397,23 @@ func FuzzNames(f *testing.F) {
 		checkScript(t, script, c, proxmox.DefaultVMID, proxmox.DefaultStorage, disks)
 	})
 }
+
+// TestIDESlots: IDE drives keep their place (ideN is bus N/2, unit N%2):
+// a CD-ROM on the secondary master is ide2, as Proxmox puts it.
+func TestIDESlots(t *testing.T) {
+	m := &translate.Machine{
+		Name: "ide", CPUs: 1, MemoryMiB: 64, Firmware: translate.BIOS,
+		Disks:  []translate.Disk{{Path: "/s/d.vmdk", Bus: translate.BusIDE, ControllerIndex: 0, Unit: 0}},
+		CDROMs: []translate.CDROM{{Bus: translate.BusIDE, ControllerIndex: 1, Unit: 0}},
+	}
+	disks := viewDisks(m, "/mnt/ide")
+	conf, script, _, err := emit(t, m, disks, translate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := checkConf(t, conf, proxmox.DefaultVMID, proxmox.DefaultStorage)
+	checkScript(t, script, c, proxmox.DefaultVMID, proxmox.DefaultStorage, disks)
+	if !strings.HasPrefix(c["ide0"], "local-lvm:vm-100-disk-0,") || c["ide2"] != "none,media=cdrom" || c["machine"] != "" {
+		t.Errorf("config:\n%s", conf)
+	}
+}

@@ -11,6 +11,23 @@ func DiskName(m *Machine, i int) string {
 	return fmt.Sprintf("%s-disk%d", FileName(m.Name), i)
 }
 
+// OptionTarget is a Target whose file names depend on the translation
+// options (Proxmox names disks by the VM id).
+type OptionTarget interface {
+	Target
+	// WithOptions returns the target as it names files under opts.
+	WithOptions(opts Options) Target
+}
+
+// WithOptions is t as it names files under opts: t itself unless it is
+// an OptionTarget.
+func WithOptions(t Target, opts Options) Target {
+	if ot, ok := t.(OptionTarget); ok {
+		return ot.WithOptions(opts)
+	}
+	return t
+}
+
 // Option is a translation option, named as its flag is without the
 // dashes.
 type Option string

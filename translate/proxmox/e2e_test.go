@@ -29,7 +29,7 @@ func checkOutput(t *testing.T, dir, name, raw string) {
 		t.Fatal(err)
 	}
 	c := checkConf(t, string(conf), 4321, "tank")
-	disk := filepath.Join(dir, base+"-disk0.raw")
+	disk := filepath.Join(dir, "vm-4321-disk-0.raw")
 	st, err := os.Stat(disk)
 	if err != nil {
 		t.Fatal(err)

@@ -45,10 +45,14 @@ const (
 	DefaultBridge  = "vmbr0"
 )
 
-// Target is the proxmox target.
-type Target struct{}
+// Target is the proxmox target. The registry holds its zero value;
+// WithOptions gives the one a view names disks with.
+type Target struct {
+	// VMID names the disks (0: DefaultVMID); Emit follows the options.
+	VMID int
+}
 
-var _ translate.Target = Target{}
+var _ translate.OptionTarget = Target{}
 
 func (Target) Name() string { return "proxmox" }
 

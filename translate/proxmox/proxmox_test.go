@@ -417,3 +417,21 @@ func TestIDESlots(t *testing.T) {
 		t.Errorf("config:\n%s", conf)
 	}
 }
+
+// TestDiskName: disks are named as Proxmox names volumes, by the VM id
+// the options give (DefaultVMID for the registered value).
+func TestDiskName(t *testing.T) {
+	m := &translate.Machine{Name: "any name"}
+	for _, c := range []struct {
+		tg   translate.Target
+		want string
+	}{
+		{proxmox.Target{}, "vm-100-disk-1"},
+		{translate.WithOptions(proxmox.Target{}, translate.Options{}), "vm-100-disk-1"},
+		{translate.WithOptions(proxmox.Target{}, translate.Options{VMID: 4242}), "vm-4242-disk-1"},
+	} {
+		if got := c.tg.DiskName(m, 1); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.tg, got, c.want)
+		}
+	}
+}

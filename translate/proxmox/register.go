@@ -1,6 +1,10 @@
 package proxmox
 
-import "github.com/vmfs/vmfs/translate"
+import (
+	"fmt"
+
+	"github.com/vmfs/vmfs/translate"
+)
 
 // Usage, Descriptors, DiskName and Group complete the registration of the
 // target (its Name, DefaultFormat and Caps stand beside Emit).
@@ -11,9 +15,22 @@ func (Target) Usage() string {
 
 func (Target) Descriptors() []string { return []string{".conf", "-import.sh"} }
 
-// DiskName is the name most targets give: the disks keep the machine's
-// name in the mount, and `qm` names each one vm-<vmid>-disk-<N> as it
-// imports it onto the storage (DiskName does not see --vmid).
-func (Target) DiskName(m *translate.Machine, i int) string { return translate.DiskName(m, i) }
+// DiskName is Proxmox's name of disk i, vm-<vmid>-disk-<N>, the VM id
+// the one WithOptions gave (DefaultVMID for the registered value).
+func (t Target) DiskName(_ *translate.Machine, i int) string {
+	return fmt.Sprintf("vm-%d-disk-%d", t.vmid(), i)
+}
+
+// WithOptions is the target naming disks by opts.VMID.
+func (Target) WithOptions(opts translate.Options) translate.Target {
+	return Target{VMID: opts.VMID}
+}
+
+func (t Target) vmid() int {
+	if t.VMID == 0 {
+		return DefaultVMID
+	}
+	return t.VMID
+}
 
 func (Target) Group() string { return "" }

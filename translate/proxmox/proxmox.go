@@ -36,6 +36,7 @@ const (
 	WarnOmitted  = "PROXMOX_OMITTED"   // a drive or NIC the mapping leaves out
 	WarnNICModel = "PROXMOX_NIC_MODEL" // a NIC model Proxmox lacks: e1000 used
 	WarnOSType   = "PROXMOX_OSTYPE"    // guest OS unknown: ostype other
+	WarnSerial   = "PROXMOX_SERIAL"    // a serial port becomes a socket
 )
 
 // Defaults of the options.
@@ -147,6 +148,26 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 	}
 	if m.Firmware == translate.UEFI {
 		set("bios", "ovmf")
+	}
+	// vga: std is Proxmox's default (the VGA QEMU gives); virtio is the
+	// one other the mapping picks.
+	if mp.Video == "virtio" {
+		set("vga", "virtio")
+	}
+	for i, sp := range m.Serials {
+		if i < len(mp.SerialOmit) && mp.SerialOmit[i] {
+			continue
+		}
+		if i >= 4 {
+			warn(WarnOmitted, "serial port %d: Proxmox has serial0..serial3: left out", i)
+			continue
+		}
+		// A socket is the serial port `qm terminal` opens; the source's
+		// file, pipe or device is not carried over.
+		if sp.Type != "" && sp.Type != "pty" {
+			warn(WarnSerial, "serial port %d (%s %s): a Proxmox socket (qm terminal %d --iface serial%d)", i, sp.Type, sp.Path, vmid, i)
+		}
+		set(fmt.Sprintf("serial%d", i), "socket")
 	}
 	var scsihw string
 	for _, ctl := range mp.Controllers {

@@ -38,6 +38,11 @@ var (
 		"machine":  regexp.MustCompile(`^(q35|pc)$`),
 		"smbios1":  regexp.MustCompile(`^uuid=[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`),
 		"bios":     regexp.MustCompile(`^(seabios|ovmf)$`),
+		"vga":      regexp.MustCompile(`^(std|virtio|qxl|vmware|cirrus|none)$`),
+		"serial0":  regexp.MustCompile(`^socket$`),
+		"serial1":  regexp.MustCompile(`^socket$`),
+		"serial2":  regexp.MustCompile(`^socket$`),
+		"serial3":  regexp.MustCompile(`^socket$`),
 		"scsihw":   regexp.MustCompile(`^(lsi|lsi53c810|virtio-scsi-pci|virtio-scsi-single|megasas|pvscsi)$`),
 		"boot":     regexp.MustCompile(`^order=(scsi|sata|ide|virtio)[0-9]+(;(scsi|sata|ide|virtio)[0-9]+)*$`),
 		"efidisk0": regexp.MustCompile(`^` + volume + `,efitype=4m(,pre-enrolled-keys=1)?,size=4M$`),
@@ -433,5 +438,31 @@ func TestDiskName(t *testing.T) {
 		if got := c.tg.DiskName(m, 1); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.tg, got, c.want)
 		}
+	}
+}
+
+// TestSerialsAndVideo: serial ports become sockets (serial0..3, the rest
+// left out with a warning); --devices virtio gives vga: virtio.
+func TestSerialsAndVideo(t *testing.T) {
+	m := &translate.Machine{Name: "s", CPUs: 1, MemoryMiB: 64, Serials: []translate.Serial{{Type: "pty"}, {Type: "file", Path: "/tmp/x"}, {}, {}, {}}}
+	conf, _, warns, err := emit(t, m, nil, translate.Options{Devices: translate.Virtio})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := checkConf(t, conf, proxmox.DefaultVMID, proxmox.DefaultStorage)
+	for i := range 4 {
+		if c["serial"+strconv.Itoa(i)] != "socket" {
+			t.Errorf("serial%d missing:\n%s", i, conf)
+		}
+	}
+	if c["vga"] != "virtio" {
+		t.Errorf("vga %q", c["vga"])
+	}
+	codes := map[string]int{}
+	for _, w := range warns {
+		codes[w.Code]++
+	}
+	if codes[proxmox.WarnSerial] != 1 || codes[proxmox.WarnOmitted] != 1 {
+		t.Errorf("warnings %v", warns)
 	}
 }

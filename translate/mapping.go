@@ -97,6 +97,9 @@ type Caps struct {
 	// falls back to TCG by itself.
 	DomainType    bool
 	AccelFallback bool
+	// VMIDStorage: the target creates the machine under a VM id on a
+	// named storage (--vmid, --storage apply).
+	VMIDStorage bool
 	// Hardware is the virtual hardware the target offers: Map places the
 	// machine's devices on it.
 	Hardware Hardware
@@ -265,6 +268,14 @@ func Map(m *Machine, disks []TargetDisk, opts Options, caps Caps) (*Mapping, err
 	case fallback == "" || caps.UserNetworking:
 	default:
 		mp.warn(WarnIgnored, "--network-fallback %s has no effect on the %s target: its networks are not this host's libvirt networks", fallback, name)
+	}
+	if !caps.VMIDStorage {
+		if opts.VMID != 0 {
+			mp.warn(WarnIgnored, "--vmid %d has no effect on the %s target: it has no VM ids", opts.VMID, name)
+		}
+		if opts.Storage != "" {
+			mp.warn(WarnIgnored, "--storage %s has no effect on the %s target: it names no storage", opts.Storage, name)
+		}
 	}
 	if err := mp.place(m, disks, &caps.Hardware); err != nil {
 		return mp, err

@@ -196,6 +196,11 @@ type Options struct {
 	// NetworkFallback: "user" attaches NICs whose network is missing in
 	// Host's libvirt to user-mode networking; "" leaves them.
 	NetworkFallback string
+	// VMID and Storage, for a target that creates the machine under a
+	// VM id on a named storage (Proxmox VE): 0 and "" take the target's
+	// defaults.
+	VMID    int
+	Storage string
 	// Host is what the host that serves the output offers (a mount's
 	// host); nil when the output runs elsewhere (materialize).
 	Host *Host

@@ -1,11 +1,31 @@
 package translate
 
-import "fmt"
+import (
+	"fmt"
+	"regexp"
+)
 
 // DiskName is how most targets name disk i of m: "<name>-disk<i>", the
 // name made safe by FileName.
 func DiskName(m *Machine, i int) string {
 	return fmt.Sprintf("%s-disk%d", FileName(m.Name), i)
+}
+
+// OptionTarget is a Target whose file names depend on the translation
+// options (Proxmox names disks by the VM id).
+type OptionTarget interface {
+	Target
+	// WithOptions returns the target as it names files under opts.
+	WithOptions(opts Options) Target
+}
+
+// WithOptions is t as it names files under opts: t itself unless it is
+// an OptionTarget.
+func WithOptions(t Target, opts Options) Target {
+	if ot, ok := t.(OptionTarget); ok {
+		return ot.WithOptions(opts)
+	}
+	return t
 }
 
 // Option is a translation option, named as its flag is without the
@@ -18,6 +38,8 @@ const (
 	OptNetworkMap      Option = "network-map"
 	OptDomainType      Option = "domain-type"
 	OptNetworkFallback Option = "network-fallback"
+	OptVMID            Option = "vmid"
+	OptStorage         Option = "storage"
 )
 
 // OptionSpec says what an option is to the targets: its flag, the code
@@ -43,6 +65,8 @@ func OptionSpecs() []OptionSpec {
 		{Option: OptNetworkMap, Code: "MAP_NET", Taken: func(c Caps) bool { return c.NoNetworkNames == "" }},
 		{Option: OptDomainType, Code: "MAP_DOMAIN_TYPE", Taken: func(c Caps) bool { return c.DomainType }},
 		{Option: OptNetworkFallback, Code: "MAP_NET_FALLBACK", Taken: func(c Caps) bool { return c.HostNetworks }},
+		{Option: OptVMID, Code: WarnIgnored, Taken: func(c Caps) bool { return c.VMIDStorage }},
+		{Option: OptStorage, Code: WarnIgnored, Taken: func(c Caps) bool { return c.VMIDStorage }},
 	}
 }
 
@@ -73,5 +97,28 @@ func (o Options) Check() error {
 	if f := o.NetworkFallback; f != "" && f != FallbackUser {
 		return fmt.Errorf("--network-fallback: %q is not %s", f, FallbackUser)
 	}
+	return o.CheckVMIDStorage()
+}
+
+// CheckVMIDStorage refuses a --vmid out of Proxmox VE's range and a
+// --storage that is not a storage name (0 and "" take the defaults).
+func (o Options) CheckVMIDStorage() error {
+	if o.VMID != 0 && (o.VMID < MinVMID || o.VMID > MaxVMID) {
+		return fmt.Errorf("--vmid: %d is not between %d and %d", o.VMID, MinVMID, MaxVMID)
+	}
+	if o.Storage != "" && !storageID.MatchString(o.Storage) {
+		return fmt.Errorf("--storage: %q is not a storage name (a lowercase letter, then lowercase letters, digits, '-', '_' or '.', ending in a letter or digit)", o.Storage)
+	}
 	return nil
 }
+
+// The VM ids a Proxmox VE cluster accepts (pve-docs, qm(1): "VMID"
+// ranges over 100..999999999).
+const (
+	MinVMID = 100
+	MaxVMID = 999999999
+)
+
+// storageID is the form of a Proxmox VE storage name (pve-storage's
+// pve-storage-id format).
+var storageID = regexp.MustCompile(`^[a-z][a-z0-9_.-]*[a-z0-9]$`)

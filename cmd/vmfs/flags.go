@@ -30,6 +30,8 @@ func translateFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "network-map", Usage: "rename a source network: SRC=DST (repeatable)"},
 		&cli.StringFlag{Name: "domain-type", Usage: "libvirt domain type: kvm or qemu (software emulation) (default: mount: kvm where this host's /dev/kvm works, else qemu; materialize: kvm)"},
 		&cli.StringFlag{Name: "network-fallback", Usage: "user: NICs whose libvirt network is missing on this host use user-mode networking"},
+		&cli.IntFlag{Name: "vmid", Usage: "proxmox: the VM id, 100..999999999", DefaultText: "100"},
+		&cli.StringFlag{Name: "storage", Usage: "proxmox: the storage the disks are imported onto", DefaultText: "local-lvm"},
 		&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
 		allowDeviceFlag(),
 	}
@@ -69,6 +71,11 @@ func sessionOptions(c *cli.Context) (session.Options, error) {
 		NetworkMap:      map[string]string{},
 		DomainType:      c.String("domain-type"),
 		NetworkFallback: c.String("network-fallback"),
+		VMID:            c.Int("vmid"),
+		Storage:         c.String("storage"),
+	}
+	if c.IsSet("vmid") && topts.VMID == 0 {
+		return session.Options{}, usagef("--vmid: 0 is not between %d and %d", translate.MinVMID, translate.MaxVMID)
 	}
 	if err := topts.Check(); err != nil {
 		return session.Options{}, usageError{error: err}

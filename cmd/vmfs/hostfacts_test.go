@@ -75,6 +75,11 @@ func TestDomainTypeFollowsHost(t *testing.T) {
 	}{
 		{"bad-fallback", []string{"--network-fallback", "bridge"}, "--network-fallback"},
 		{"bad-domain-type", []string{"--domain-type", "xen"}, "--domain-type"},
+		{"vmid-too-small", []string{"--to", "proxmox", "--vmid", "99"}, "--vmid"},
+		{"vmid-zero", []string{"--to", "proxmox", "--vmid", "0"}, "--vmid"},
+		{"vmid-too-large", []string{"--to", "proxmox", "--vmid", "1000000000"}, "--vmid"},
+		{"vmid-not-a-number", []string{"--to", "proxmox", "--vmid", "x"}, "vmid"},
+		{"bad-storage", []string{"--to", "proxmox", "--storage", "Local LVM"}, "--storage"},
 		// qcow2, libvirt's default, has no subformat: it would be ignored.
 		{"subformat-of-default-format", []string{"--subformat", "fixed"}, "qcow2 has no variants"},
 		{"subformat-of-raw", []string{"--format", "raw", "--subformat", "monolithicFlat"}, "raw has no variants"},

@@ -92,6 +92,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		closeAll(opts.Opened)
 		return nil, fmt.Errorf("%s: the machine has no disk", m.Source)
 	}
+	t = translate.WithOptions(t, opts.Translate)
 	format := opts.Format
 	if format == "" {
 		format = t.DefaultFormat()

@@ -65,6 +65,8 @@ func TestEveryOptionReachesEveryTarget(t *testing.T) {
 		{name: "domain-type=kvm", opt: translate.OptDomainType, host: noKVM, set: func(o *translate.Options) { o.DomainType = "kvm" }},
 		{name: "domain-type=qemu", opt: translate.OptDomainType, host: withKVM, set: func(o *translate.Options) { o.DomainType = "qemu" }},
 		{name: "network-fallback=user", opt: translate.OptNetworkFallback, host: noDefault, set: func(o *translate.Options) { o.NetworkFallback = "user" }},
+		{name: "vmid=123", opt: translate.OptVMID, set: func(o *translate.Options) { o.VMID = 123 }},
+		{name: "storage=tank", opt: translate.OptStorage, set: func(o *translate.Options) { o.Storage = "tank" }},
 		{name: "format=raw", flag: "--format", code: "FORMAT", format: "raw", set: func(*translate.Options) {}},
 	}
 	for i, c := range cases {
@@ -103,6 +105,10 @@ func TestEveryOptionReachesEveryTarget(t *testing.T) {
 		"ovf/network-map":               {"<rasd:Connection>br0</rasd:Connection>"},
 		"virtualbox/network-map":        {`<BridgedInterface name="br0">`},
 		"virtualbox/devices=virtio":     {`type="virtio"`, `type="VirtioSCSI"`},
+		"proxmox/network-map":           {"net0: e1000=00:50:56:00:00:01,bridge=br0"},
+		"proxmox/vmid=123":              {"scsi0: local-lvm:vm-123-disk-0", "vmid=123\n"},
+		"proxmox/storage=tank":          {"scsi0: tank:vm-100-disk-0", "storage='tank'\n"},
+		"proxmox/devices=virtio":        {"virtio0: local-lvm:vm-100-disk-0", "net0: virtio="},
 	}
 	for _, tg := range All() {
 		for _, c := range cases {
@@ -113,6 +119,11 @@ func TestEveryOptionReachesEveryTarget(t *testing.T) {
 				base := emitWith(t, tg, format, translate.Options{Host: c.host})
 				if c.format != "" {
 					format = c.format
+					if format == tg.DefaultFormat() {
+						// The case asks for a format other than the
+						// target's: raw is proxmox's own.
+						format = "qcow2"
+					}
 				}
 				opts := translate.Options{Host: c.host}
 				c.set(&opts)

@@ -13,6 +13,7 @@ import (
 	"github.com/vmfs/vmfs/translate/hyperv"
 	"github.com/vmfs/vmfs/translate/libvirt"
 	"github.com/vmfs/vmfs/translate/ovf"
+	"github.com/vmfs/vmfs/translate/proxmox"
 	"github.com/vmfs/vmfs/translate/qemu"
 	"github.com/vmfs/vmfs/translate/vbox"
 	"github.com/vmfs/vmfs/translate/vmx"
@@ -27,6 +28,7 @@ var all = [...]translate.Target{
 	vbox.Target{},
 	ovf.Target{},
 	hyperv.Target{},
+	proxmox.Target{},
 }
 
 // All lists the targets in the order of the --to help.

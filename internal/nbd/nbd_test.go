@@ -43,7 +43,7 @@ func sparseImage(t *testing.T, dir, name, format string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	run(t, "qemu-img", "create", "-q", "-f", format, p, "64M")
-	run(t, "qemu-io", "-f", format, "-c", "write -P 0xab 1M 2M", "-c", "write -P 0x11 40M 64k", "-c", "write -P 0x22 63M 1M", p)
+	run(t, "qemu-io", "-f", format, "-c", "write -P 0xab 1M 2M", "-c", "write -P 0x11 40M 64k", "-c", "write -z 10M 1M", "-c", "write -P 0x22 63M 1M", p)
 	return p
 }
 
@@ -168,16 +168,37 @@ func TestQEMUClient(t *testing.T) {
 	}
 }
 
+type mapRun struct {
+	Start, Length int64
+	Data, Zero    bool
+}
+
 // qemuMap is qemu-img map's allocation of img: runs of data and zero.
 func qemuMap(t *testing.T, img string) string {
 	t.Helper()
-	var runs []struct {
-		Start, Length int64
-		Data, Zero    bool
-	}
+	var runs []mapRun
 	if err := json.Unmarshal([]byte(run(t, "qemu-img", "map", "--output=json", img)), &runs); err != nil {
 		t.Fatal(err)
 	}
+	return mapString(runs)
+}
+
+// nbdinfoMap is nbdinfo --map's base:allocation of uri, as qemuMap.
+func nbdinfoMap(t *testing.T, uri string) string {
+	t.Helper()
+	var runs []mapRun
+	for _, line := range strings.Split(strings.TrimSpace(run(t, "nbdinfo", "--map", uri)), "\n") {
+		var off, n int64
+		var st uint32
+		if _, err := fmt.Sscan(line, &off, &n, &st); err != nil {
+			t.Fatalf("nbdinfo --map: line %q: %v", line, err)
+		}
+		runs = append(runs, mapRun{Start: off, Length: n, Data: st&1 == 0, Zero: st&2 != 0})
+	}
+	return mapString(runs)
+}
+
+func mapString(runs []mapRun) string {
 	var b strings.Builder
 	var cur struct {
 		start, end int64
@@ -212,7 +233,16 @@ func TestLibnbdClients(t *testing.T) {
 	if !strings.Contains(list, exps[0].Name()) {
 		t.Errorf("nbdinfo --list does not show %s:\n%s", exps[0].Name(), list)
 	}
+	if got, want := nbdinfoMap(t, nbdURI(addr, exps[0].Name())), qemuMap(t, src); got != want {
+		t.Errorf("nbdinfo --map\n%s\nwant (qemu-img map of the source)\n%s", got, want)
+	}
 	out := filepath.Join(dir, "copy.raw")
+	if err := os.WriteFile(out, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(out, exps[0].Size()); err != nil {
+		t.Fatal(err)
+	}
 	run(t, "nbdcopy", "--destination-is-zero", nbdURI(addr, exps[0].Name()), out)
 	run(t, "qemu-img", "compare", "-q", "-F", "qcow2", "-f", "raw", src, out)
 	var st syscallStat
@@ -435,6 +465,12 @@ func TestRawProtocol(t *testing.T) {
 	}
 	if want := "1048576:3,2097152:0,1048576:3"; strings.Join(desc, ",") != want {
 		t.Errorf("block status %s, want %s", strings.Join(desc, ","), want)
+	}
+	// [9M, 12M): a hole, the zeroed 1M, a hole: one hole, as qemu-img
+	// map of the source says.
+	cl.request(7, 0, 9, 9<<20, 3<<20, nil)
+	if _, errno, _, _, p := cl.reply(); errno != 0 || len(p) != 12 || binary.BigEndian.Uint32(p[4:]) != 3<<20 || binary.BigEndian.Uint32(p[8:]) != 3 {
+		t.Errorf("block status of a zeroed range: errno %d, descriptors %x, want one 3 MiB hole,zero", errno, p)
 	}
 
 	// A client that leaves mid-read does not stop the server.

@@ -79,7 +79,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		var c net.Conn
 		c, err = ln.Accept()
 		if err != nil {
-			break
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				break
+			}
+			// Out of descriptors and the like: wait, then accept again.
+			s.log().Warn("nbd: accept", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
 		mu.Lock()
 		if len(conns) >= maxConns || ctx.Err() != nil {
@@ -99,9 +108,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			mu.Unlock()
 		}()
 	}
+	stopped := ctx.Err() != nil
 	cancel()
 	wg.Wait()
-	if ctx.Err() != nil {
+	if stopped {
 		return nil
 	}
 	return fmt.Errorf("nbd: accepting on %s: %w", ln.Addr(), err)

@@ -130,7 +130,7 @@ func (cn *conn) read(rq request) error {
 	if !cn.structured || rq.flags&cmdFlagDF != 0 {
 		// One piece: the bytes, holes included, read whole.
 		buf := cn.buffer(n)
-		if _, err := cn.exp.ReadAt(buf, off); err != nil {
+		if err := readFull(cn.exp, buf, off); err != nil {
 			return cn.fail(rq, errIO, fmt.Sprintf("reading %d+%d: %v", off, n, err))
 		}
 		if !cn.structured {
@@ -159,7 +159,7 @@ func (cn *conn) read(rq request) error {
 			continue
 		}
 		buf := cn.buffer(e.Len)
-		if _, err := cn.exp.ReadAt(buf, e.Off); err != nil {
+		if err := readFull(cn.exp, buf, e.Off); err != nil {
 			// Chunks sent so far stand; the error ends the reply.
 			return cn.fail(rq, errIO, fmt.Sprintf("reading %d+%d: %v", e.Off, e.Len, err))
 		}
@@ -226,19 +226,42 @@ func (cn *conn) blockStatus(rq request) error {
 	if len(exts) > maxDescriptors {
 		exts = exts[:maxDescriptors]
 	}
-	cn.chunk(rq, replyFlagDone, chunkBlockStatus, 4+8*len(exts))
-	cn.u32(metaBaseAllocationID)
+	// Data is allocated (0). A hole, and a range the format flags as
+	// zeros, store no bytes: a write there allocates, so both are holes
+	// that read as zeros, as qemu reports a zero cluster. Neighbours of
+	// one state are one descriptor; cover clipped each extent to the
+	// request, so none is longer than 4 GiB - 1.
+	type desc struct{ n, st uint32 }
+	var ds []desc
 	for _, e := range exts {
 		var st uint32
-		switch e.Kind {
-		case layouts.Hole:
+		if e.Kind != layouts.Data {
 			st = stateHole | stateZero
-		case layouts.Zero:
-			st = stateZero
 		}
-		// cover clipped each extent to the request, at most 4 GiB - 1.
-		cn.u32(uint32(e.Len))
-		cn.u32(st)
+		if k := len(ds) - 1; k >= 0 && ds[k].st == st {
+			ds[k].n += uint32(e.Len)
+			continue
+		}
+		ds = append(ds, desc{uint32(e.Len), st})
+	}
+	cn.chunk(rq, replyFlagDone, chunkBlockStatus, 4+8*len(ds))
+	cn.u32(metaBaseAllocationID)
+	for _, d := range ds {
+		cn.u32(d.n)
+		cn.u32(d.st)
 	}
 	return nil
+}
+
+// readFull reads len(p) bytes at off; io.EOF with every byte read is
+// success, as io.ReaderAt allows at the end of the export.
+func readFull(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }

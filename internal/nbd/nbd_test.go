@@ -262,6 +262,18 @@ type client struct {
 	c net.Conn
 }
 
+// greets says whether the server greets a new connection at addr.
+func greets(addr string) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadFull(c, make([]byte, 18))
+	return err
+}
+
 func dial(t *testing.T, addr string) *client {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -531,4 +543,56 @@ func FuzzServer(f *testing.F) {
 			t.Fatal("server hangs")
 		}
 	})
+}
+
+// TestConnectionLimit: past MaxConns a connection is closed at once; the
+// ones served go on, and a slot freed is taken again. Many clients at
+// once each get their own answers.
+func TestConnectionLimit(t *testing.T) {
+	exp := memExport{name: "d", data: bytes.Repeat([]byte{7}, 1<<20)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&nbd.Server{Exports: []nbd.Export{exp}, MaxConns: 2}).Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	addr := ln.Addr().String()
+	a, b := dial(t, addr), dial(t, addr)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("third connection: read %d bytes, %v; want it closed", n, err)
+	}
+	c.Close()
+	for _, cl := range []*client{a, b} {
+		cl.open("d")
+		cl.request(0, 0, 1, 512<<10, 4096, nil)
+		if _, errno, typ, _, p := cl.reply(); errno != 0 || typ != 2 || binary.BigEndian.Uint32(p[8:]) != 4096 {
+			t.Errorf("read of the hole: errno %d type %d", errno, typ)
+		}
+	}
+	a.request(2, 0, 0, 0, 0, nil)
+	a.c.Close()
+	// The slot is freed once the server has seen a leave.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := greets(addr)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot after a client left: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -120,6 +120,10 @@ func checkListen(addr string, insecure bool) error {
 // runServe opens every source, then serves their disks until ctx is done
 // or SIGINT/SIGTERM.
 func runServe(ctx context.Context, o serveOptions) error {
+	// From the start: a signal while the sources open stops the server
+	// before it serves, cleanly.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	dir, err := filepath.Abs(".")
 	if err != nil {
 		return err
@@ -150,8 +154,6 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("--nbd %s: %w", o.addr, err)
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	for _, e := range exps {
 		fmt.Fprintf(o.out, "nbd://%s/%s\n", ln.Addr(), strings.ReplaceAll(e.Name(), "/", "%2F"))
 	}

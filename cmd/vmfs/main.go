@@ -43,6 +43,7 @@ func run(args []string) int {
 			inspectCommand(),
 			statusCommand(),
 			materializeCommand(),
+			serveCommand(),
 			versionCommand(),
 			manCommand(),
 			completionCommand(),
@@ -201,7 +202,8 @@ func checkCommand(c *cli.Context) error {
 			optional++
 		}
 	}
-	if n := c.NArg(); n < len(want)-optional || n > len(want) {
+	variadic := len(want) > 0 && strings.HasSuffix(want[len(want)-1], "...")
+	if n := c.NArg(); n < len(want)-optional || (n > len(want) && !variadic) {
 		names := strings.NewReplacer("[", "", "]", "").Replace(c.Command.ArgsUsage)
 		if optional > 0 {
 			names = "at most " + names

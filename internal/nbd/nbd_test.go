@@ -244,7 +244,7 @@ func TestLibnbdClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, "nbdcopy", "--destination-is-zero", nbdURI(addr, exps[0].Name()), out)
-	run(t, "qemu-img", "compare", "-q", "-F", "qcow2", "-f", "raw", src, out)
+	run(t, "qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", src, out)
 	var st syscallStat
 	if used := st.used(t, out); used > 8<<20 {
 		t.Errorf("nbdcopy wrote %d bytes of a disk with 3 MiB+64k of data", used)

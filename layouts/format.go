@@ -41,6 +41,9 @@ type Format struct {
 	// Subformats are the variants Synthesize makes, its default first;
 	// nil when it makes one.
 	Subformats []string
+	// SplitSubformats are the variants that make more than one file per
+	// disk (a descriptor and its extent).
+	SplitSubformats []string
 	// Identity reads, from a synthesized image, the identifier that a
 	// descriptor must repeat (a .vbox names a VDI by its header's UUID);
 	// nil when the format has none.

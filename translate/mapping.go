@@ -100,6 +100,11 @@ type Caps struct {
 	// VMIDStorage: the target creates the machine under a VM id on a
 	// named storage (--vmid, --storage apply).
 	VMIDStorage bool
+	// OneFilePerDisk says why the target's descriptor names each disk by
+	// one file (an OVF References entry per disk), so an image variant
+	// that splits a disk over several files cannot be used; "" when a
+	// disk may be several files.
+	OneFilePerDisk string
 	// Hardware is the virtual hardware the target offers: Map places the
 	// machine's devices on it.
 	Hardware Hardware

@@ -184,6 +184,8 @@ func TestUsageErrors(t *testing.T) {
 			`vmfs: --format: image format "bar" is not supported (vmfs makes qcow2, raw, vdi, vhd, vhdx, vmdk); see 'vmfs mount --help'`},
 		{"subformat of qcow2", []string{"materialize", "--format", "qcow2", "--subformat", "fixed", nope, dest},
 			`vmfs: --subformat: qcow2 variant "fixed" is not supported (qcow2 has no variants); see 'vmfs materialize --help'`},
+		{"a split variant for a one-file target", []string{"materialize", "--to", "ovf", "--subformat", "monolithicFlat", nope, dest},
+			`vmfs: --subformat: --to ovf: vmdk monolithicFlat makes more than one file per disk and an OVF package refers to each disk by one file: choose another variant (monolithicSparse); see 'vmfs materialize --help'`},
 		{"subformat of the target's format", []string{"mount", "--to", "vmware", "--subformat", "fixed", nope, mnt},
 			`vmfs: --subformat: vmdk variant "fixed" is not supported (known: monolithicSparse, monolithicFlat); see 'vmfs mount --help'`},
 		{"jobs not a number", []string{"materialize", "--jobs", "abc", nope, dest},

@@ -152,6 +152,9 @@ func checkFlags(c *cli.Context) error {
 		if err := target.CheckSubformat(format, c.String("subformat")); err != nil {
 			return usagef("--subformat: %w", err)
 		}
+		if err := target.CheckOneFile(format, c.String("subformat"), t.Caps().OneFilePerDisk); err != nil {
+			return usagef("--subformat: --to %s: %w", t.Name(), err)
+		}
 		if _, err := sessionOptions(c); err != nil {
 			return err
 		}

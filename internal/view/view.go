@@ -107,6 +107,9 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 			v.Close()
 		}
 	}()
+	if err := target.CheckOneFile(format, opts.Subformat, t.Caps().OneFilePerDisk); err != nil {
+		return nil, fmt.Errorf("--to %s: %w", t.Name(), err)
+	}
 	var tdisks []translate.TargetDisk
 	for i, d := range m.Disks {
 		var disk layouts.Disk

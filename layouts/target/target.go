@@ -6,6 +6,7 @@ package target
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/vmfs/vmfs/layouts"
@@ -52,6 +53,18 @@ func CheckSubformat(format, subformat string) error {
 		return CheckFormat(format)
 	}
 	return f.CheckSubformat(subformat)
+}
+
+// CheckOneFile says whether each disk in format and subformat is one
+// file, for a target whose descriptor names each disk by one file; why
+// is the target's reason, for the error.
+func CheckOneFile(format, subformat, why string) error {
+	f, ok := lookup(format)
+	if !ok || why == "" || !slices.Contains(f.SplitSubformats, subformat) {
+		return nil
+	}
+	return fmt.Errorf("%s %s makes more than one file per disk and %s: choose another variant (%s)",
+		format, subformat, why, strings.Join(slices.DeleteFunc(slices.Clone(f.Subformats), func(s string) bool { return slices.Contains(f.SplitSubformats, s) }), ", "))
 }
 
 // Build makes the target image of src in format. The names of the files a

@@ -18,7 +18,9 @@ var Format = layouts.Format{
 	Open:       Open,
 	Synthesize: synthesize,
 	Subformats: []string{"monolithicSparse", "monolithicFlat"},
-	OVFURI:     "http://www.vmware.com/interfaces/specifications/vmdk.html#sparse",
+	// monolithicFlat is a descriptor and its -flat extent.
+	SplitSubformats: []string{"monolithicFlat"},
+	OVFURI:          "http://www.vmware.com/interfaces/specifications/vmdk.html#sparse",
 }
 
 // synthesize makes a monolithicSparse image, or a monolithicFlat

@@ -43,7 +43,9 @@ func (Target) DefaultFormat() string { return "vmdk" }
 // Caps: VMware has no virtio devices; --devices virtio uses its
 // paravirtual ones.
 func (Target) Caps() translate.Caps {
-	return translate.Caps{Target: "ovf", VirtioSubstitute: "VMware's paravirtual devices (VirtualSCSI disks, VmxNet3 NICs)", Hardware: Hardware()}
+	return translate.Caps{Target: "ovf", VirtioSubstitute: "VMware's paravirtual devices (VirtualSCSI disks, VmxNet3 NICs)",
+		OneFilePerDisk: "an OVF package refers to each disk by one file",
+		Hardware:       Hardware()}
 }
 
 // Hardware is what a VMware machine imported from an OVF of

@@ -99,6 +99,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 	}
 	env := withSources(opts.Env)
 	recordDescriptor(m, env.Sources)
+	policeCDROMs(m, env)
 	v := &View{Name: translate.FileName(m.Name), Machine: m, Target: t, Format: format, Sources: env.Sources}
 	ok := false
 	defer func() {

@@ -49,7 +49,8 @@ type Handler struct {
 type Options struct {
 	// Token, when not empty, must come with every request: as
 	// "Authorization: Bearer TOKEN", or as the password of basic auth
-	// (any user name; what qemu's curl driver and CDI's secretRef send).
+	// (any user name, blanks around the password ignored; what qemu's
+	// curl driver and CDI's secretRef send).
 	Token string
 	// Stats, when not nil, counts requests, bytes and errors.
 	Stats *servestat.Counters
@@ -111,7 +112,9 @@ func (h *Handler) authorized(r *http.Request) bool {
 	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		sent = strings.TrimSpace(a[7:])
 	} else if _, pw, ok := r.BasicAuth(); ok {
-		sent = pw
+		// A password read from a file (qemu's secret objects) may
+		// keep the file's newline.
+		sent = strings.TrimSpace(pw)
 	} else {
 		return false
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -50,9 +49,7 @@ func TestServeRefusesRemote(t *testing.T) {
 // prints.
 func startServe(t *testing.T, o serveOptions, n int) []string {
 	t.Helper()
-	if os.Getenv("VMFS_RUN_DIR") == "" || !strings.HasPrefix(os.Getenv("VMFS_RUN_DIR"), os.TempDir()) {
-		t.Setenv("VMFS_RUN_DIR", t.TempDir())
-	}
+	t.Setenv("VMFS_RUN_DIR", t.TempDir())
 	pr, pw := io.Pipe()
 	o.out = pw
 	if o.log == nil {

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"path"
@@ -167,17 +166,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	typ := mime.TypeByExtension(path.Ext(f.Name))
-	if typ == "" || f.Disk {
-		typ = "application/octet-stream"
-	}
-	w.Header().Set("Content-Type", typ)
+	w.Header().Set("Content-Type", contentType(f))
 	rd := &errReader{r: f.Content}
 	http.ServeContent(w, r, f.Name, h.modified, io.NewSectionReader(rd, 0, f.Content.Size()))
 	if rd.err != nil {
 		h.stats.Errors.Add(1)
 		h.log.Warn("https: read failed", "path", p, "err", rd.err)
 	}
+}
+
+// contentType is f's: the same on every host (not the system's MIME
+// table), so that clients see one answer.
+func contentType(f viewfile.File) string {
+	switch {
+	case f.Disk:
+		return "application/octet-stream"
+	case strings.EqualFold(path.Ext(f.Name), ".xml"), strings.EqualFold(path.Ext(f.Name), ".ovf"):
+		return "application/xml"
+	}
+	return "text/plain; charset=utf-8"
 }
 
 // list writes names, one a line, each followed by suffix.

@@ -68,7 +68,7 @@ func serveCommand() *cli.Command {
 		&cli.BoolFlag{Name: "writable", Usage: "NBD clients may write: writes go to each VM's copy-on-write overlay (that of `vmfs mount --format raw`), never to the source"},
 		&cli.StringFlag{Name: "overlay", Usage: "with --writable and one VM: directory of its overlay (default: derived from SRC and the target options, under the user's cache directory)"},
 		&cli.StringFlag{Name: "files-dir", Usage: "the directory the served descriptors name their disk files in (default: the current directory)"},
-		&cli.IntFlag{Name: "max-connections", Value: 16, Usage: "NBD clients served at once"},
+		&cli.IntFlag{Name: "max-connections", Value: 16, Usage: "connections served at once, on each listener (more are closed as accepted)"},
 	}
 	flags = append(flags, translateFlags()...)
 	return &cli.Command{
@@ -451,7 +451,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 			proto = "http"
 		}
 		lns = append(lns, listener{proto, ln, st, func(ctx context.Context, ln net.Listener, st *servestat.Counters) error {
-			return httpexport.Serve(ctx, ln, h, o.tls, st, o.log)
+			return httpexport.Serve(ctx, ln, h, httpexport.ServeOptions{TLS: o.tls, MaxConns: o.maxConns, Stats: st, Log: o.log})
 		}})
 		for _, vm := range hvms {
 			for _, f := range vm.Files {

@@ -223,15 +223,32 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return k, err
 }
 
-// Serve serves h on ln until ctx is done (then it closes every
-// connection and returns nil): TLS when cfg is not nil, else plain HTTP.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg *tls.Config, stats *servestat.Counters, log *slog.Logger) error {
+// ServeOptions tune Serve.
+type ServeOptions struct {
+	// TLS, when not nil, is required; nil serves plain HTTP.
+	TLS *tls.Config
+	// MaxConns bounds the connections open at once (0: 64); more are
+	// closed as soon as accepted, and counted as refused.
+	MaxConns int
+	Stats    *servestat.Counters
+	Log      *slog.Logger
+}
+
+// Serve serves h on ln until ctx is done, then closes every connection
+// and returns nil.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, o ServeOptions) error {
+	stats, log, cfg := o.Stats, o.Log, o.TLS
 	if stats == nil {
 		stats = &servestat.Counters{}
 	}
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	maxConns := o.MaxConns
+	if maxConns <= 0 {
+		maxConns = 64
+	}
+	ln = &limitListener{Listener: ln, slots: make(chan struct{}, maxConns), stats: stats, log: log}
 	var connMu sync.Mutex
 	open := map[net.Conn]func(){}
 	srv := &http.Server{
@@ -268,4 +285,43 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg *tls.Config
 		return nil
 	}
 	return fmt.Errorf("https: serving on %s: %w", ln.Addr(), err)
+}
+
+// limitListener closes the connections past its slots as soon as they
+// are accepted.
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+	stats *servestat.Counters
+	log   *slog.Logger
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &slotConn{Conn: c, free: func() { <-l.slots }}, nil
+		default:
+			l.stats.Refused.Add(1)
+			l.log.Warn("https: too many connections, closing", "remote", c.RemoteAddr().String(), "max", cap(l.slots))
+			c.Close()
+		}
+	}
+}
+
+// slotConn frees its slot once, on the first Close.
+type slotConn struct {
+	net.Conn
+	once sync.Once
+	free func()
+}
+
+func (c *slotConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.free)
+	return err
 }

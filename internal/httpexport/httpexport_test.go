@@ -45,7 +45,7 @@ func serve(t *testing.T, h http.Handler, st *servestat.Counters) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- httpexport.Serve(ctx, ln, h, nil, st, nil) }()
+	go func() { done <- httpexport.Serve(ctx, ln, h, httpexport.ServeOptions{Stats: st, MaxConns: 40}) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

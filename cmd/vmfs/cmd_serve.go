@@ -65,10 +65,10 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "token-file", Usage: "HTTPS clients must send the token in `FILE` (Authorization: Bearer, or as a basic-auth password)"},
 		&cli.BoolFlag{Name: "insecure-http", Usage: "serve --https as plain HTTP, without TLS (loopback only unless --insecure-listen)"},
 		&cli.BoolFlag{Name: "insecure-listen", Usage: "let plain NBD, plain HTTP or an HTTPS export without token or client certificates listen on a non-loopback address"},
-		&cli.BoolFlag{Name: "writable", Usage: "NBD clients may write: writes go to each VM's copy-on-write overlay (that of `vmfs mount --format raw`), never to the source"},
-		&cli.StringFlag{Name: "overlay", Usage: "with --writable and one VM: directory of its overlay (default: derived from SRC and the target options, under the user's cache directory)"},
-		&cli.StringFlag{Name: "files-dir", Usage: "the directory the served descriptors name their disk files in (default: the current directory)"},
-		&cli.IntFlag{Name: "max-connections", Value: 16, Usage: "connections served at once, on each listener (more are closed as accepted)"},
+		&cli.BoolFlag{Name: "writable", Usage: "NBD clients may write: writes go to each VM's copy-on-write overlay (that of vmfs mount --format raw), never to the source"},
+		&cli.StringFlag{Name: "overlay", Usage: "with --writable and one VM: `DIR` of its overlay (default: derived from SRC and the target options, under the user's cache directory)"},
+		&cli.StringFlag{Name: "files-dir", Usage: "the served descriptors name their disk files in `DIR` (default: the current directory)"},
+		&cli.IntFlag{Name: "max-connections", Value: 16, Usage: "serve at most `N` connections at once on each listener (more are closed as accepted)"},
 	}
 	flags = append(flags, translateFlags()...)
 	return &cli.Command{

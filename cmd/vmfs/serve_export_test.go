@@ -341,6 +341,19 @@ func TestServeWritable(t *testing.T) {
 	if ents, err := os.ReadDir(ov); err != nil || len(ents) == 0 {
 		t.Fatalf("overlay %s holds nothing: %v", ov, err)
 	}
+	// The overlay is the raw view's, as a mount's: materialize --format
+	// raw carries the writes over.
+	out := filepath.Join(dir, "out")
+	if code := run([]string{"vmfs", "materialize", "--format", "raw", "--overlay", ov, src, out}); code != 0 {
+		t.Fatalf("materialize --format raw --overlay: exit %d", code)
+	}
+	got, err := os.ReadFile(filepath.Join(out, "w-disk0.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[64<<10:192<<10], bytes.Repeat([]byte{0x77}, 128<<10)) || !bytes.Equal(got[512<<10:576<<10], make([]byte, 64<<10)) || got[0] != 0x11 {
+		t.Error("the materialized disk lacks the writes made over NBD")
+	}
 	t.Run("again", func(t *testing.T) {
 		uri := startServe(t, opts(true), 1)[0]
 		if out, err := qemuIO(uri, "read -P 0x77 64k 128k", "read -P 0 512k 64k"); err != nil || strings.Contains(out, "Pattern verification failed") {

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vmfs/vmfs/internal/mount"
+	"github.com/vmfs/vmfs/internal/servestat"
 	"github.com/vmfs/vmfs/internal/units"
 )
 
@@ -15,7 +16,7 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Aliases:   []string{"list"},
-		Usage:     "list vmfs mounts: source, target, overlay, state",
+		Usage:     "list vmfs mounts (source, target, overlay, state) and running servers (clients, bytes served, errors)",
 		ArgsUsage: "[MOUNTPOINT]",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "machine-readable output"}},
 		Action: func(c *cli.Context) error {
@@ -46,8 +47,14 @@ func runStatus(o statusOptions) error {
 		}
 		all = []mount.Status{s}
 	}
+	var servers []servestat.Record
+	if o.mountpoint == "" {
+		if servers, err = servestat.List(); err != nil {
+			return err
+		}
+	}
 	if o.json {
-		return writeJSON(os.Stdout, statusJSON{SchemaVersion: schemaVersion, Mounts: nonNil(all)})
+		return writeJSON(os.Stdout, statusJSON{SchemaVersion: schemaVersion, Mounts: nonNil(all), Servers: nonNil(servers)})
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MOUNTPOINT\tSTATE\tTARGET\tFORMAT\tSOURCE\tOVERLAY\tHOLDS")
@@ -69,6 +76,17 @@ func runStatus(o statusOptions) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Mountpoint, state, s.Target, s.Format, s.Source, ov, holds)
 	}
+	if err := tw.Flush(); err != nil || len(servers) == 0 {
+		return err
+	}
+	fmt.Println()
+	fmt.Fprintln(tw, "SERVER\tPID\tVMS\tCLIENTS\tCONNECTIONS\tSERVED\tWRITTEN\tERRORS\tREFUSED")
+	for _, r := range servers {
+		for _, l := range r.Serving {
+			fmt.Fprintf(tw, "%s://%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\n", l.Protocol, l.Addr, r.PID, len(r.VMs),
+				l.Clients, l.Connections, units.Bytes(l.BytesRead), units.Bytes(l.BytesWritten), l.Errors, l.Refused)
+		}
+	}
 	return tw.Flush()
 }
 
@@ -76,4 +94,6 @@ func runStatus(o statusOptions) error {
 type statusJSON struct {
 	SchemaVersion int            `json:"schema_version"`
 	Mounts        []mount.Status `json:"mounts"`
+	// Servers are the running `vmfs serve` processes.
+	Servers []servestat.Record `json:"servers"`
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmfs/vmfs/internal/session"
 	"github.com/vmfs/vmfs/internal/testenv"
 	"github.com/vmfs/vmfs/layouts"
 )
@@ -43,28 +44,21 @@ func TestServeRefusesRemote(t *testing.T) {
 	}
 }
 
-// TestServe: runServe serves each source's disks as VM/diskN; qemu-img
-// reads the source's bytes through each, and the server stops when its
-// context ends.
-func TestServe(t *testing.T) {
-	testenv.NeedCommands(t, "qemu-img")
-	dir := t.TempDir()
-	a := filepath.Join(dir, "a.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", a, "16M")
-	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 64k", a).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-io: %v\n%s", err, out)
-	}
-	b := filepath.Join(dir, "b.raw")
-	write(t, b, strings.Repeat("b", 1<<16))
-
+// startServe runs runServe with o until the test ends, its status files
+// in a run directory of the test's, and returns the first n URIs it
+// prints.
+func startServe(t *testing.T, o serveOptions, n int) []string {
+	t.Helper()
+	t.Setenv("VMFS_RUN_DIR", t.TempDir())
 	pr, pw := io.Pipe()
+	o.out = pw
+	if o.log == nil {
+		o.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runServe(ctx, serveOptions{
-			srcs: []string{a, b}, addr: "127.0.0.1:0", maxConns: 4,
-			env: &layouts.Env{}, out: pw, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		})
+		done <- runServe(ctx, o)
 		pw.Close()
 	}()
 	t.Cleanup(func() {
@@ -80,10 +74,37 @@ func TestServe(t *testing.T) {
 	})
 	sc := bufio.NewScanner(pr)
 	var uris []string
-	for len(uris) < 2 && sc.Scan() {
+	for len(uris) < n && sc.Scan() {
 		uris = append(uris, sc.Text())
 	}
 	go io.Copy(io.Discard, pr)
+	if len(uris) < n {
+		cancel()
+		err := <-done
+		done <- err
+		t.Fatalf("runServe printed %q, want %d URIs: %v", uris, n, err)
+	}
+	return uris
+}
+
+// TestServe: runServe serves each source's disks as VM/diskN; qemu-img
+// reads the source's bytes through each, and the server stops when its
+// context ends.
+func TestServe(t *testing.T) {
+	testenv.NeedCommands(t, "qemu-img")
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.qcow2")
+	qemuImg(t, "create", "-f", "qcow2", a, "16M")
+	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 64k", a).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-io: %v\n%s", err, out)
+	}
+	b := filepath.Join(dir, "b.raw")
+	write(t, b, strings.Repeat("b", 1<<16))
+
+	uris := startServe(t, serveOptions{
+		srcs: []string{a, b}, nbdAddr: "127.0.0.1:0", maxConns: 4,
+		session: session.Options{To: "libvirt", Dir: dir, Env: &layouts.Env{}},
+	}, 2)
 	if len(uris) != 2 {
 		t.Fatalf("runServe printed %q, want two NBD URIs", uris)
 	}

@@ -510,3 +510,7 @@ func Stop(mountpoint string, timeout time.Duration) error {
 	}
 	return fmt.Errorf("%s: unmounted, but vmfs process %d did not exit within %s", mountpoint, s.PID, timeout)
 }
+
+// ProcessAlive says whether pid runs and is not a zombie, as List decides
+// for a mount's process.
+func ProcessAlive(pid int) bool { return processAlive(pid) }

@@ -62,28 +62,10 @@ func exports(t *testing.T, src string) []nbd.Export {
 	return out
 }
 
-// serve starts a server on a loopback port, stopped at cleanup.
+// serve starts a server of exps on a loopback port, stopped at cleanup.
 func serve(t *testing.T, exps []nbd.Export) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&nbd.Server{Exports: exps}).Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	return ln.Addr().String()
+	return serveWith(t, &nbd.Server{Exports: exps})
 }
 
 // nbdJSON names an export for qemu: the export name has a slash, which a

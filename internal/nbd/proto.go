@@ -36,6 +36,7 @@ const (
 	repErrUnsup    = 1<<31 + 1
 	repErrPolicy   = 1<<31 + 2
 	repErrInvalid  = 1<<31 + 3
+	repErrTLSReqd  = 1<<31 + 5
 	repErrUnknown  = 1<<31 + 6
 	repErrTooBig   = 1<<31 + 9
 
@@ -48,6 +49,9 @@ const (
 	tflagHasFlags     = 1 << 0
 	tflagReadOnly     = 1 << 1
 	tflagSendFlush    = 1 << 2
+	tflagSendFUA      = 1 << 3
+	tflagSendTrim     = 1 << 5
+	tflagSendZeroes   = 1 << 6
 	tflagSendDF       = 1 << 7
 	tflagCanMultiConn = 1 << 8
 
@@ -62,6 +66,8 @@ const (
 	cmdBlockStatus = 7
 
 	// Command flags.
+	cmdFlagFUA    = 1 << 0
+	cmdFlagNoHole = 1 << 1
 	cmdFlagDF     = 1 << 2
 	cmdFlagReqOne = 1 << 3
 
@@ -77,6 +83,7 @@ const (
 	errPerm     = 1
 	errIO       = 5
 	errInval    = 22
+	errNoSpc    = 28
 	errOverflow = 75
 	errNotSup   = 95
 

@@ -1,13 +1,16 @@
-// Package nbd serves read-only block devices over the NBD protocol: the
-// fixed newstyle handshake (NBD_OPT_LIST, NBD_OPT_INFO, NBD_OPT_GO,
-// NBD_OPT_EXPORT_NAME, structured replies, the base:allocation metadata
-// context) and the READ, BLOCK_STATUS, FLUSH and DISC commands. Writes are
-// refused with EPERM. There is no TLS: the caller decides where it listens.
+// Package nbd serves block devices over the NBD protocol: the fixed
+// newstyle handshake (NBD_OPT_LIST, NBD_OPT_INFO, NBD_OPT_GO,
+// NBD_OPT_EXPORT_NAME, NBD_OPT_STARTTLS, structured replies, the
+// base:allocation metadata context) and the READ, BLOCK_STATUS, FLUSH and
+// DISC commands; WRITE, WRITE_ZEROES and TRIM for a Writable export, EPERM
+// for the others. With TLS configured, every option but STARTTLS (and
+// ABORT) is refused until TLS is up.
 package nbd
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,10 +20,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmfs/vmfs/internal/servestat"
 	"github.com/vmfs/vmfs/layouts"
 )
 
-// Export is one block device the server offers, read-only.
+// Export is one block device the server offers, read-only unless it is
+// also a Writable.
 type Export interface {
 	// Name is the export name clients ask for.
 	Name() string
@@ -41,6 +46,21 @@ type Server struct {
 	HandshakeTimeout time.Duration
 	// Log receives one line per connection event (nil: discarded).
 	Log *slog.Logger
+	// TLS, when not nil, is required: a client must negotiate it with
+	// NBD_OPT_STARTTLS before any other option (NBD_REP_ERR_TLS_REQD).
+	// ClientAuth and ClientCAs in it decide whether clients show a
+	// certificate.
+	TLS *tls.Config
+	// Stats, when not nil, counts connections, bytes and errors.
+	Stats *servestat.Counters
+}
+
+func (s *Server) stats() *servestat.Counters {
+	if s.Stats == nil {
+		// Counted, and nobody reads them.
+		return &servestat.Counters{}
+	}
+	return s.Stats
 }
 
 func (s *Server) log() *slog.Logger {
@@ -60,6 +80,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	st := s.stats()
 	var (
 		mu    sync.Mutex
 		conns = map[net.Conn]struct{}{}
@@ -94,6 +115,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if len(conns) >= maxConns || ctx.Err() != nil {
 			mu.Unlock()
 			s.log().Warn("nbd: too many connections, closing", "remote", c.RemoteAddr().String(), "max", maxConns)
+			st.Refused.Add(1)
 			c.Close()
 			continue
 		}
@@ -102,7 +124,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.ServeConn(ctx, c)
+			s.serveConn(ctx, c, st)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
@@ -119,9 +141,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // ServeConn runs the protocol on one connection and closes it. Errors end
 // the connection and are logged; they never stop the server.
-func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) { s.serveConn(ctx, c, s.stats()) }
+
+func (s *Server) serveConn(ctx context.Context, c net.Conn, st *servestat.Counters) {
 	defer c.Close()
-	cn := &conn{srv: s, c: c, r: bufio.NewReader(c), w: bufio.NewWriter(c)}
+	defer st.Open()()
+	cn := &conn{srv: s, st: st, c: c, r: bufio.NewReader(c), w: bufio.NewWriter(c)}
 	remote := "pipe"
 	if a := c.RemoteAddr(); a != nil {
 		remote = a.String()
@@ -131,6 +156,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		s.log().Debug("nbd: connection closed", "remote", remote)
 	default:
+		if !errors.Is(err, errTLSRequired) {
+			st.Errors.Add(1)
+		}
 		s.log().Info("nbd: connection ended", "remote", remote, "err", err)
 	}
 }
@@ -138,12 +166,16 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 // conn is the state of one connection.
 type conn struct {
 	srv *Server
+	st  *servestat.Counters
 	c   net.Conn
 	r   *bufio.Reader
 	w   *bufio.Writer
 
 	noZeroes   bool
 	structured bool
+	// tls: STARTTLS succeeded; refused: the client was told TLS is
+	// required (counted once).
+	tls, refused bool
 	// metaExport is the export base:allocation was selected for ("" and
 	// metaSet false: none).
 	metaSet    bool
@@ -155,6 +187,9 @@ type conn struct {
 
 // errProtocol ends a connection whose peer broke the protocol.
 var errProtocol = errors.New("protocol violation")
+
+// errTLSRequired ends a connection that asked for an export before TLS.
+var errTLSRequired = errors.New("TLS is required")
 
 func (cn *conn) run(ctx context.Context) error {
 	timeout := cn.srv.HandshakeTimeout
@@ -224,6 +259,24 @@ func (cn *conn) handshake() (done bool, err error) {
 		if _, err := io.ReadFull(cn.r, data); err != nil {
 			return false, err
 		}
+		if cn.srv.TLS != nil && !cn.tls && opt != optStartTLS && opt != optAbort {
+			if !cn.refused {
+				cn.refused = true
+				cn.st.Refused.Add(1)
+			}
+			if opt == optExportName {
+				// No reply can say why: the connection ends.
+				return false, fmt.Errorf("%w: NBD_OPT_EXPORT_NAME before STARTTLS", errTLSRequired)
+			}
+			err = cn.replyErr(opt, repErrTLSReqd, "TLS is required: negotiate NBD_OPT_STARTTLS first")
+			if err == nil {
+				err = cn.flush()
+			}
+			if err != nil {
+				return false, err
+			}
+			continue
+		}
 		switch opt {
 		case optExportName:
 			e := cn.find(string(data))
@@ -233,7 +286,7 @@ func (cn *conn) handshake() (done bool, err error) {
 			cn.exp = e
 			cn.meta = cn.metaSet && cn.metaExport == e.Name()
 			cn.u64(uint64(e.Size()))
-			cn.u16(transmitFlags)
+			cn.u16(transmitFlags(e))
 			if !cn.noZeroes {
 				cn.w.Write(make([]byte, 124))
 			}
@@ -270,7 +323,7 @@ func (cn *conn) handshake() (done bool, err error) {
 		case optListMetaCtx, optSetMetaCtx:
 			err = cn.metaContext(opt, data)
 		case optStartTLS:
-			err = cn.replyErr(opt, repErrUnsup, "TLS is not supported by this server")
+			err = cn.startTLS(opt, n)
 		default:
 			err = cn.replyErr(opt, repErrUnsup, fmt.Sprintf("option %d is not supported", opt))
 		}
@@ -283,7 +336,48 @@ func (cn *conn) handshake() (done bool, err error) {
 	}
 }
 
-const transmitFlags = tflagHasFlags | tflagReadOnly | tflagSendFlush | tflagSendDF | tflagCanMultiConn
+// transmitFlags are e's: read-only, or writable with FUA, TRIM and
+// WRITE_ZEROES. Multi-connection holds for both: every connection reads
+// and writes the one export, and a flush on one syncs all writes.
+func transmitFlags(e Export) uint16 {
+	f := uint16(tflagHasFlags | tflagSendFlush | tflagSendDF | tflagCanMultiConn)
+	if _, ok := e.(Writable); ok {
+		return f | tflagSendFUA | tflagSendTrim | tflagSendZeroes
+	}
+	return f | tflagReadOnly
+}
+
+// startTLS answers NBD_OPT_STARTTLS: acknowledge, then the TLS handshake
+// on the same connection, after which negotiation starts afresh inside
+// TLS.
+func (cn *conn) startTLS(opt, n uint32) error {
+	switch {
+	case cn.srv.TLS == nil:
+		return cn.replyErr(opt, repErrUnsup, "TLS is not configured on this server")
+	case cn.tls:
+		return cn.replyErr(opt, repErrInvalid, "TLS is already negotiated")
+	case n != 0:
+		return cn.replyErr(opt, repErrInvalid, "NBD_OPT_STARTTLS takes no data")
+	case cn.r.Buffered() != 0:
+		return fmt.Errorf("%w: data sent after NBD_OPT_STARTTLS before its reply", errProtocol)
+	}
+	if err := cn.reply(opt, repAck, nil); err != nil {
+		return err
+	}
+	if err := cn.flush(); err != nil {
+		return err
+	}
+	tc := tls.Server(cn.c, cn.srv.TLS)
+	if err := tc.Handshake(); err != nil {
+		cn.st.Refused.Add(1)
+		return fmt.Errorf("%w: TLS handshake: %v", errTLSRequired, err)
+	}
+	cn.c, cn.r, cn.w = tc, bufio.NewReader(tc), bufio.NewWriter(tc)
+	cn.tls = true
+	// Whatever was negotiated in clear text is forgotten.
+	cn.structured, cn.metaSet, cn.metaExport = false, false, ""
+	return nil
+}
 
 // reply writes one option reply.
 func (cn *conn) reply(opt, typ uint32, data []byte) error {
@@ -354,7 +448,7 @@ func (cn *conn) info(opt uint32, data []byte) (Export, error) {
 	}
 	b := binary.BigEndian.AppendUint16(nil, infoExport)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Size()))
-	b = binary.BigEndian.AppendUint16(b, transmitFlags)
+	b = binary.BigEndian.AppendUint16(b, transmitFlags(e))
 	cn.reply(opt, repInfo, b)
 	b = binary.BigEndian.AppendUint16(nil, infoName)
 	cn.reply(opt, repInfo, append(b, e.Name()...))

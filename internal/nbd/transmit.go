@@ -35,6 +35,10 @@ func (cn *conn) transmit(ctx context.Context) error {
 			n:      binary.BigEndian.Uint32(hdr[24:28]),
 		}
 		var err error
+		w, writable := cn.exp.(Writable)
+		if rq.typ != cmdDisc {
+			cn.st.Requests.Add(1)
+		}
 		switch rq.typ {
 		case cmdDisc:
 			return cn.flush()
@@ -42,17 +46,35 @@ func (cn *conn) transmit(ctx context.Context) error {
 			err = cn.read(rq)
 		case cmdWrite:
 			// The payload follows the request: read it to stay in step,
-			// then refuse.
+			// then write it or refuse.
 			if rq.n > MaxRequest {
 				return fmt.Errorf("%w: write of %d bytes", errProtocol, rq.n)
 			}
-			if _, err := io.CopyN(io.Discard, cn.r, int64(rq.n)); err != nil {
+			if !writable {
+				if _, err := io.CopyN(io.Discard, cn.r, int64(rq.n)); err != nil {
+					return err
+				}
+				err = cn.fail(rq, errPerm, "the export is read-only")
+				break
+			}
+			buf := cn.buffer(int64(rq.n))
+			if _, err := io.ReadFull(cn.r, buf); err != nil {
 				return err
 			}
-			err = cn.simple(rq, errPerm)
+			err = cn.write(w, rq, buf)
 		case cmdTrim, cmdWriteZeroes:
-			err = cn.simple(rq, errPerm)
+			if !writable {
+				err = cn.fail(rq, errPerm, "the export is read-only")
+				break
+			}
+			err = cn.zero(w, rq)
 		case cmdFlush:
+			if writable {
+				if e := w.Sync(); e != nil {
+					err = cn.fail(rq, errIO, fmt.Sprintf("flush: %v", e))
+					break
+				}
+			}
 			err = cn.simple(rq, 0)
 		case cmdBlockStatus:
 			err = cn.blockStatus(rq)
@@ -94,7 +116,8 @@ func (cn *conn) chunk(rq request, flags, typ uint16, n int) {
 // replies were negotiated (which READ and BLOCK_STATUS then need), else a
 // simple reply.
 func (cn *conn) fail(rq request, errno uint32, msg string) error {
-	if !cn.structured {
+	cn.st.Errors.Add(1)
+	if !cn.structured || (rq.typ != cmdRead && rq.typ != cmdBlockStatus) {
 		return cn.simple(rq, errno)
 	}
 	if len(msg) > maxString {
@@ -107,16 +130,71 @@ func (cn *conn) fail(rq request, errno uint32, msg string) error {
 	return err
 }
 
-// check validates the range of a READ or BLOCK_STATUS.
+// check validates the range of a request: zero lengths are EINVAL, a
+// range past the end EINVAL for reads and ENOSPC for writes, as the
+// protocol asks.
 func (cn *conn) check(rq request) (errno uint32, msg string) {
 	size := uint64(cn.exp.Size())
 	switch {
 	case rq.n == 0:
 		return errInval, "zero-length request"
 	case rq.off > size || uint64(rq.n) > size-rq.off:
-		return errInval, fmt.Sprintf("range %d+%d is past the end of the export (%d bytes)", rq.off, rq.n, size)
+		errno = errInval
+		if rq.typ == cmdWrite || rq.typ == cmdWriteZeroes || rq.typ == cmdTrim {
+			errno = errNoSpc
+		}
+		return errno, fmt.Sprintf("range %d+%d is past the end of the export (%d bytes)", rq.off, rq.n, size)
 	}
 	return 0, ""
+}
+
+// write writes buf at the request's offset into w (the overlay; never
+// past the export's end, which the overlay would grow), synced first
+// with NBD_CMD_FLAG_FUA.
+func (cn *conn) write(w Writable, rq request, buf []byte) error {
+	if errno, msg := cn.check(rq); errno != 0 {
+		return cn.fail(rq, errno, msg)
+	}
+	if _, err := w.WriteAt(buf, int64(rq.off)); err != nil {
+		return cn.fail(rq, errIO, fmt.Sprintf("writing %d+%d: %v", rq.off, rq.n, err))
+	}
+	cn.st.BytesWritten.Add(int64(len(buf)))
+	return cn.done(w, rq)
+}
+
+// zero answers TRIM and WRITE_ZEROES: the range reads as zeros after
+// both. Punching frees the overlay's space; WRITE_ZEROES with
+// NBD_CMD_FLAG_NO_HOLE writes zero bytes instead, so the range stays
+// allocated.
+func (cn *conn) zero(w Writable, rq request) error {
+	if errno, msg := cn.check(rq); errno != 0 {
+		return cn.fail(rq, errno, msg)
+	}
+	off, n := int64(rq.off), int64(rq.n)
+	if rq.typ == cmdWriteZeroes && rq.flags&cmdFlagNoHole != 0 {
+		buf := cn.buffer(min(n, 1<<20))
+		clear(buf)
+		for n > 0 {
+			k := min(n, int64(len(buf)))
+			if _, err := w.WriteAt(buf[:k], off); err != nil {
+				return cn.fail(rq, errIO, fmt.Sprintf("writing zeros at %d: %v", off, err))
+			}
+			off, n = off+k, n-k
+		}
+	} else if err := w.Punch(off, n); err != nil {
+		return cn.fail(rq, errIO, fmt.Sprintf("zeroing %d+%d: %v", off, n, err))
+	}
+	return cn.done(w, rq)
+}
+
+// done answers a write that succeeded, syncing first with FUA.
+func (cn *conn) done(w Writable, rq request) error {
+	if rq.flags&cmdFlagFUA != 0 {
+		if err := w.Sync(); err != nil {
+			return cn.fail(rq, errIO, fmt.Sprintf("sync: %v", err))
+		}
+	}
+	return cn.simple(rq, 0)
 }
 
 func (cn *conn) read(rq request) error {
@@ -139,6 +217,7 @@ func (cn *conn) read(rq request) error {
 			cn.chunk(rq, replyFlagDone, chunkOffsetData, 8+len(buf))
 			cn.u64(rq.off)
 		}
+		cn.st.BytesRead.Add(int64(len(buf)))
 		_, err := cn.w.Write(buf)
 		return err
 	}
@@ -165,6 +244,7 @@ func (cn *conn) read(rq request) error {
 		}
 		cn.chunk(rq, flags, chunkOffsetData, 8+len(buf))
 		cn.u64(uint64(e.Off))
+		cn.st.BytesRead.Add(int64(len(buf)))
 		if _, err := cn.w.Write(buf); err != nil {
 			return err
 		}

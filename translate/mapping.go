@@ -100,6 +100,10 @@ type Caps struct {
 	// VMIDStorage: the target creates the machine under a VM id on a
 	// named storage (--vmid, --storage apply).
 	VMIDStorage bool
+	// Kubernetes: the target creates the machine in a Kubernetes cluster
+	// (--export-url, --cert-configmap, --token-secret, --namespace,
+	// --storage-class and --upload apply).
+	Kubernetes bool
 	// Hardware is the virtual hardware the target offers: Map places the
 	// machine's devices on it.
 	Hardware Hardware
@@ -277,6 +281,7 @@ func Map(m *Machine, disks []TargetDisk, opts Options, caps Caps) (*Mapping, err
 			mp.warn(WarnIgnored, "--storage %s has no effect on the %s target: it names no storage", opts.Storage, name)
 		}
 	}
+	mp.kubernetesIgnored(opts, caps, name)
 	if err := mp.place(m, disks, &caps.Hardware); err != nil {
 		return mp, err
 	}

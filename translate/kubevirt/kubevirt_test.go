@@ -192,7 +192,7 @@ func check(t testing.TB, m *translate.Machine, disks []translate.TargetDisk, opt
 		default:
 			h := src.HTTP
 			u, err := url.Parse(h.URL)
-			if err != nil || u.Scheme != "https" {
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
 				t.Errorf("%s: url %q: %v", dv.Name, h.URL, err)
 			}
 			want := strings.TrimRight(export, "/") + "/" + url.PathEscape(translate.FileName(m.Name)) + "/" + filepath.Base(disks[i].Path)

@@ -3,6 +3,8 @@ package kubevirt
 import (
 	"strconv"
 	"strings"
+
+	"github.com/vmfs/vmfs/translate"
 )
 
 // maxLabel is the length of a DNS-1123 label.
@@ -13,6 +15,9 @@ const maxLabel = 63
 // characters one '-', no '-' at either end, at most 63 characters; "vm"
 // when nothing is left. A valid label is kept as it is.
 func ObjectName(s string) string {
+	if translate.IsDNSLabel(s) {
+		return s
+	}
 	var b strings.Builder
 	dash := false
 	for _, r := range strings.ToLower(s) {

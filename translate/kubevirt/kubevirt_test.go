@@ -3,7 +3,6 @@ package kubevirt_test
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,13 +17,9 @@ import (
 	cdi "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 	"sigs.k8s.io/yaml"
 
-	corpusdir "github.com/vmfs/vmfs/internal/corpus"
+	"github.com/vmfs/vmfs/internal/corpus/corpusvm"
 	"github.com/vmfs/vmfs/translate"
 	"github.com/vmfs/vmfs/translate/kubevirt"
-	"github.com/vmfs/vmfs/translate/libvirt"
-	"github.com/vmfs/vmfs/translate/ovf"
-	"github.com/vmfs/vmfs/translate/vbox"
-	"github.com/vmfs/vmfs/translate/vmx"
 )
 
 // output is a decoded <name>.yaml.
@@ -340,30 +335,10 @@ func emit(t testing.TB, m *translate.Machine, disks []translate.TargetDisk, opts
 // TestCorpus: every corpus source, under several options, gives YAML
 // that decodes strictly into the API types and holds what check asks.
 func TestCorpus(t *testing.T) {
-	type parser func(name string, b []byte) (*translate.Machine, error)
-	var files []string
-	parsers := map[string]parser{}
-	for p, parse := range map[string]parser{
-		"vmx/*.vmx": vmx.ParseBytes, "virt-v2v/*.vmx": vmx.ParseBytes, "ovf/*.ovf": ovf.ParseBytes,
-		"vbox/*.vbox": vbox.ParseBytes, "libvirt/*.xml": libvirt.ParseBytes,
-	} {
-		for _, f := range corpusdir.Glob(t, p) {
-			files, parsers[f] = append(files, f), parse
-		}
-	}
-	slices.Sort(files)
 	emitted := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := parsers[f](f, b)
-		if err != nil {
-			t.Logf("%s: not a source vmfs reads: %v", filepath.Base(f), err)
-			continue
-		}
-		t.Run(filepath.Base(f), func(t *testing.T) {
+	for _, src := range corpusvm.Machines(t) {
+		m := src.Machine
+		t.Run(filepath.Base(src.File), func(t *testing.T) {
 			dir := "/mnt/vmfs/" + translate.FileName(m.Name)
 			for _, c := range []struct {
 				opts   translate.Options

@@ -255,9 +255,9 @@ func TestOptions(t *testing.T) {
 		}
 	})
 	t.Run("set", func(t *testing.T) {
-		opts := translate.Options{ExportURL: "http://10.1.2.3:8080/vmfs/", CertConfigMap: "ca.x", TokenSecret: "tok", Namespace: "ns-1", StorageClass: "gold"}
+		opts := translate.Options{ExportURL: "HTTP://10.1.2.3:8080/vmfs/", CertConfigMap: "ca.x", TokenSecret: "tok", Namespace: "ns-1", StorageClass: "gold"}
 		o, data, warns := one(t, m, opts)
-		if got := o.dvs[0].Spec.Source.HTTP.URL; got != "http://10.1.2.3:8080/vmfs/opts/opts-disk0.qcow2" {
+		if got := o.dvs[0].Spec.Source.HTTP.URL; got != "http://10.1.2.3:8080/vmfs/opts/opts-disk0.qcow2" { // the scheme lowercased
 			t.Errorf("url %q", got)
 		}
 		c := codes(warns)

@@ -174,7 +174,7 @@ func (Target) Emit(m *translate.Machine, disks []translate.TargetDisk, opts tran
 		export = DefaultExportURL
 		warn(WarnExportURL, "no --export-url: the DataVolumes import from %s, the Service of docs/kubevirt.md; name the vmfs HTTPS export with --export-url", export)
 	}
-	if strings.HasPrefix(export, "http:") {
+	if u, err := url.Parse(export); err == nil && u.Scheme == "http" {
 		warn(WarnPlainHTTP, "--export-url %s is plain HTTP: the token and the disks cross the network unencrypted", export)
 	}
 	cert := cmpOr(opts.CertConfigMap, DefaultCertConfigMap)

@@ -190,9 +190,14 @@ func check(t testing.TB, m *translate.Machine, disks []translate.TargetDisk, opt
 			if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
 				t.Errorf("%s: url %q: %v", dv.Name, h.URL, err)
 			}
-			want := strings.TrimRight(export, "/") + "/" + url.PathEscape(translate.FileName(m.Name)) + "/" + filepath.Base(disks[i].Path)
-			if h.URL != want {
-				t.Errorf("%s: url %q, want %q", dv.Name, h.URL, want)
+			// The export's scheme, host and path, then /<vm>/<file>.
+			e, err := url.Parse(export)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := strings.TrimRight(e.Path, "/") + "/" + translate.FileName(m.Name) + "/" + filepath.Base(disks[i].Path)
+			if u == nil || u.Scheme != strings.ToLower(e.Scheme) || u.Host != e.Host || u.Path != want || u.RawQuery != "" || u.Fragment != "" {
+				t.Errorf("%s: url %q, want %s://%s%s", dv.Name, h.URL, e.Scheme, e.Host, want)
 			}
 			if h.CertConfigMap != cmpOr(opts.CertConfigMap, kubevirt.DefaultCertConfigMap) || !slices.Equal(h.SecretExtraHeaders, []string{cmpOr(opts.TokenSecret, kubevirt.DefaultTokenSecret)}) || h.SecretRef != "" {
 				t.Errorf("%s: http source %+v", dv.Name, h)

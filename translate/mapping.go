@@ -100,13 +100,13 @@ type Caps struct {
 	// VMIDStorage: the target creates the machine under a VM id on a
 	// named storage (--vmid, --storage apply).
 	VMIDStorage bool
+	// Hardware is the virtual hardware the target offers: Map places the
+	// machine's devices on it.
+	Hardware Hardware
 	// Kubernetes: the target creates the machine in a Kubernetes cluster
 	// (--export-url, --cert-configmap, --token-secret, --namespace,
 	// --storage-class and --upload apply).
 	Kubernetes bool
-	// Hardware is the virtual hardware the target offers: Map places the
-	// machine's devices on it.
-	Hardware Hardware
 }
 
 // Mapping is one machine mapped onto one target: the translation options

@@ -108,6 +108,10 @@ type Caps struct {
 	// Hardware is the virtual hardware the target offers: Map places the
 	// machine's devices on it.
 	Hardware Hardware
+	// Kubernetes: the target creates the machine in a Kubernetes cluster
+	// (--export-url, --cert-configmap, --token-secret, --namespace,
+	// --storage-class and --upload apply).
+	Kubernetes bool
 }
 
 // Mapping is one machine mapped onto one target: the translation options
@@ -282,6 +286,7 @@ func Map(m *Machine, disks []TargetDisk, opts Options, caps Caps) (*Mapping, err
 			mp.warn(WarnIgnored, "--storage %s has no effect on the %s target: it names no storage", opts.Storage, name)
 		}
 	}
+	mp.kubernetesIgnored(opts, caps, name)
 	if err := mp.place(m, disks, &caps.Hardware); err != nil {
 		return mp, err
 	}

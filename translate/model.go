@@ -201,6 +201,19 @@ type Options struct {
 	// defaults.
 	VMID    int
 	Storage string
+	// ExportURL, CertConfigMap, TokenSecret, Namespace, StorageClass and
+	// Upload, for a target that creates the machine in a Kubernetes
+	// cluster (KubeVirt, its disks imported by CDI): the base URL of the
+	// vmfs HTTPS export the disks are imported from, the ConfigMap with
+	// its CA, the Secret with its token header, the namespace, the
+	// volumes' StorageClass; Upload: the volumes wait for an upload
+	// instead. "" and false take the target's defaults.
+	ExportURL     string
+	CertConfigMap string
+	TokenSecret   string
+	Namespace     string
+	StorageClass  string
+	Upload        bool
 	// Host is what the host that serves the output offers (a mount's
 	// host); nil when the output runs elsewhere (materialize).
 	Host *Host

@@ -40,6 +40,12 @@ const (
 	OptNetworkFallback Option = "network-fallback"
 	OptVMID            Option = "vmid"
 	OptStorage         Option = "storage"
+	OptExportURL       Option = "export-url"
+	OptCertConfigMap   Option = "cert-configmap"
+	OptTokenSecret     Option = "token-secret"
+	OptNamespace       Option = "namespace"
+	OptStorageClass    Option = "storage-class"
+	OptUpload          Option = "upload"
 )
 
 // OptionSpec says what an option is to the targets: its flag, the code
@@ -67,6 +73,12 @@ func OptionSpecs() []OptionSpec {
 		{Option: OptNetworkFallback, Code: "MAP_NET_FALLBACK", Taken: func(c Caps) bool { return c.HostNetworks }},
 		{Option: OptVMID, Code: WarnIgnored, Taken: func(c Caps) bool { return c.VMIDStorage }},
 		{Option: OptStorage, Code: WarnIgnored, Taken: func(c Caps) bool { return c.VMIDStorage }},
+		{Option: OptExportURL, Code: WarnIgnored, Taken: func(c Caps) bool { return c.Kubernetes }},
+		{Option: OptCertConfigMap, Code: WarnIgnored, Taken: func(c Caps) bool { return c.Kubernetes }},
+		{Option: OptTokenSecret, Code: WarnIgnored, Taken: func(c Caps) bool { return c.Kubernetes }},
+		{Option: OptNamespace, Code: WarnIgnored, Taken: func(c Caps) bool { return c.Kubernetes }},
+		{Option: OptStorageClass, Code: WarnIgnored, Taken: func(c Caps) bool { return c.Kubernetes }},
+		{Option: OptUpload, Code: WarnIgnored, Taken: func(c Caps) bool { return c.Kubernetes }},
 	}
 }
 
@@ -97,7 +109,10 @@ func (o Options) Check() error {
 	if f := o.NetworkFallback; f != "" && f != FallbackUser {
 		return fmt.Errorf("--network-fallback: %q is not %s", f, FallbackUser)
 	}
-	return o.CheckVMIDStorage()
+	if err := o.CheckVMIDStorage(); err != nil {
+		return err
+	}
+	return o.CheckKubernetes()
 }
 
 // CheckVMIDStorage refuses a --vmid out of Proxmox VE's range and a

@@ -177,7 +177,7 @@ func TestUsageErrors(t *testing.T) {
 		want string // the whole line
 	}{
 		{"unknown target", []string{"materialize", "--to", "foo", nope, dest},
-			`vmfs: --to: unknown target "foo" (known: hyperv, libvirt, ovf, proxmox, qemu, virtualbox, vmware); see 'vmfs materialize --help'`},
+			`vmfs: --to: unknown target "foo" (known: hyperv, kubevirt, libvirt, ovf, proxmox, qemu, virtualbox, vmware); see 'vmfs materialize --help'`},
 		{"unknown format", []string{"materialize", "--format", "bar", nope, dest},
 			`vmfs: --format: image format "bar" is not supported (vmfs makes qcow2, raw, vdi, vhd, vhdx, vmdk); see 'vmfs materialize --help'`},
 		{"format of mount", []string{"mount", "--format", "bar", nope, mnt},

@@ -44,7 +44,12 @@ func inspectCommand() *cli.Command {
 				return err
 			}
 			if c.String("to") == "" {
-				for _, f := range []string{"format", "subformat", "devices", "network-map", "domain-type", "network-fallback"} {
+				// The image flags and every translation option.
+				fs := []string{"format", "subformat"}
+				for _, o := range translate.OptionSpecs() {
+					fs = append(fs, string(o.Option))
+				}
+				for _, f := range fs {
 					if c.IsSet(f) {
 						return usagef("--%s previews a translation: give --to too", f)
 					}

@@ -32,6 +32,12 @@ func translateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "network-fallback", Usage: "user: NICs whose libvirt network is missing on this host use user-mode networking"},
 		&cli.IntFlag{Name: "vmid", Usage: "proxmox: the VM id, 100..999999999", DefaultText: "100"},
 		&cli.StringFlag{Name: "storage", Usage: "proxmox: the storage the disks are imported onto", DefaultText: "local-lvm"},
+		&cli.StringFlag{Name: "export-url", Usage: "kubevirt: the vmfs HTTPS export the DataVolumes import from, https://HOST:PORT[/PATH]", DefaultText: "https://vmfs.vmfs.svc:8443"},
+		&cli.StringFlag{Name: "cert-configmap", Usage: "kubevirt: the ConfigMap holding the export's CA", DefaultText: "vmfs-ca"},
+		&cli.StringFlag{Name: "token-secret", Usage: "kubevirt: the Secret holding the export's token header", DefaultText: "vmfs-token"},
+		&cli.StringFlag{Name: "namespace", Usage: "kubevirt: the namespace of the VM and its DataVolumes (default: kubectl's)"},
+		&cli.StringFlag{Name: "storage-class", Usage: "kubevirt: the StorageClass of the volumes (default: the cluster's)"},
+		&cli.BoolFlag{Name: "upload", Usage: "kubevirt: the DataVolumes wait for virtctl image-upload instead of importing from the export"},
 		&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
 		allowDeviceFlag(),
 	}
@@ -73,6 +79,12 @@ func sessionOptions(c *cli.Context) (session.Options, error) {
 		NetworkFallback: c.String("network-fallback"),
 		VMID:            c.Int("vmid"),
 		Storage:         c.String("storage"),
+		ExportURL:       c.String("export-url"),
+		CertConfigMap:   c.String("cert-configmap"),
+		TokenSecret:     c.String("token-secret"),
+		Namespace:       c.String("namespace"),
+		StorageClass:    c.String("storage-class"),
+		Upload:          c.Bool("upload"),
 	}
 	if c.IsSet("vmid") && topts.VMID == 0 {
 		return session.Options{}, usagef("--vmid: 0 is not between %d and %d", translate.MinVMID, translate.MaxVMID)

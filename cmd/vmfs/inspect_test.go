@@ -226,7 +226,7 @@ func TestInspectFlagsNeedTo(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "m.vmx")
 	write(t, src, strings.Replace(vmxTemplate, "%s", "gone.vmdk", 1))
-	for _, args := range [][]string{{"--devices", "virtio"}, {"--format", "qcow2"}, {"--network-map", "a=b"}} {
+	for _, args := range [][]string{{"--devices", "virtio"}, {"--format", "qcow2"}, {"--network-map", "a=b"}, {"--vmid", "123"}, {"--upload"}, {"--namespace", "vms"}} {
 		stderr, code := runCLI(t, append(append([]string{"inspect"}, args...), src)...)
 		if code != 2 || !strings.Contains(stderr, args[0]) || !strings.Contains(stderr, "--to") {
 			t.Errorf("inspect %v: exit %d, %s", args, code, stderr)

@@ -11,13 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	corpusdir "github.com/vmfs/vmfs/internal/corpus"
+	"github.com/vmfs/vmfs/internal/corpus/corpusvm"
 	"github.com/vmfs/vmfs/translate"
-	"github.com/vmfs/vmfs/translate/libvirt"
-	"github.com/vmfs/vmfs/translate/ovf"
 	"github.com/vmfs/vmfs/translate/proxmox"
-	"github.com/vmfs/vmfs/translate/vbox"
-	"github.com/vmfs/vmfs/translate/vmx"
 )
 
 // The keys the target may write and the form of each value, from the
@@ -233,30 +229,10 @@ func emit(t *testing.T, m *translate.Machine, disks []translate.TargetDisk, opts
 // the documented forms, and a script that passes bash -n and, run against
 // a recording qm, imports exactly the view's disks.
 func TestCorpus(t *testing.T) {
-	type parser func(name string, b []byte) (*translate.Machine, error)
-	var files []string
-	parsers := map[string]parser{}
-	for p, parse := range map[string]parser{
-		"vmx/*.vmx": vmx.ParseBytes, "virt-v2v/*.vmx": vmx.ParseBytes, "ovf/*.ovf": ovf.ParseBytes,
-		"vbox/*.vbox": vbox.ParseBytes, "libvirt/*.xml": libvirt.ParseBytes,
-	} {
-		for _, f := range corpusdir.Glob(t, p) {
-			files, parsers[f] = append(files, f), parse
-		}
-	}
-	slices.Sort(files)
 	emitted := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := parsers[f](f, b)
-		if err != nil {
-			t.Logf("%s: not a source vmfs reads: %v", filepath.Base(f), err)
-			continue
-		}
-		t.Run(filepath.Base(f), func(t *testing.T) {
+	for _, src := range corpusvm.Machines(t) {
+		m := src.Machine
+		t.Run(filepath.Base(src.File), func(t *testing.T) {
 			dir := "/mnt/vmfs/" + translate.FileName(m.Name)
 			disks := viewDisks(m, dir)
 			for _, opts := range []translate.Options{{}, {VMID: 4242, Storage: "tank.ssd-1"}} {

@@ -67,6 +67,12 @@ func TestEveryOptionReachesEveryTarget(t *testing.T) {
 		{name: "network-fallback=user", opt: translate.OptNetworkFallback, host: noDefault, set: func(o *translate.Options) { o.NetworkFallback = "user" }},
 		{name: "vmid=123", opt: translate.OptVMID, set: func(o *translate.Options) { o.VMID = 123 }},
 		{name: "storage=tank", opt: translate.OptStorage, set: func(o *translate.Options) { o.Storage = "tank" }},
+		{name: "export-url", opt: translate.OptExportURL, set: func(o *translate.Options) { o.ExportURL = "https://vmfs.example:9443/x" }},
+		{name: "cert-configmap", opt: translate.OptCertConfigMap, set: func(o *translate.Options) { o.CertConfigMap = "my-ca" }},
+		{name: "token-secret", opt: translate.OptTokenSecret, set: func(o *translate.Options) { o.TokenSecret = "my-token" }},
+		{name: "namespace", opt: translate.OptNamespace, set: func(o *translate.Options) { o.Namespace = "vms" }},
+		{name: "storage-class", opt: translate.OptStorageClass, set: func(o *translate.Options) { o.StorageClass = "fast.ssd" }},
+		{name: "upload", opt: translate.OptUpload, set: func(o *translate.Options) { o.Upload = true }},
 		{name: "format=raw", flag: "--format", code: "FORMAT", format: "raw", set: func(*translate.Options) {}},
 	}
 	for i, c := range cases {
@@ -109,6 +115,15 @@ func TestEveryOptionReachesEveryTarget(t *testing.T) {
 		"proxmox/vmid=123":              {"scsi0: local-lvm:vm-123-disk-0", "vmid=123\n"},
 		"proxmox/storage=tank":          {"scsi0: tank:vm-100-disk-0", "storage='tank'\n"},
 		"proxmox/devices=virtio":        {"virtio0: local-lvm:vm-100-disk-0", "net0: virtio="},
+		"kubevirt/network-map":          {"networkName: br0"},
+		"kubevirt/devices=virtio":       {"bus: virtio", "model: virtio"},
+		"kubevirt/devices=compat":       {"bus: sata", "model: e1000e"},
+		"kubevirt/export-url":           {"url: https://vmfs.example:9443/x/opt/opt-disk0.qcow2"},
+		"kubevirt/cert-configmap":       {"certConfigMap: my-ca"},
+		"kubevirt/token-secret":         {"- my-token"},
+		"kubevirt/namespace":            {"namespace: vms"},
+		"kubevirt/storage-class":        {"storageClassName: fast.ssd"},
+		"kubevirt/upload":               {"upload: {}", "virtctl image-upload dv opt-disk0 --no-create --image-path='/mnt/opt/opt-disk0.qcow2'"},
 	}
 	for _, tg := range All() {
 		for _, c := range cases {

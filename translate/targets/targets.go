@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmfs/vmfs/translate"
 	"github.com/vmfs/vmfs/translate/hyperv"
+	"github.com/vmfs/vmfs/translate/kubevirt"
 	"github.com/vmfs/vmfs/translate/libvirt"
 	"github.com/vmfs/vmfs/translate/ovf"
 	"github.com/vmfs/vmfs/translate/proxmox"
@@ -29,6 +30,7 @@ var all = [...]translate.Target{
 	ovf.Target{},
 	hyperv.Target{},
 	proxmox.Target{},
+	kubevirt.Target{},
 }
 
 // All lists the targets in the order of the --to help.

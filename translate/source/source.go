@@ -33,8 +33,8 @@ const (
 
 // Warning codes. They are stable.
 const (
-	WarnBareDisk  = "SOURCE_BARE_DISK"  // a machine was made up around a bare disk
-	WarnBootFacts = "SOURCE_BOOT_FACTS" // the bare disk's partition table could not be read
+	WarnBareDisk  = "SOURCE_BARE_DISK"    // a machine was made up around a bare disk
+	WarnBootFacts = "SOURCE_BOOT_FACTS"   // the bare disk's partition table could not be read
 	WarnRemoteISO = "SOURCE_REMOTE_CDROM" // a remote source's CD-ROM image: the drive is left empty
 )
 

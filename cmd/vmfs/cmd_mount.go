@@ -151,7 +151,7 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 		UID:      uint32(os.Getuid()),
 		GID:      uint32(os.Getgid()),
 		DirMode:  0o700,
-		FsName:   "vmfs:" + absOr(o.src),
+		FsName:   "vmfs:" + sourceName(o.src),
 		Logger:   log,
 		Debug:    o.debug,
 		// A disk that is one whole source file is read by the kernel
@@ -183,11 +183,15 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
-	mount.Remember(mount.Record{
-		Mountpoint: mnt, Source: absOr(o.src), Target: o.session.To, Format: v.Format,
+	rec := mount.Record{
+		Mountpoint: mnt, Source: sourceName(o.src), Target: o.session.To, Format: v.Format,
 		ReadOnly: o.readOnly, Overlay: s.OverlayDir(), PID: os.Getpid(), Started: time.Now(),
-	})
+	}
+	mount.Remember(rec)
 	defer mount.Forget(mnt)
+	if r, ok := s.Remote(); ok {
+		defer recordRemoteStats(rec, r)()
+	}
 	rep.Ready(nil)
 	if !rep.Daemon() {
 		// The one line a foreground mount prints: it serves now.

@@ -76,8 +76,16 @@ func runStatus(o statusOptions) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Mountpoint, state, s.Target, s.Format, s.Source, ov, holds)
 	}
-	if err := tw.Flush(); err != nil || len(servers) == 0 {
+	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, s := range all {
+		if s.Remote != nil {
+			fmt.Printf("%s: remote source %s: %s\n", s.Mountpoint, s.Source, remoteStatsLine(*s.Remote))
+		}
+	}
+	if len(servers) == 0 {
+		return nil
 	}
 	fmt.Println()
 	fmt.Fprintln(tw, "SERVER\tPID\tVMS\tCLIENTS\tCONNECTIONS\tSERVED\tWRITTEN\tERRORS\tREFUSED")

@@ -22,7 +22,7 @@ import (
 
 // translateFlags are shared by mount and materialize.
 func translateFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "to", Value: "libvirt", Usage: targets.Help()},
 		&cli.StringFlag{Name: "format", Usage: "disk image format: " + strings.Join(target.Formats(), ", ") + " (default: the target's)"},
 		&cli.StringFlag{Name: "subformat", Usage: "image variant: " + formats.SubformatHelp()},
@@ -40,7 +40,7 @@ func translateFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "upload", Usage: "kubevirt: the DataVolumes wait for virtctl image-upload instead of importing from the export"},
 		&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
 		allowDeviceFlag(),
-	}
+	}, remoteFlags()...)
 }
 
 // allowDeviceFlag lets descriptors and images name a block device.
@@ -111,12 +111,17 @@ func sessionOptions(c *cli.Context) (session.Options, error) {
 		}
 		env.AllowDirs = append(env.AllowDirs, abs)
 	}
+	ro, err := remoteOptions(c)
+	if err != nil {
+		return session.Options{}, err
+	}
 	return session.Options{
 		To:        c.String("to"),
 		Format:    c.String("format"),
 		Subformat: c.String("subformat"),
 		Env:       env,
 		Translate: topts,
+		Remote:    ro,
 	}, nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vmfs/vmfs/internal/session"
 	"github.com/vmfs/vmfs/layouts"
 )
 
@@ -228,6 +229,10 @@ func checkHelpTopic(c *cli.Context) error {
 // statSource checks that the source exists, with the wording every
 // command uses: "nope.vmx: no such file or directory".
 func statSource(path string) error {
+	if session.IsRemote(path) {
+		// A URL is looked at when the session opens it.
+		return nil
+	}
 	if _, err := os.Stat(path); err != nil {
 		return pathError(path, err)
 	}

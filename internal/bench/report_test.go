@@ -21,6 +21,7 @@ type report struct {
 	reflink  []*reflinkStats
 	mounts   []*mountStats
 	boot     *bootStats
+	remote   []*remoteStats
 }
 
 const (
@@ -103,6 +104,10 @@ func (r *report) markdown() string {
 
 	if len(r.pass) > 0 {
 		r.passMarkdown(&b)
+	}
+
+	if len(r.remote) > 0 {
+		r.remoteMarkdown(&b)
 	}
 
 	if len(r.cutover) > 0 {

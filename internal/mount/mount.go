@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vmfs/vmfs/internal/remote"
 )
 
 // MountpointOptions say what else a mountpoint is checked against.
@@ -87,6 +89,10 @@ func hides(dir string, st os.FileInfo, sources []string) (string, bool) {
 		real = abs
 	}
 	for _, src := range sources {
+		if !filepath.IsAbs(src) {
+			// A remote source's file, by URL: nothing here to hide.
+			continue
+		}
 		if real == "/" || strings.HasPrefix(src, real+string(filepath.Separator)) {
 			return src, true
 		}
@@ -348,6 +354,9 @@ type Record struct {
 	ReadOnly   bool      `json:"read_only"`
 	PID        int       `json:"pid"`
 	Started    time.Time `json:"started"`
+	// Remote, for a remote source, counts what its reads fetched (the
+	// mount rewrites the record every few seconds).
+	Remote *remote.StatsSnapshot `json:"remote,omitempty"`
 }
 
 // RegistryDir holds one JSON file per live mount ($VMFS_RUN_DIR when set).

@@ -99,7 +99,7 @@ func (s *Server) URL(path string) string {
 
 // Disk is one file of a test VM.
 type Disk struct {
-	Name string // file name in the VM's folder
+	Name  string // file name in the VM's folder
 	Local string // the file on this host
 }
 
@@ -253,7 +253,7 @@ func (s *Server) vm(ctx context.Context, t testing.TB, name string) *object.Virt
 // TestVM writes a VM into a new directory: testvm.vmx with three disks, a
 // monolithicSparse VMDK (disk0), a monolithicFlat one (disk1) and a
 // sparse delta (disk2) on a sparse base (base.vmdk), each holding
-// patterns; sizeMiB is the size of each disk. It needs qemu-img and
+// patterns; sizeMiB (8 or more) is the size of each disk. It needs qemu-img and
 // qemu-io.
 func TestVM(t testing.TB, sizeMiB int) (dir string, disks []string) {
 	t.Helper()
@@ -261,6 +261,9 @@ func TestVM(t testing.TB, sizeMiB int) (dir string, disks []string) {
 		if _, err := exec.LookPath(c); err != nil {
 			t.Skipf("%s not installed", c)
 		}
+	}
+	if sizeMiB < 8 {
+		t.Fatalf("TestVM: %d MiB: the patterns need 8", sizeMiB)
 	}
 	dir = t.TempDir()
 	size := fmt.Sprintf("%dM", sizeMiB)

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vmfs/vmfs/internal/units"
+	"github.com/vmfs/vmfs/internal/vsphere"
+)
+
+// vsphereFlags are the flags a vsphere:// source takes: where the
+// password is (never the password itself) and how the host is trusted.
+func vsphereFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "password-file", Usage: "vsphere://: read the password from the first line of FILE (default: $" + vsphere.PasswordEnv + ")"},
+	}
+}
+
+// remoteTLSFlags pin or skip the check of a remote host's certificate.
+func remoteTLSFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "thumbprint", Usage: "trust the host whose TLS certificate has this SHA-256 thumbprint (a self-signed host), and no other"},
+		&cli.BoolFlag{Name: "insecure", Usage: "do not check the host's TLS certificate (warns: anyone on the path can read the password and the disks)"},
+	}
+}
+
+// vsphereOptions parses the vsphere flags of c.
+func vsphereOptions(c *cli.Context) (vsphere.Options, error) {
+	o := vsphere.Options{Thumbprint: c.String("thumbprint"), Insecure: c.Bool("insecure")}
+	if o.Thumbprint != "" {
+		tp, err := vsphere.NormalizeThumbprint(o.Thumbprint)
+		if err != nil {
+			return o, usageError{error: err}
+		}
+		if o.Insecure {
+			return o, usagef("--thumbprint and --insecure: give one")
+		}
+		o.Thumbprint = tp
+	}
+	pw, err := vsphere.Password(os.Getenv, c.String("password-file"))
+	if err != nil {
+		return o, err
+	}
+	o.Password = pw
+	return o, nil
+}
+
+// lsOptions are the command line of ls, parsed.
+type lsOptions struct {
+	url      string
+	vsphere  vsphere.Options
+	json     bool
+	logLevel string
+}
+
+func lsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ls",
+		Usage:     "list the VMs of a vSphere datacenter: power state, .vmx, disks",
+		ArgsUsage: "vsphere://USER@HOST[:PORT]/DATACENTER",
+		Flags: append(append(vsphereFlags(), remoteTLSFlags()...),
+			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
+		),
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "vsphere://USER@HOST[:PORT]/DATACENTER"); err != nil {
+				return err
+			}
+			u := c.Args().First()
+			if _, err := vsphere.ParseURL(u); err != nil {
+				return usageError{error: err}
+			}
+			vo, err := vsphereOptions(c)
+			if err != nil {
+				return err
+			}
+			return runLs(c.Context, os.Stdout, lsOptions{url: u, vsphere: vo, json: c.Bool("json"), logLevel: c.String("log-level")})
+		},
+	}
+}
+
+// runLs lists the datacenter's VMs (or the one VM the URL names).
+func runLs(ctx context.Context, w io.Writer, o lsOptions) error {
+	loc, err := vsphere.ParseURL(o.url)
+	if err != nil {
+		return err
+	}
+	o.vsphere.Logger = newLogger(o.logLevel)
+	c, err := vsphere.Connect(ctx, loc, o.vsphere)
+	if err != nil {
+		return err
+	}
+	defer c.Logout(ctx)
+	var vms []vsphere.VM
+	if loc.VM != "" {
+		vm, err := c.FindVM(ctx, loc.VM)
+		if err != nil {
+			return err
+		}
+		vms = []vsphere.VM{vm}
+	} else if vms, err = c.VMs(ctx); err != nil {
+		return err
+	}
+	if o.json {
+		doc := lsJSON{SchemaVersion: schemaVersion, Source: loc.String(), VMs: []lsVM{}}
+		for _, v := range vms {
+			j := lsVM{Name: v.Name, Path: v.Path, PowerState: v.PowerState, Template: v.Template, VMX: v.VMX, URL: vmURL(loc, v), Disks: []lsDisk{}}
+			for _, d := range v.Disks {
+				j.Disks = append(j.Disks, lsDisk{Label: d.Label, File: d.File, Capacity: d.Capacity})
+			}
+			doc.VMs = append(doc.VMs, j)
+		}
+		return writeJSON(w, doc)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VM\tPOWER\tDISKS\tVMX")
+	for _, v := range vms {
+		var ds []string
+		for _, d := range v.Disks {
+			ds = append(ds, fmt.Sprintf("%s (%s)", d.File, units.Bytes(d.Capacity)))
+		}
+		if len(ds) == 0 {
+			ds = []string{"-"}
+		}
+		power := v.PowerState
+		if v.Template {
+			power += ", template"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Path, power, strings.Join(ds, ", "), v.VMX)
+	}
+	return tw.Flush()
+}
+
+// vmURL is the URL that mounts v.
+func vmURL(loc vsphere.Location, v vsphere.VM) string {
+	loc.VM = v.Path
+	return loc.String()
+}
+
+// lsJSON is ls's --json document.
+type lsJSON struct {
+	SchemaVersion int    `json:"schema_version"`
+	Source        string `json:"source"`
+	VMs           []lsVM `json:"vms"`
+}
+
+type lsVM struct {
+	Name       string   `json:"name"`
+	Path       string   `json:"path"`
+	URL        string   `json:"url"`
+	PowerState string   `json:"power_state"`
+	Template   bool     `json:"template"`
+	VMX        string   `json:"vmx"`
+	Disks      []lsDisk `json:"disks"`
+}
+
+type lsDisk struct {
+	Label    string `json:"label"`
+	File     string `json:"file"`
+	Capacity int64  `json:"capacity"`
+}

@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmfs/vmfs/internal/testenv"
+	"github.com/vmfs/vmfs/internal/vsphere/vspheretest"
+)
+
+// vsphereSize is the disk the vSphere rows read: a flat VMDK of random
+// bytes, so that every byte crosses the wire.
+const vsphereSize = 256 << 20
+
+// vsphereStats are one way of reading the vSphere disk.
+type vsphereStats struct {
+	tool          string
+	seq, r1, rHot []float64
+	err           string
+}
+
+// benchVSphere reads one flat disk of a VM on vcsim (loopback, TLS)
+// through a vsphere:// mount, with curl sending the same ranged GETs over
+// one keep-alive connection, and through a mount of the same VM's local
+// files.
+func benchVSphere(t *testing.T, s settings, r *report) {
+	testenv.NeedCommands(t, "curl")
+	srv := vspheretest.Start(t)
+	dir := t.TempDir()
+	flat := filepath.Join(dir, "disk0-flat.vmdk")
+	if err := writeRandomFile(flat, vsphereSize); err != nil {
+		t.Fatal(err)
+	}
+	desc := fmt.Sprintf("# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n\nRW %d FLAT \"disk0-flat.vmdk\" 0\n\nddb.adapterType = \"lsilogic\"\n", vsphereSize/512)
+	vmx := "displayName = \"benchvm\"\nguestOS = \"other-64\"\nmemsize = \"256\"\nscsi0.present = \"TRUE\"\nscsi0.virtualDev = \"lsilogic\"\nscsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"disk0.vmdk\"\n"
+	for name, body := range map[string]string{"disk0.vmdk": desc, "benchvm.vmx": vmx} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.AddVM(t, "benchvm", dir, []string{"disk0.vmdk"})
+	t.Setenv("VMFS_VSPHERE_PASSWORD", vspheretest.Password)
+
+	remote := &vsphereStats{tool: "**vmfs**, vsphere:// mount (vcsim)"}
+	curl := &vsphereStats{tool: "curl, ranged GETs on one keep-alive connection"}
+	local := &vsphereStats{tool: "vmfs, mount of the local files"}
+	r.vsphere = append(r.vsphere, remote, curl, local)
+	fileURL := fmt.Sprintf("https://%s/folder/benchvm/disk0-flat.vmdk?dcPath=%s&dsName=%s", srv.Host, vspheretest.Datacenter, vspheretest.Datastore)
+	buf := make([]byte, seqBlock)
+	for rep := 0; rep < s.reps; rep++ {
+		for _, st := range []*vsphereStats{remote, local} {
+			if st.err != "" {
+				continue
+			}
+			src := filepath.Join(dir, "benchvm.vmx")
+			if st == remote {
+				src = srv.URL("vm/benchvm")
+			}
+			mnt := testenv.MountDir(t)
+			if _, err := testenv.TryMount(t, "--read-only", "--format", "raw", "--thumbprint", srv.Thumbprint, src, mnt); err != nil {
+				st.err = oneLine(err)
+				continue
+			}
+			disks, _ := filepath.Glob(filepath.Join(mnt, "*-disk0.raw"))
+			if len(disks) != 1 {
+				st.err = fmt.Sprintf("the mount shows %d disks", len(disks))
+				testenv.Unmount(t, mnt)
+				continue
+			}
+			_ = dropCaches()
+			if mbs, err := seqRead(disks[0], vsphereSize, buf); err != nil {
+				st.err = oneLine(err)
+			} else {
+				st.seq = append(st.seq, mbs)
+			}
+			// Random reads on a fresh mount's cold cache would be the
+			// sequential pass's leftovers: remount for them.
+			testenv.Unmount(t, mnt)
+			mnt = testenv.MountDir(t)
+			if _, err := testenv.TryMount(t, "--read-only", "--format", "raw", "--thumbprint", srv.Thumbprint, src, mnt); err != nil {
+				st.err = oneLine(err)
+				continue
+			}
+			seed := uint64(rep + 1)
+			if ops, err := randRead(disks[0], vsphereSize, 1, s.randDur, seed); err == nil {
+				st.r1 = append(st.r1, ops)
+			}
+			_ = dropCaches()
+			// The same offsets again: served from vmfs's cache.
+			if ops, err := randRead(disks[0], vsphereSize, 1, s.randDur, seed); err == nil {
+				st.rHot = append(st.rHot, ops)
+			}
+			testenv.Unmount(t, mnt)
+			t.Logf("rep %d %-40s seq %6.0f MB/s rand %6.0f/s again %6.0f/s", rep+1, st.tool, last(st.seq), last(st.r1), last(st.rHot))
+		}
+		if mbs, err := curlRanges(fileURL, sequentialRanges(vsphereSize, seqBlock)); err != nil {
+			curl.err = oneLine(err)
+		} else {
+			curl.seq = append(curl.seq, float64(vsphereSize)/mbs/1e6)
+		}
+		n := 2000
+		if secs, err := curlRanges(fileURL, randomRanges(vsphereSize, randBlock, n, uint64(rep+1))); err != nil {
+			curl.err = oneLine(err)
+		} else {
+			curl.r1 = append(curl.r1, float64(n)/secs)
+		}
+		t.Logf("rep %d %-40s seq %6.0f MB/s rand %6.0f/s", rep+1, curl.tool, last(curl.seq), last(curl.r1))
+	}
+}
+
+// curlRanges fetches each range of url with one curl process, its
+// requests on one keep-alive connection, and returns the seconds it took.
+func curlRanges(url string, ranges []string) (float64, error) {
+	cfg, err := os.CreateTemp("", "vmfs-bench-curl-*.cfg")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(cfg.Name())
+	w := bufio.NewWriter(cfg)
+	for i, rg := range ranges {
+		if i > 0 {
+			fmt.Fprintln(w, "next")
+		}
+		fmt.Fprintf(w, "url = %q\nrange = %q\noutput = \"/dev/null\"\ninsecure\nsilent\nfail\n", url, rg)
+	}
+	if err := w.Flush(); err != nil {
+		return 0, err
+	}
+	cfg.Close()
+	start := time.Now()
+	out, err := exec.Command("curl", "-K", cfg.Name()).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("curl: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return time.Since(start).Seconds(), nil
+}
+
+func sequentialRanges(size, block int64) []string {
+	var out []string
+	for off := int64(0); off < size; off += block {
+		out = append(out, fmt.Sprintf("%d-%d", off, min(off+block, size)-1))
+	}
+	return out
+}
+
+func randomRanges(size, block int64, n int, seed uint64) []string {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	out := make([]string, n)
+	for i := range out {
+		off := rng.Int64N(size/block) * block
+		out[i] = fmt.Sprintf("%d-%d", off, off+block-1)
+	}
+	return out
+}
+
+// writeRandomFile writes size random bytes to path.
+func writeRandomFile(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	b := make([]byte, 1<<20)
+	for done := int64(0); done < size; done += int64(len(b)) {
+		fillRandom(rng, b)
+		if _, err := f.Write(b); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
+func (r *report) vsphereMarkdown(b *strings.Builder) {
+	b.WriteString("#### vSphere: a VM on vcsim (loopback, TLS), 256 MiB flat disk of random bytes\n\n")
+	b.WriteString("Sequential: 1 MiB reads of the whole disk, MB/s, page cache dropped before (curl: 1 MiB ranged GETs). " +
+		"Random: 4 KiB preads at aligned offsets, reads per second, on a fresh mount; again = the same offsets once more, page cache dropped (vmfs's block cache serves them). " +
+		"curl: 2000 ranged GETs of 4 KiB, one process, one keep-alive connection.\n\n")
+	b.WriteString("| reader | seq MB/s | rand 4K /s | rand 4K again /s | seq / curl |\n|---|--:|--:|--:|--:|\n")
+	var curl *vsphereStats
+	for _, s := range r.vsphere {
+		if strings.HasPrefix(s.tool, "curl") {
+			curl = s
+		}
+	}
+	for _, s := range r.vsphere {
+		if s.err != "" && len(s.seq) == 0 {
+			fmt.Fprintf(b, "| %s | %s | | | |\n", s.tool, s.err)
+			continue
+		}
+		rt := "—"
+		if curl != nil && s != curl {
+			rt = ratio(median(s.seq), median(curl.seq))
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", s.tool, num(s.seq, "%.0f"), num(s.r1, "%.0f"), num(s.rHot, "%.0f"), rt)
+	}
+	b.WriteString("\n")
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -40,9 +41,80 @@ type Env struct {
 	// that name their parent's format as QEMU does (a qcow2 header's
 	// backing format). layouts/formats fills it from its registry.
 	FormatByQEMUName func(name string) (Format, bool)
+	// Remote, when set, is where every file of the source lies: paths
+	// are that remote tree's (clean absolute slash paths), no file of
+	// this host is opened or looked at, and a reference resolves inside
+	// the tree (a remote descriptor cannot name a local file). The
+	// directory and device policies are of local files; they do not
+	// apply to it.
+	Remote RemoteFS
 
 	depth int
 	seen  []string
+}
+
+// RemoteFS is a remote folder tree a source is read from, in place.
+// Paths are clean absolute slash paths; a missing file is an error
+// wrapping fs.ErrNotExist. internal/remote makes one of a remote store.
+type RemoteFS interface {
+	// Open opens the file at path for reading by ranges.
+	Open(path string) (File, error)
+	// Stat returns the size of the file at path.
+	Stat(path string) (int64, error)
+	// Display is path as errors and status show it (a URL).
+	Display(path string) string
+}
+
+// IsRemote says whether e reads a remote source.
+func (e *Env) IsRemote() bool { return e != nil && e.Remote != nil }
+
+// Stat returns the size of the file at path: of the remote tree when e
+// is remote, else of this host's file (symlinks followed).
+func (e *Env) Stat(path string) (int64, error) {
+	if e.IsRemote() {
+		return e.Remote.Stat(path)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// RealPath is path with its symlinks resolved, to compare files by: a
+// remote path as it is.
+func (e *Env) RealPath(path string) string {
+	if e.IsRemote() {
+		return path
+	}
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return path
+}
+
+// Display is path as the user knows it: a remote file's URL.
+func (e *Env) Display(path string) string {
+	if e.IsRemote() {
+		return e.Remote.Display(path)
+	}
+	return path
+}
+
+// resolveRemote is Resolve in the remote tree.
+func (e *Env) resolveRemote(from, ref string) (string, error) {
+	p := ref
+	if !pathpkg.IsAbs(p) {
+		p = pathpkg.Join(pathpkg.Dir(from), p)
+	}
+	p = pathpkg.Clean(p)
+	if _, err := e.Remote.Stat(p); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("%s: referenced file %q is missing", from, ref)
+		}
+		return "", fmt.Errorf("%s: referenced file %q: %w", from, ref, err)
+	}
+	return p, nil
 }
 
 // ErrRefused: a reference leaves the allowed directories or names a file
@@ -59,6 +131,9 @@ func (e *Env) Resolve(from, ref string) (string, error) {
 	}
 	if strings.ContainsRune(ref, 0) {
 		return "", fmt.Errorf("%s: file reference %q holds a NUL byte: %w", from, ref, ErrFormat)
+	}
+	if e.IsRemote() {
+		return e.resolveRemote(from, ref)
 	}
 	p := ref
 	if !filepath.IsAbs(p) {
@@ -126,6 +201,14 @@ func (e *Env) deviceAllowed(real string, st os.FileInfo) bool {
 // character devices has effects of its own), as is any file that is not a
 // regular file or a block device.
 func (e *Env) Open(path string) (File, error) {
+	if e.IsRemote() {
+		f, err := e.Remote.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		e.Sources.AddRemote(e.Remote.Display(path))
+		return f, nil
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -218,8 +301,7 @@ func (e *Env) OpenParent(from, ref string) (Disk, error) {
 	if err != nil {
 		return nil, err
 	}
-	real, _ := filepath.EvalSymlinks(p)
-	fromReal, _ := filepath.EvalSymlinks(from)
+	real, fromReal := e.RealPath(p), e.RealPath(from)
 	for _, s := range append(e.seen, fromReal) {
 		if s == real {
 			return nil, fmt.Errorf("%s: parent %q loops back to %s: %w", from, ref, s, ErrFormat)

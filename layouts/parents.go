@@ -24,7 +24,7 @@ func (e *Env) OpenParentOf(format, child string, refs []string, check func(paren
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(filepath.Dir(child), p)
 		}
-		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		if _, err := e.Stat(p); errors.Is(err, os.ErrNotExist) {
 			tried = append(tried, ref)
 			continue
 		}

@@ -41,6 +41,20 @@ func (s *Sources) Add(path string) error {
 	return nil
 }
 
+// AddRemote records a remote file by the name it is shown with (a URL):
+// it has no device and inode on this host.
+func (s *Sources) AddRemote(name string) {
+	if s == nil {
+		return
+	}
+	sf := SourceFile{Path: name}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !slices.Contains(s.files, sf) {
+		s.files = append(s.files, sf)
+	}
+}
+
 // addOpen records f, opened from path: its identity is the open file's.
 func (s *Sources) addOpen(path string, f *os.File) {
 	if s == nil {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/vmfs/vmfs/layouts"
 )
 
 // WarnDiskMissing: a disk the descriptor names is not there (inspect
@@ -22,13 +24,17 @@ type MissingDisk struct {
 // MissingDisks are the disks of m, read from files (not from an archive),
 // whose file does not exist. Other errors (a permission denied) are the
 // opening's to report.
-func MissingDisks(m *Machine) []MissingDisk {
+func MissingDisks(m *Machine) []MissingDisk { return MissingDisksIn(m, nil) }
+
+// MissingDisksIn is MissingDisks among env's files (a remote source's
+// are looked for in its remote tree).
+func MissingDisksIn(m *Machine, env *layouts.Env) []MissingDisk {
 	var out []MissingDisk
 	for i, d := range m.Disks {
 		if d.Open != nil {
 			continue
 		}
-		if _, err := os.Stat(d.Path); err != nil && errors.Is(err, os.ErrNotExist) {
+		if _, err := env.Stat(d.Path); err != nil && errors.Is(err, os.ErrNotExist) {
 			out = append(out, MissingDisk{Index: i, Path: d.Path, Where: fmt.Sprintf("%s%d:%d", d.Bus, d.ControllerIndex, d.Unit)})
 		}
 	}
@@ -38,12 +44,15 @@ func MissingDisks(m *Machine) []MissingDisk {
 // CheckDisks returns an error naming the first disk of m whose file is
 // missing or cannot be looked at: the one check of the parsers' disks,
 // which mount and materialize make and inspect does not.
-func CheckDisks(m *Machine) error {
+func CheckDisks(m *Machine) error { return CheckDisksIn(m, nil) }
+
+// CheckDisksIn is CheckDisks among env's files.
+func CheckDisksIn(m *Machine, env *layouts.Env) error {
 	for _, d := range m.Disks {
 		if d.Open != nil {
 			continue
 		}
-		if _, err := os.Stat(d.Path); err != nil {
+		if _, err := env.Stat(d.Path); err != nil {
 			name := m.relName(d.Path)
 			if errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("%s: %s: disk %s on %s%d:%d is missing", m.SourceFormat, m.Source, name, d.Bus, d.ControllerIndex, d.Unit)

@@ -5,7 +5,31 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/vmfs/vmfs/layouts"
 )
+
+// ReadDescriptorIn is ReadDescriptor from env's files: the descriptor of
+// a remote source (env.Remote) is read from its remote tree, in one
+// bounded read; a local one (env nil or local) as ReadDescriptor reads it.
+func ReadDescriptorIn(env *layouts.Env, path string, limit int64, what string) ([]byte, error) {
+	if !env.IsRemote() {
+		return ReadDescriptor(path, limit, what)
+	}
+	f, err := env.Remote.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if f.Size() > limit {
+		return nil, fmt.Errorf("%d bytes is too large for %s (limit %d)", f.Size(), what, limit)
+	}
+	b := make([]byte, f.Size())
+	if n, err := f.ReadAt(b, 0); n < len(b) {
+		return nil, fmt.Errorf("reading %s: %w", env.Display(path), err)
+	}
+	return b, nil
+}
 
 // ReadDescriptor reads the descriptor file at path for a parser: a
 // directory is refused, and so is a file larger than limit bytes, which

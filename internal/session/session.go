@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/vmfs/vmfs/internal/overlay"
+	"github.com/vmfs/vmfs/internal/remote"
 	"github.com/vmfs/vmfs/internal/view"
 	"github.com/vmfs/vmfs/internal/viewfile"
 	"github.com/vmfs/vmfs/layouts"
@@ -46,6 +47,8 @@ type Options struct {
 	// (materialize's destination): the pre-flight report compares their
 	// allocated bytes with its free space.
 	SpaceDir string
+	// Remote are the options of a remote source (a URL: https://).
+	Remote remote.Options
 }
 
 // Session is a built view and, once UseOverlay ran, its overlay.
@@ -54,11 +57,12 @@ type Session struct {
 	// files.
 	View *view.View
 
-	src   string
-	opts  Options
-	files []viewfile.File
-	ov    *overlay.Overlay
-	ovDir string
+	src    string
+	opts   Options
+	files  []viewfile.File
+	ov     *overlay.Overlay
+	ovDir  string
+	remote *remoteSource
 }
 
 // Open reads the source VM at src and builds its view for opts.To. Each
@@ -70,9 +74,18 @@ func Open(src string, opts Options) (*Session, error) {
 		return nil, err
 	}
 	env := withSources(opts.Env)
-	l, err := source.Open(src, env)
+	rs, err := openRemote(src, opts.Remote, env)
 	if err != nil {
 		return nil, err
+	}
+	path := src
+	if rs != nil {
+		path = rs.path
+	}
+	l, err := source.Open(path, env)
+	if err != nil {
+		rs.close()
+		return nil, rs.wrap(err)
 	}
 	v, err := view.New(l.Machine, t, view.Options{
 		Format:    opts.Format,
@@ -85,9 +98,10 @@ func Open(src string, opts Options) (*Session, error) {
 		Preflight: func(m *translate.Machine, disks []layouts.Disk) { preflight(m, disks, opts.SpaceDir) },
 	})
 	if err != nil {
-		return nil, err
+		rs.close()
+		return nil, rs.wrap(err)
 	}
-	return &Session{View: v, src: src, opts: opts, files: slices.Clone(v.Files)}, nil
+	return &Session{View: v, src: src, opts: opts, files: slices.Clone(v.Files), remote: rs}, nil
 }
 
 // Inspection is what `vmfs inspect` shows of a source VM.
@@ -106,9 +120,25 @@ type Inspection struct {
 // the path policy; spaceDir, when not "", a destination whose free space
 // the disks are compared with.
 func Inspect(src string, env *layouts.Env, spaceDir string) (*Inspection, error) {
-	l, err := source.OpenMissing(src, env)
+	return InspectRemote(src, env, spaceDir, remote.Options{})
+}
+
+// InspectRemote is Inspect that takes the options of a remote source.
+func InspectRemote(src string, env *layouts.Env, spaceDir string, ro remote.Options) (*Inspection, error) {
+	if IsRemote(src) {
+		env = withSources(env)
+	}
+	rs, err := openRemote(src, ro, env)
 	if err != nil {
 		return nil, err
+	}
+	defer rs.close()
+	if rs != nil {
+		src = rs.path
+	}
+	l, err := source.OpenMissing(src, env)
+	if err != nil {
+		return nil, rs.wrap(err)
 	}
 	var missing []int
 	for _, d := range l.Missing {
@@ -119,7 +149,7 @@ func Inspect(src string, env *layouts.Env, spaceDir string) (*Inspection, error)
 		Preflight: func(m *translate.Machine, disks []layouts.Disk) { preflight(m, disks, spaceDir) },
 	})
 	if err != nil {
-		return nil, err
+		return nil, rs.wrap(err)
 	}
 	return &Inspection{Machine: l.Machine, Disks: infos, Missing: l.Missing}, nil
 }
@@ -294,6 +324,9 @@ func (s *Session) Close() error {
 	if err := s.View.Close(); err != nil && first == nil {
 		first = err
 	}
+	if err := s.remote.close(); err != nil && first == nil {
+		first = err
+	}
 	return first
 }
 
@@ -305,7 +338,7 @@ func DefaultOverlayDir(src string, o Options) (string, error) {
 		return "", fmt.Errorf("no cache directory for the overlay (give --overlay): %w", err)
 	}
 	abs := src
-	if a, err := filepath.Abs(src); err == nil {
+	if a, err := filepath.Abs(src); err == nil && !IsRemote(src) {
 		abs = a
 	}
 	h := sha256.Sum256([]byte(abs + "\x00" + o.To + "\x00" + o.Format + "\x00" + o.Subformat))

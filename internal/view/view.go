@@ -98,7 +98,7 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 		format = t.DefaultFormat()
 	}
 	env := withSources(opts.Env)
-	recordDescriptor(m, env.Sources)
+	recordDescriptor(m, env)
 	v := &View{Name: translate.FileName(m.Name), Machine: m, Target: t, Format: format, Sources: env.Sources}
 	ok := false
 	defer func() {
@@ -265,8 +265,19 @@ func withSources(env *layouts.Env) *layouts.Env {
 
 // recordDescriptor adds to s the files the parsers read besides the
 // disks: the descriptor or OVA archive, and an .ovf's manifest.
-func recordDescriptor(m *translate.Machine, s *layouts.Sources) {
+func recordDescriptor(m *translate.Machine, env *layouts.Env) {
+	s := env.Sources
 	if m.Source == "" {
+		return
+	}
+	if env.IsRemote() {
+		// By the name it is shown with: no device and inode here.
+		s.AddRemote(env.Display(m.Source))
+		if mf := strings.TrimSuffix(m.Source, filepath.Ext(m.Source)) + ".mf"; m.SourceFormat == "ovf" {
+			if _, err := env.Stat(mf); err == nil {
+				s.AddRemote(env.Display(mf))
+			}
+		}
 		return
 	}
 	s.Add(m.Source) // a machine parsed from bytes has no file

@@ -117,6 +117,9 @@ func (d *Disk) openParent(env *layouts.Env) (layouts.Disk, error) {
 	if env == nil || env.OpenDisk == nil {
 		return nil, errf(d.name, "differencing image: no way to open its parent {%s} here: %w", want, layouts.ErrUnsupported)
 	}
+	if env.IsRemote() {
+		return nil, errf(d.name, "differencing image: its parent {%s} is found by listing the folder, which a remote source cannot: %w", want, layouts.ErrUnsupported)
+	}
 	dirs := parentDirs(d.name)
 	var listErr, refused error
 	var best, fallback *candidate

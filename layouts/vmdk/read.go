@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -318,10 +317,7 @@ func openExtents(name string, desc *Descriptor, env *layouts.Env, c *caches) (*l
 		if err != nil {
 			return nil, wrapEnv(err)
 		}
-		key := p
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			key = real
-		}
+		key := env.RealPath(p)
 		ef, ok := byPath[key]
 		if !ok {
 			if len(byPath) == maxExtentFiles {

@@ -12,6 +12,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/vmfs/vmfs/internal/xmlguard"
+	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/translate"
 )
 
@@ -31,8 +32,12 @@ const (
 
 // Parse reads the domain XML at path. Whether its disks exist is
 // translate.CheckDisks's to say.
-func Parse(path string) (*translate.Machine, error) {
-	b, err := translate.ReadDescriptor(path, MaxSize, "a domain XML")
+func Parse(path string) (*translate.Machine, error) { return ParseIn(path, nil) }
+
+// ParseIn is Parse of a domain XML among env's files (a remote source's
+// in its remote tree).
+func ParseIn(path string, env *layouts.Env) (*translate.Machine, error) {
+	b, err := translate.ReadDescriptorIn(env, path, MaxSize, "a domain XML")
 	if err != nil {
 		return nil, translate.DescriptorError("libvirt", path, err)
 	}

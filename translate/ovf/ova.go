@@ -154,7 +154,13 @@ func (c *countingReader) Seek(off int64, whence int) (int64, error) {
 // own handle on the archive.
 type sectionFile struct {
 	layouts.SectionFile
-	f *os.File
+	f io.Closer
+}
+
+// readerAtCloser is one handle on an archive.
+type readerAtCloser interface {
+	io.ReaderAt
+	io.Closer
 }
 
 func (s *sectionFile) Close() error { return s.f.Close() }
@@ -163,7 +169,22 @@ func (s *sectionFile) Close() error { return s.f.Close() }
 // member, disks are sections of the archive (never extracted), and the
 // manifest is verified for every member it lists, disks included (hashing
 // reads each disk once, streamed).
-func ParseOVA(p string) (*translate.Machine, error) {
+func ParseOVA(p string) (*translate.Machine, error) { return ParseOVAIn(p, nil) }
+
+// ParseOVAIn is ParseOVA among env's files. A remote archive is read in
+// place through env.Remote, each disk with a handle of its own; its
+// manifest is verified for every member but the disks, whose hashing
+// would read the whole archive over the network (a warning says so).
+func ParseOVAIn(p string, env *layouts.Env) (*translate.Machine, error) {
+	if env.IsRemote() {
+		f, err := env.Remote.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("ova: %w", err)
+		}
+		defer f.Close()
+		reopen := func() (readerAtCloser, error) { return env.Remote.Open(p) }
+		return parseOVAOpts(p, f, f.Size(), reopen, true, true)
+	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return nil, fmt.Errorf("ova: %w", err)
@@ -180,12 +201,18 @@ func ParseOVA(p string) (*translate.Machine, error) {
 	if st.IsDir() {
 		return nil, ovaErr(abs, "is a directory")
 	}
-	return parseOVA(abs, f, st.Size(), func() (*os.File, error) { return os.Open(abs) }, true)
+	return parseOVA(abs, f, st.Size(), func() (readerAtCloser, error) { return os.Open(abs) }, true)
 }
 
 // parseOVA is ParseOVA on any reader; reopen gives each disk its own
 // handle (nil: disks are not openable, as in fuzzing).
-func parseOVA(abs string, r io.ReaderAt, size int64, reopen func() (*os.File, error), verify bool) (*translate.Machine, error) {
+func parseOVA(abs string, r io.ReaderAt, size int64, reopen func() (readerAtCloser, error), verify bool) (*translate.Machine, error) {
+	return parseOVAOpts(abs, r, size, reopen, verify, false)
+}
+
+// parseOVAOpts is parseOVA; remote leaves the disks out of the manifest's
+// check.
+func parseOVAOpts(abs string, r io.ReaderAt, size int64, reopen func() (readerAtCloser, error), verify, remote bool) (*translate.Machine, error) {
 	members, err := Index(abs, r, size)
 	if err != nil {
 		return nil, err
@@ -275,6 +302,12 @@ func parseOVA(abs string, r io.ReaderAt, size int64, reopen func() (*os.File, er
 	for _, w := range warns {
 		m.Warn(WarnManifestLine, "%s: %s", mfM.Name, w)
 	}
+	var unverified []string
+	defer func() {
+		if len(unverified) > 0 {
+			m.Warn(WarnManifestRemote, "%s is remote: the manifest's digests of %s are not checked, as that would read them whole over the network (the other members are)", path.Base(abs), strings.Join(unverified, ", "))
+		}
+	}()
 	for _, e := range entries {
 		rel, err := cleanHref(e.File)
 		if err != nil {
@@ -284,6 +317,10 @@ func parseOVA(abs string, r io.ReaderAt, size int64, reopen func() (*os.File, er
 		mem, ok := byName[full]
 		if !ok {
 			return nil, ovaErr(abs, "manifest %s lists %s, which the archive lacks", mfM.Name, e.File)
+		}
+		if remote && memberIsDisk(m, abs+"/"+full) {
+			unverified = append(unverified, mem.Name)
+			continue
 		}
 		if err := checkHash(io.NewSectionReader(r, mem.Offset, mem.Size), e); err != nil {
 			return nil, ovaErr(abs, "member %s: %v", mem.Name, err)
@@ -428,6 +465,16 @@ func verifyDirManifest(ovfPath, mfPath string, mb []byte, m *translate.Machine) 
 	return nil
 }
 
+// memberIsDisk says whether p is the path of one of m's disks.
+func memberIsDisk(m *translate.Machine, p string) bool {
+	for _, d := range m.Disks {
+		if d.Path == p {
+			return true
+		}
+	}
+	return false
+}
+
 // isDisk says whether p is the file of one of m's disks.
 func isDisk(m *translate.Machine, p string) bool {
 	for _, d := range m.Disks {
@@ -436,4 +483,42 @@ func isDisk(m *translate.Machine, p string) bool {
 		}
 	}
 	return false
+}
+
+// verifyRemoteManifest checks the manifest next to a remote .ovf: every
+// file it lists but the disks (see ParseOVAIn), read through env.
+func verifyRemoteManifest(ovfPath, mfPath string, mb []byte, m *translate.Machine, env *layouts.Env) error {
+	entries, warns := ParseManifest(mb)
+	for _, w := range warns {
+		m.Warn(WarnManifestLine, "%s: %s", filepath.Base(mfPath), w)
+	}
+	var unverified []string
+	dir := path.Dir(mfPath)
+	for _, e := range entries {
+		rel, err := cleanHref(e.File)
+		if err != nil {
+			return errf(ovfPath, "manifest %s: %v", filepath.Base(mfPath), err)
+		}
+		full := path.Join(dir, rel)
+		if isDisk(m, full) {
+			unverified = append(unverified, rel)
+			continue
+		}
+		f, err := env.Remote.Open(full)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return errf(ovfPath, "manifest %s lists %s, which is missing", filepath.Base(mfPath), e.File)
+			}
+			return errf(ovfPath, "manifest %s: %v", filepath.Base(mfPath), err)
+		}
+		err = checkHash(io.NewSectionReader(f, 0, f.Size()), e)
+		f.Close()
+		if err != nil {
+			return errf(ovfPath, "%s: %v", e.File, err)
+		}
+	}
+	if len(unverified) > 0 {
+		m.Warn(WarnManifestRemote, "%s is remote: the manifest's digests of %s are not checked, as that would read them whole over the network (the other files are)", path.Base(ovfPath), strings.Join(unverified, ", "))
+	}
+	return nil
 }

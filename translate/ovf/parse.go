@@ -28,14 +28,15 @@ const MaxSize = 8 << 20
 
 // Warning codes of the parser. They are stable.
 const (
-	WarnSystems      = "OVF_MULTIPLE_SYSTEMS" // several virtual systems: the first is read
-	WarnDevice       = "OVF_DEVICE_SKIPPED"   // an item that is not carried over
-	WarnBadNumber    = "OVF_BAD_NUMBER"       // CPU or memory quantity unreadable: default used
-	WarnBadMAC       = "OVF_BAD_MAC"          // MAC address unreadable: left to the target
-	WarnCDROMFile    = "OVF_CDROM_MISSING"    // CD-ROM image not found: empty drive
-	WarnManifestLine = "OVF_MANIFEST_LINE"    // a manifest line that is not NAME(file)= hex
-	WarnNoManifest   = "OVF_NO_MANIFEST"      // an OVA without a manifest: nothing verified
-	WarnUnknownCtl   = "OVF_CONTROLLER"       // a disk on an unknown or absent controller
+	WarnSystems        = "OVF_MULTIPLE_SYSTEMS" // several virtual systems: the first is read
+	WarnDevice         = "OVF_DEVICE_SKIPPED"   // an item that is not carried over
+	WarnBadNumber      = "OVF_BAD_NUMBER"       // CPU or memory quantity unreadable: default used
+	WarnBadMAC         = "OVF_BAD_MAC"          // MAC address unreadable: left to the target
+	WarnCDROMFile      = "OVF_CDROM_MISSING"    // CD-ROM image not found: empty drive
+	WarnManifestLine   = "OVF_MANIFEST_LINE"    // a manifest line that is not NAME(file)= hex
+	WarnNoManifest     = "OVF_NO_MANIFEST"      // an OVA without a manifest: nothing verified
+	WarnManifestRemote = "OVF_MANIFEST_REMOTE"  // a remote OVA: its disks' digests are not checked
+	WarnUnknownCtl     = "OVF_CONTROLLER"       // a disk on an unknown or absent controller
 )
 
 // Defaults when the descriptor does not state them.
@@ -56,16 +57,24 @@ var ErrUnsupported = layouts.ErrUnsupported
 // Parse reads the .ovf or .ova at path. Disks of an .ovf must exist next
 // to it; disks of an .ova are sections of the archive. A manifest (.mf)
 // is verified when present.
-func Parse(p string) (*translate.Machine, error) {
+func Parse(p string) (*translate.Machine, error) { return ParseIn(p, nil) }
+
+// ParseIn is Parse among env's files (a remote source's in its remote
+// tree).
+func ParseIn(p string, env *layouts.Env) (*translate.Machine, error) {
 	if strings.EqualFold(filepath.Ext(p), ".ova") {
-		return ParseOVA(p)
+		return ParseOVAIn(p, env)
 	}
-	return ParseFile(p)
+	return ParseFileIn(p, env)
 }
 
 // ParseFile reads the OVF descriptor at p, whatever its file name.
-func ParseFile(p string) (*translate.Machine, error) {
-	b, err := translate.ReadDescriptor(p, MaxSize, "an OVF descriptor")
+func ParseFile(p string) (*translate.Machine, error) { return ParseFileIn(p, nil) }
+
+// ParseFileIn is ParseFile among env's files. The manifest of a remote
+// .ovf is verified for every file but the disks (see ParseOVAIn).
+func ParseFileIn(p string, env *layouts.Env) (*translate.Machine, error) {
+	b, err := translate.ReadDescriptorIn(env, p, MaxSize, "an OVF descriptor")
 	if err != nil {
 		return nil, translate.DescriptorError("ovf", filepath.Base(p), err)
 	}
@@ -92,12 +101,25 @@ func ParseFile(p string) (*translate.Machine, error) {
 		if c.Path == "" {
 			continue
 		}
-		if _, err := os.Stat(c.Path); err != nil {
+		if _, err := env.Stat(c.Path); err != nil {
 			m.Warn(WarnCDROMFile, "CD-ROM image %s is not in the package: the drive is left empty", filepath.Base(c.Path))
 			c.Path = ""
 		}
 	}
 	mf := strings.TrimSuffix(abs, filepath.Ext(abs)) + ".mf"
+	if env.IsRemote() {
+		if _, err := env.Stat(mf); err != nil {
+			return m, nil
+		}
+		mb, err := translate.ReadDescriptorIn(env, mf, maxManifest, "a manifest")
+		if err != nil {
+			return nil, errf(abs, "manifest %s: %v", filepath.Base(mf), err)
+		}
+		if err := verifyRemoteManifest(abs, mf, mb, m, env); err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
 	if mb, err := os.ReadFile(mf); err == nil {
 		if err := verifyDirManifest(abs, mf, mb, m); err != nil {
 			return nil, err

@@ -72,12 +72,12 @@ func Load(path string) (*translate.Machine, error) {
 // the default policy) with the disk itself allowed as a device, and stays
 // open in the result; env.OpenDisk, when set, opens it.
 func Open(path string, env *layouts.Env) (*Loaded, error) {
-	m, err := load(path)
+	m, err := load(path, env)
 	if err != nil {
 		return nil, err
 	}
 	if m != nil {
-		if err := translate.CheckDisks(m); err != nil {
+		if err := translate.CheckDisksIn(m, env); err != nil {
 			return nil, err
 		}
 		return &Loaded{Machine: m}, nil
@@ -89,12 +89,12 @@ func Open(path string, env *layouts.Env) (*Loaded, error) {
 // it lists them in Missing and warns of each on the machine (what
 // inspect shows; a view cannot be built from it).
 func OpenMissing(path string, env *layouts.Env) (*Loaded, error) {
-	m, err := load(path)
+	m, err := load(path, env)
 	if err != nil {
 		return nil, err
 	}
 	if m != nil {
-		missing := translate.MissingDisks(m)
+		missing := translate.MissingDisksIn(m, env)
 		m.WarnMissing(missing)
 		return &Loaded{Machine: m, Missing: missing}, nil
 	}
@@ -102,7 +102,15 @@ func OpenMissing(path string, env *layouts.Env) (*Loaded, error) {
 }
 
 // load parses the descriptor at path, or returns nil for a bare disk.
-func load(path string) (*translate.Machine, error) {
+// A remote source's (env.Remote) is read from its remote tree.
+func load(path string, env *layouts.Env) (*translate.Machine, error) {
+	if env.IsRemote() {
+		head, err := remoteHead(path, env)
+		if err != nil {
+			return nil, fmt.Errorf("source: %w", err)
+		}
+		return dispatch(path, head, env)
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -118,30 +126,50 @@ func load(path string) (*translate.Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
+	return dispatch(path, head, env)
+}
+
+// dispatch hands the file at path, which starts with head, to its parser
+// (nil for a bare disk).
+func dispatch(path string, head []byte, env *layouts.Env) (*translate.Machine, error) {
 	switch ext := strings.ToLower(filepath.Ext(path)); {
 	case ext == ".vmx":
-		return vmx.Parse(path)
+		return vmx.ParseIn(path, env)
 	case ext == ".ovf", ext == ".ova":
-		return ovf.Parse(path)
+		return ovf.ParseIn(path, env)
 	case ext == ".vbox":
-		return vbox.Parse(path)
+		return vbox.ParseIn(path, env)
 	case len(head) > 262 && bytes.Equal(head[257:262], []byte("ustar")):
 		// A tar archive under another name: an OVA.
-		return ovf.ParseOVA(path)
+		return ovf.ParseOVAIn(path, env)
 	case ext == ".vmdk", isVMDKDescriptor(head):
 		return nil, nil
 	case isDomainXML(head):
-		return libvirt.Parse(path)
+		return libvirt.ParseIn(path, env)
 	case isXML(head) && bytes.Contains(head, []byte("<VirtualBox")):
-		return vbox.Parse(path)
+		return vbox.ParseIn(path, env)
 	case isXML(head) && bytes.Contains(head, []byte("Envelope")):
-		return ovf.ParseFile(path)
+		return ovf.ParseFileIn(path, env)
 	case isXML(head):
-		return nil, fmt.Errorf("source: %s: XML document that is not a libvirt <domain>, an OVF <Envelope> or a <VirtualBox> machine", path)
+		return nil, fmt.Errorf("source: %s: XML document that is not a libvirt <domain>, an OVF <Envelope> or a <VirtualBox> machine", env.Display(path))
 	case looksLikeVMX(head):
-		return vmx.Parse(path)
+		return vmx.ParseIn(path, env)
 	}
 	return nil, nil
+}
+
+// remoteHead reads the first headSize bytes of the remote file at path.
+func remoteHead(path string, env *layouts.Env) ([]byte, error) {
+	f, err := env.Remote.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, min(headSize, f.Size()))
+	if n, err := f.ReadAt(b, 0); n < len(b) {
+		return nil, fmt.Errorf("%s: %w", env.Display(path), err)
+	}
+	return b, nil
 }
 
 func readHead(path string) ([]byte, error) {

@@ -12,7 +12,6 @@ package vbox
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -50,8 +49,12 @@ func errf(name, format string, args ...any) error {
 
 // Parse reads the .vbox at path. Whether the attached disks exist is
 // translate.CheckDisks's to say.
-func Parse(path string) (*translate.Machine, error) {
-	b, err := translate.ReadDescriptor(path, MaxSize, "a .vbox")
+func Parse(path string) (*translate.Machine, error) { return ParseIn(path, nil) }
+
+// ParseIn is Parse of a .vbox among env's files (a remote source's in its
+// remote tree).
+func ParseIn(path string, env *layouts.Env) (*translate.Machine, error) {
+	b, err := translate.ReadDescriptorIn(env, path, MaxSize, "a .vbox")
 	if err != nil {
 		return nil, translate.DescriptorError("vbox", filepath.Base(path), err)
 	}
@@ -68,13 +71,13 @@ func Parse(path string) (*translate.Machine, error) {
 		if c.Path == "" {
 			continue
 		}
-		if _, err := os.Stat(c.Path); err != nil {
+		if _, err := env.Stat(c.Path); err != nil {
 			m.Warn(WarnDVDMissing, "DVD image %s is not here: the drive is left empty", c.Path)
 			c.Path = ""
 		}
 	}
 	for _, sfx := range []string{"-tmp", "-prev"} {
-		if _, err := os.Stat(abs + sfx); err == nil {
+		if _, err := env.Stat(abs + sfx); err == nil {
 			m.Warn(WarnRunning, "%s exists: VirtualBox may be running this machine or changing its settings; shut it down before migrating", filepath.Base(abs+sfx))
 			break
 		}

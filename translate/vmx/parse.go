@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -32,6 +31,7 @@ import (
 	"golang.org/x/text/encoding/traditionalchinese"
 	"golang.org/x/text/transform"
 
+	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/translate"
 )
 
@@ -65,8 +65,13 @@ const DefaultMemoryMiB = 1024
 // Parse reads the .vmx at path. Whether its disks exist is
 // translate.CheckDisks's to say (source.Open asks it; inspect does not).
 // A CD-ROM image that is missing becomes an empty drive with a warning.
-func Parse(path string) (*translate.Machine, error) {
-	b, err := translate.ReadDescriptor(path, MaxSize, "a .vmx")
+func Parse(path string) (*translate.Machine, error) { return ParseIn(path, nil) }
+
+// ParseIn is Parse of a .vmx among env's files: a remote source's .vmx,
+// .vmsd and CD-ROM images are looked for in its remote tree (whose
+// folders are not listed: lock files are not looked for there).
+func ParseIn(path string, env *layouts.Env) (*translate.Machine, error) {
+	b, err := translate.ReadDescriptorIn(env, path, MaxSize, "a .vmx")
 	if err != nil {
 		return nil, translate.DescriptorError("vmx", path, err)
 	}
@@ -74,14 +79,16 @@ func Parse(path string) (*translate.Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Locks = locks(path, m)
-	m.Snapshots = snapshots(path)
+	if !env.IsRemote() {
+		m.Locks = locks(path, m)
+	}
+	m.Snapshots = snapshots(path, env)
 	for i := range m.CDROMs {
 		c := &m.CDROMs[i]
 		if c.Path == "" {
 			continue
 		}
-		if _, err := os.Stat(c.Path); err != nil {
+		if _, err := env.Stat(c.Path); err != nil {
 			m.Warn(WarnCDROMMissing, "CD-ROM image %s on %s%d:%d is not here: the drive is left empty", c.Path, c.Bus, c.ControllerIndex, c.Unit)
 			c.Path = ""
 		}

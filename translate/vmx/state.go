@@ -2,12 +2,14 @@ package vmx
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/vmfs/vmfs/layouts"
 	"github.com/vmfs/vmfs/translate"
 )
 
@@ -45,15 +47,28 @@ func locks(path string, m *translate.Machine) []string {
 // snapshots reads the names of the snapshots the .vmsd beside the .vmx at
 // path lists (snapshotN.displayName): a VM with snapshots runs from its
 // newest delta disks, which the .vmx names.
-func snapshots(path string) []string {
+func snapshots(path string, env *layouts.Env) []string {
 	vmsd := strings.TrimSuffix(path, filepath.Ext(path)) + ".vmsd"
-	f, err := os.Open(vmsd)
-	if err != nil {
-		return nil
+	var r io.Reader
+	if env.IsRemote() {
+		if _, err := env.Stat(vmsd); err != nil {
+			return nil
+		}
+		b, err := translate.ReadDescriptorIn(env, vmsd, maxVMSD, "a .vmsd")
+		if err != nil {
+			return nil
+		}
+		r = bytes.NewReader(b)
+	} else {
+		f, err := os.Open(vmsd)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(io.LimitReader(f, maxVMSD))
+	sc := bufio.NewScanner(io.LimitReader(r, maxVMSD))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), "=")
 		if !ok {

@@ -1,0 +1,150 @@
+// Package remote reads a source VM where it lives, on another host, by
+// ranges: never a whole file, never a copy.
+//
+// The seam, for every kind of remote source (https:// here, vsphere://
+// in its own package):
+//
+//   - Object is one remote file, read by ranges: one ReadRange call is
+//     one request. Its Name is what errors and status show (a URL
+//     without credentials).
+//   - Store is a remote folder tree whose paths are clean absolute
+//     slash paths: the URL's path on its host for https://, ESXi's own
+//     namespace (/vmfs/volumes/<datastore>/<folder>/<file>) for
+//     vSphere, so that the relative and absolute references of a .vmx
+//     or .vmdk resolve with ordinary path rules. A missing file is an
+//     error wrapping fs.ErrNotExist.
+//   - Cached (NewCached) is the one reader over any Object: a bounded
+//     LRU block cache, read-ahead on sequential reads, a cap on the
+//     requests in flight per host (Limiter), retries with back-off on
+//     transient errors (Transient, ErrTransient), and an error wrapping
+//     syscall.EIO, logged once, when they are spent. Stats counts what
+//     it did (vmfs status shows it). It is a layouts.File.
+//   - FS turns a Store into the layouts.RemoteFS that layouts.Env.Remote
+//     takes: every file a remote source names is opened through it, as
+//     a Cached, and nothing on the local file system is.
+//
+// A URL scheme becomes a Store in internal/session (one table of
+// schemes); Options carries the flags every remote source takes.
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"strings"
+
+	"github.com/vmfs/vmfs/layouts"
+)
+
+// Object is one remote file read by ranges.
+type Object interface {
+	// Name is the file as errors and status show it: a URL without
+	// credentials.
+	Name() string
+	// Size is the file's size in bytes, fixed when it was opened.
+	Size() int64
+	// ReadRange reads len(p) bytes at off in one request: it fills p
+	// fully, or short only at the end of the file (with io.EOF), or
+	// returns an error (Transient when retrying may help).
+	ReadRange(ctx context.Context, p []byte, off int64) (int, error)
+}
+
+// Store is a remote folder tree; paths are clean absolute slash paths.
+type Store interface {
+	// Open opens the file at path (fs.ErrNotExist when there is none).
+	Open(ctx context.Context, path string) (Object, error)
+	// Stat returns the size of the file at path.
+	Stat(ctx context.Context, path string) (size int64, err error)
+	// Display is path as the user knows it (a URL, without credentials).
+	Display(path string) string
+}
+
+// Options are what every remote source takes from the command line.
+type Options struct {
+	// Thumbprint pins the server's leaf certificate: its SHA-256, hex,
+	// with or without colons. The chain is then not checked.
+	Thumbprint string
+	// Insecure skips TLS verification (a warning says so) and allows
+	// plain http://.
+	Insecure bool
+	// CacheSize bounds the block cache of each remote file, in bytes
+	// (0: DefaultCacheSize).
+	CacheSize int64
+	// InFlight caps the requests in flight to one host (0:
+	// DefaultInFlight).
+	InFlight int
+	// Logger takes the warnings and the one line per failed read.
+	Logger *slog.Logger
+}
+
+// ErrTransient marks an error that retrying may cure: a network error, a
+// 5xx or 429 answer.
+var ErrTransient = errors.New("transient")
+
+// transientError is err marked as transient.
+type transientError struct{ err error }
+
+func (e *transientError) Error() string        { return e.err.Error() }
+func (e *transientError) Unwrap() []error      { return []error{e.err, ErrTransient} }
+func (e *transientError) Is(target error) bool { return target == ErrTransient }
+
+// Transient marks err as transient (nil stays nil).
+func Transient(err error) error {
+	if err == nil || errors.Is(err, ErrTransient) {
+		return err
+	}
+	return &transientError{err: err}
+}
+
+// IsTransient says whether err is marked transient.
+func IsTransient(err error) bool { return errors.Is(err, ErrTransient) }
+
+// CleanPath checks that p is a clean absolute slash path, as Store paths
+// are.
+func CleanPath(p string) error {
+	if p == "" || p[0] != '/' || path.Clean(p) != p || strings.ContainsRune(p, 0) {
+		return fmt.Errorf("remote path %q is not a clean absolute path", p)
+	}
+	return nil
+}
+
+// FS is store as a layouts.RemoteFS: Open returns a Cached over the
+// store's object, made with o; ctx bounds every request.
+func FS(ctx context.Context, store Store, o CacheOptions) layouts.RemoteFS {
+	return &storeFS{ctx: ctx, store: store, o: o}
+}
+
+type storeFS struct {
+	ctx   context.Context
+	store Store
+	o     CacheOptions
+}
+
+func (s *storeFS) Open(p string) (layouts.File, error) {
+	if err := CleanPath(p); err != nil {
+		return nil, err
+	}
+	obj, err := s.store.Open(s.ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return NewCached(obj, s.o), nil
+}
+
+func (s *storeFS) Stat(p string) (int64, error) {
+	if err := CleanPath(p); err != nil {
+		return 0, err
+	}
+	return s.store.Stat(s.ctx, p)
+}
+
+func (s *storeFS) Display(p string) string { return s.store.Display(p) }
+
+// notExist is an error saying that name is missing, wrapping
+// fs.ErrNotExist.
+func notExist(name string) error {
+	return fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+}

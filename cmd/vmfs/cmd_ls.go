@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vmfs/vmfs/internal/remote"
 	"github.com/vmfs/vmfs/internal/units"
 	"github.com/vmfs/vmfs/internal/vsphere"
 )
@@ -48,6 +49,46 @@ func vsphereOptions(c *cli.Context) (vsphere.Options, error) {
 		return o, err
 	}
 	o.Password = pw
+	return o, nil
+}
+
+// remoteSourceFlags are the flags of a remote SRC (vsphere://, https://).
+func remoteSourceFlags() []cli.Flag {
+	return append(append(vsphereFlags(), remoteTLSFlags()...),
+		&cli.BoolFlag{Name: "snapshot", Usage: "vsphere://: read a powered-on VM through a snapshot vmfs takes (no memory, not quiesced) and removes at the end"},
+	)
+}
+
+// remoteOptions parses the remote-source flags of c, whose first argument
+// is SRC; the password is looked for only when SRC is a vsphere:// URL.
+func remoteOptions(c *cli.Context) (remote.Options, error) {
+	o := remote.Options{Thumbprint: c.String("thumbprint"), Insecure: c.Bool("insecure"), Snapshot: c.Bool("snapshot")}
+	if o.Thumbprint != "" && o.Insecure {
+		return o, usagef("--thumbprint and --insecure: give one")
+	}
+	if o.Thumbprint != "" {
+		if _, err := remote.ParseThumbprint(o.Thumbprint); err != nil {
+			return o, usagef("--thumbprint: %w", err)
+		}
+	}
+	src := c.Args().First()
+	if !vsphere.IsURL(src) {
+		for _, f := range []string{"password-file", "snapshot"} {
+			if c.IsSet(f) {
+				return o, usagef("--%s is for a vsphere:// SRC", f)
+			}
+		}
+		return o, nil
+	}
+	if _, err := vsphere.ParseURL(src); err != nil {
+		return o, usageError{error: err}
+	}
+	pw, err := vsphere.Password(os.Getenv, c.String("password-file"))
+	if err != nil {
+		return o, err
+	}
+	o.Password = pw
+	o.Logger = newLogger(c.String("log-level"))
 	return o, nil
 }
 

@@ -119,6 +119,7 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 		defer stop()
 	}
 	o.session.Translate.Host = hostFacts(ctx, o.session, true)
+	o.session.Remote.Logger = log
 	s, err := session.Open(o.src, o.session)
 	if err != nil {
 		return err
@@ -242,6 +243,9 @@ func hypervisorGroup(t translate.Target) (uint32, bool) {
 }
 
 func absOr(p string) string {
+	if session.IsRemote(p) {
+		return p
+	}
 	if a, err := filepath.Abs(p); err == nil {
 		return a
 	}

@@ -22,7 +22,7 @@ import (
 
 // translateFlags are shared by mount and materialize.
 func translateFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "to", Value: "libvirt", Usage: targets.Help()},
 		&cli.StringFlag{Name: "format", Usage: "disk image format: " + strings.Join(target.Formats(), ", ") + " (default: the target's)"},
 		&cli.StringFlag{Name: "subformat", Usage: "image variant: " + formats.SubformatHelp()},
@@ -34,7 +34,7 @@ func translateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "storage", Usage: "proxmox: the storage the disks are imported onto", DefaultText: "local-lvm"},
 		&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
 		allowDeviceFlag(),
-	}
+	}, remoteSourceFlags()...)
 }
 
 // allowDeviceFlag lets descriptors and images name a block device.
@@ -99,7 +99,12 @@ func sessionOptions(c *cli.Context) (session.Options, error) {
 		}
 		env.AllowDirs = append(env.AllowDirs, abs)
 	}
+	ro, err := remoteOptions(c)
+	if err != nil {
+		return session.Options{}, err
+	}
 	return session.Options{
+		Remote:    ro,
 		To:        c.String("to"),
 		Format:    c.String("format"),
 		Subformat: c.String("subformat"),

@@ -69,7 +69,7 @@ func TestLs(t *testing.T) {
 		{"untrusted", env, []string{"ls", srv.URL("")}, 1, "--thumbprint " + srv.Thumbprint},
 		{"no password", []string{"VMFS_VSPHERE_PASSWORD="}, []string{"ls", tp, srv.URL("")}, 1, "no password"},
 		{"password in the URL", env, []string{"ls", "vsphere://u:" + vspheretest.Password + "@" + srv.Host + "/DC0"}, 2, "a password in the URL is refused"},
-		{"bad thumbprint", env, []string{"ls", "--thumbprint", "xyz", srv.URL("")}, 2, "not a SHA-256 thumbprint"},
+		{"bad thumbprint", env, []string{"ls", "--thumbprint", "xyz", srv.URL("")}, 2, "is not a SHA-256 fingerprint"},
 		{"no such VM", env, []string{"ls", tp, srv.URL("vm/nosuch")}, 1, `no VM "nosuch"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vmfs/vmfs/internal/session"
 	"github.com/vmfs/vmfs/layouts"
 )
 
@@ -229,6 +230,9 @@ func checkHelpTopic(c *cli.Context) error {
 // statSource checks that the source exists, with the wording every
 // command uses: "nope.vmx: no such file or directory".
 func statSource(path string) error {
+	if session.IsRemote(path) {
+		return nil // checked when it is opened
+	}
 	if _, err := os.Stat(path); err != nil {
 		return pathError(path, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,8 @@ import (
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vmfs/vmfs/internal/remote"
 )
 
 // PasswordEnv is the environment variable that holds the password.
@@ -75,10 +76,9 @@ func Password(getenv func(string) string, passwordFile string) (string, error) {
 // NormalizeThumbprint checks a SHA-256 thumbprint and writes it as
 // govmomi and vSphere show it: upper-case hex pairs joined by colons.
 func NormalizeThumbprint(s string) (string, error) {
-	h := strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(s))
-	b, err := hex.DecodeString(h)
-	if err != nil || len(b) != sha256.Size {
-		return "", fmt.Errorf("--thumbprint: %q is not a SHA-256 thumbprint (64 hex digits, colons optional)", s)
+	b, err := remote.ParseThumbprint(s)
+	if err != nil {
+		return "", fmt.Errorf("--thumbprint: %w", err)
 	}
 	return thumbprint(b), nil
 }

@@ -2,16 +2,19 @@ package vsphere
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"path"
-	"strconv"
 	"strings"
 
 	"github.com/vmware/govmomi/object"
+
+	"github.com/vmfs/vmfs/internal/remote"
 )
 
 // VolumesDir is the root of the namespace the datastores' files are named
@@ -91,7 +94,7 @@ func (f *File) ReadRange(ctx context.Context, p []byte, off int64) (int, error) 
 	if f.data != nil {
 		copy(p, f.data[off:off+int64(n)])
 	} else if n > 0 {
-		if err := f.c.get(ctx, f.ds, f.rel, off, p[:n]); err != nil {
+		if err := f.c.get(ctx, f.ds, f.rel, off, f.size, p[:n]); err != nil {
 			return 0, err
 		}
 	}
@@ -101,9 +104,6 @@ func (f *File) ReadRange(ctx context.Context, p []byte, off int64) (int, error) 
 	return n, nil
 }
 
-// ErrNoRanges: the host answered a ranged read with the whole file.
-var ErrNoRanges = errors.New("the host does not serve byte ranges")
-
 // stat finds a file's size with a one-byte ranged GET, which also proves
 // that the host serves ranges.
 func (c *Client) stat(ctx context.Context, ds, rel string) (int64, error) {
@@ -111,15 +111,15 @@ func (c *Client) stat(ctx context.Context, ds, rel string) (int64, error) {
 	err := c.fileRequest(ctx, ds, rel, "bytes=0-0", func(resp *http.Response) error {
 		switch resp.StatusCode {
 		case http.StatusPartialContent:
-			_, _, total, err := contentRange(resp.Header.Get("Content-Range"))
-			if err != nil {
-				return err
+			cr, err := remote.ParseContentRange(resp.Header.Get("Content-Range"))
+			if err != nil || cr.First != 0 || cr.Size < 0 {
+				return fmt.Errorf("bad answer to a read of byte 0: Content-Range %q", resp.Header.Get("Content-Range"))
 			}
-			size = total
+			size = cr.Size
 			return nil
 		case http.StatusRequestedRangeNotSatisfiable:
 			// An empty file has no byte 0.
-			if cr := resp.Header.Get("Content-Range"); cr == "bytes */0" {
+			if cr, err := remote.ParseContentRange(resp.Header.Get("Content-Range")); err == nil && cr.Size == 0 {
 				size = 0
 				return nil
 			}
@@ -128,33 +128,37 @@ func (c *Client) stat(ctx context.Context, ds, rel string) (int64, error) {
 			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 				return fmt.Errorf("not a file (a folder?)")
 			}
-			return ErrNoRanges
+			return remote.ErrNoRanges
 		}
 		return statusError(resp)
 	})
 	return size, err
 }
 
-// get fills p from the file at off.
-func (c *Client) get(ctx context.Context, ds, rel string, off int64, p []byte) error {
+// get fills p from the file at off; size is the file's size when it was
+// opened.
+func (c *Client) get(ctx context.Context, ds, rel string, off, size int64, p []byte) error {
 	want := fmt.Sprintf("bytes=%d-%d", off, off+int64(len(p))-1)
 	return c.fileRequest(ctx, ds, rel, want, func(resp *http.Response) error {
 		switch resp.StatusCode {
 		case http.StatusPartialContent:
 		case http.StatusOK:
-			return ErrNoRanges
+			return remote.ErrNoRanges
 		default:
 			return statusError(resp)
 		}
-		first, last, _, err := contentRange(resp.Header.Get("Content-Range"))
+		cr, err := remote.ParseContentRange(resp.Header.Get("Content-Range"))
 		if err != nil {
 			return err
 		}
-		if first != off || last != off+int64(len(p))-1 {
-			return fmt.Errorf("asked for %s, got bytes %d-%d", want, first, last)
+		if cr.Size != size {
+			return fmt.Errorf("the file changed size (%d bytes, now %d) while being read", size, cr.Size)
+		}
+		if cr.First != off || cr.Last != off+int64(len(p))-1 {
+			return fmt.Errorf("asked for %s, got bytes %d-%d", want, cr.First, cr.Last)
 		}
 		if _, err := io.ReadFull(resp.Body, p); err != nil {
-			return fmt.Errorf("reading %d bytes at %d: %w", len(p), off, err)
+			return fmt.Errorf("reading %d bytes at %d: %w", len(p), off, remote.Transient(err))
 		}
 		return nil
 	})
@@ -178,7 +182,7 @@ func (c *Client) fileRequest(ctx context.Context, ds, rel, rng string, f func(*h
 		resp, err := c.vim.Client.Client.Do(req)
 		if err != nil {
 			cancel()
-			return fmt.Errorf("%s: %w", where, err)
+			return fmt.Errorf("%s: %w", where, netError(ctx, err))
 		}
 		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
 			drain(resp)
@@ -206,34 +210,32 @@ func drain(resp *http.Response) {
 }
 
 func statusError(resp *http.Response) error {
-	switch resp.StatusCode {
-	case http.StatusNotFound:
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
 		return fmt.Errorf("no such file on the datastore: %w", fs.ErrNotExist)
-	case http.StatusUnauthorized, http.StatusForbidden:
+	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden:
 		return fmt.Errorf("HTTP %s: the user may not read the datastore: %w", resp.Status, fs.ErrPermission)
+	case resp.StatusCode >= 500, resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusRequestTimeout:
+		// ESXi answers 503 when it throttles.
+		return remote.Transient(fmt.Errorf("HTTP %s", resp.Status))
 	}
 	return fmt.Errorf("HTTP %s", resp.Status)
 }
 
-// contentRange parses "bytes FIRST-LAST/TOTAL".
-func contentRange(s string) (first, last, total int64, err error) {
-	bad := fmt.Errorf("bad Content-Range %q", s)
-	rest, ok := strings.CutPrefix(s, "bytes ")
-	if !ok {
-		return 0, 0, 0, bad
+// netError marks a failure of the transport transient (the host went
+// away, a reset, a timeout): the reader retries it. A refused
+// certificate or a cancelled read is not.
+func netError(ctx context.Context, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
 	}
-	r, t, ok := strings.Cut(rest, "/")
-	a, b, ok2 := strings.Cut(r, "-")
-	if !ok || !ok2 {
-		return 0, 0, 0, bad
+	var te *thumbprintError
+	var cv *tls.CertificateVerificationError
+	if ctx.Err() != nil || errors.As(err, &te) || errors.As(err, &cv) {
+		return err
 	}
-	first, e1 := strconv.ParseInt(a, 10, 64)
-	last, e2 := strconv.ParseInt(b, 10, 64)
-	total, e3 := strconv.ParseInt(t, 10, 64)
-	if e1 != nil || e2 != nil || e3 != nil || first < 0 || last < first || total <= last {
-		return 0, 0, 0, bad
-	}
-	return first, last, total, nil
+	return remote.Transient(err)
 }
 
 // Store serves the files of a datacenter's datastores, by their paths

@@ -184,8 +184,14 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
+	source := absOr(o.src)
+	if r, ok := s.Remote(); ok {
+		// The remote source as its store names it: a vsphere:// VM
+		// says which snapshot vmfs took, should vmfs be killed.
+		source = r.Name
+	}
 	mount.Remember(mount.Record{
-		Mountpoint: mnt, Source: absOr(o.src), Target: o.session.To, Format: v.Format,
+		Mountpoint: mnt, Source: source, Target: o.session.To, Format: v.Format,
 		ReadOnly: o.readOnly, Overlay: s.OverlayDir(), PID: os.Getpid(), Started: time.Now(),
 	})
 	defer mount.Forget(mnt)

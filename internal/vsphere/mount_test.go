@@ -3,10 +3,16 @@ package vsphere_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 	"testing"
 
 	"github.com/vmfs/vmfs/internal/mount"
@@ -80,4 +86,113 @@ func TestMount(t *testing.T) {
 			t.Errorf("the password shows in %s", what)
 		}
 	}
+}
+
+// TestMountHostGone: the host going away mid-use makes reads fail with
+// EIO, never with wrong bytes, and reads work again once it is back.
+func TestMountHostGone(t *testing.T) {
+	testenv.NeedCommands(t, "qemu-img")
+	srv := vspheretest.Start(t)
+	dir, disks := vspheretest.TestVM(t, 64)
+	srv.AddVM(t, "testvm", dir, disks)
+	proxy := srv.StartProxy(t)
+	t.Setenv("VMFS_VSPHERE_PASSWORD", vspheretest.Password)
+	url := "vsphere://" + vspheretest.User + "@" + proxy.Addr + "/" + vspheretest.Datacenter + "/vm/testvm"
+	mnt := testenv.Mount(t, "--read-only", "--format", "raw", "--thumbprint", srv.Thumbprint, url, testenv.MountDir(t))
+	// disk1 is flat: every read of it goes to the host; 40 MiB is far
+	// from what opening the disk read (its first and last blocks).
+	f, err := os.Open(filepath.Join(mnt, "testvm-disk1.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// One FUSE read per ReadAt: no kernel read-ahead to retry too.
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
+	proxy.Down()
+	buf := make([]byte, 4<<10)
+	start := time.Now()
+	n, err := f.ReadAt(buf, 40<<20)
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read with the host gone: %d bytes, %v; want EIO", n, err)
+	}
+	t.Logf("EIO after %v", time.Since(start))
+	proxy.Up(t)
+	if n, err := f.ReadAt(buf, 40<<20); err != nil || n != len(buf) || !bytes.Equal(buf, make([]byte, len(buf))) {
+		t.Fatalf("read with the host back: %d bytes, %v, first bytes % x", n, err, buf[:8])
+	}
+	if n, err := f.ReadAt(buf, 2<<20); err != nil || n != len(buf) || !bytes.Equal(buf, bytes.Repeat([]byte{0x33}, len(buf))) {
+		t.Fatalf("read with the host back: %d bytes, %v, first bytes % x", n, err, buf[:8])
+	}
+	compare(t, filepath.Join(mnt, "testvm-disk1.raw"), filepath.Join(dir, "disk1.vmdk"))
+}
+
+// TestMountPoweredOn: a running VM is refused; with --snapshot it is read
+// through a snapshot, named in the log, that the unmount removes.
+func TestMountPoweredOn(t *testing.T) {
+	testenv.NeedCommands(t, "qemu-img")
+	srv := vspheretest.Start(t)
+	dir, disks := vspheretest.TestVM(t, 8)
+	srv.AddVM(t, "testvm", dir, disks)
+	srv.PowerOn(t, "testvm")
+	t.Setenv("VMFS_VSPHERE_PASSWORD", vspheretest.Password)
+	url := srv.URL("vm/testvm")
+	_, err := testenv.TryMount(t, "--read-only", "--thumbprint", srv.Thumbprint, url, testenv.MountDir(t))
+	if err == nil || !strings.Contains(err.Error(), "VM testvm is powered on") || !strings.Contains(err.Error(), "--snapshot") {
+		t.Fatalf("powered-on VM mounted, or not the error: %v", err)
+	}
+	if got := srv.Snapshots(t, "testvm"); len(got) != 0 {
+		t.Fatalf("a refused mount left snapshots: %q", got)
+	}
+	mnt := testenv.Mount(t, "--read-only", "--format", "raw", "--snapshot", "--thumbprint", srv.Thumbprint, url, testenv.MountDir(t))
+	snaps := srv.Snapshots(t, "testvm")
+	if len(snaps) != 1 || !strings.HasPrefix(snaps[0], "vmfs-") {
+		t.Fatalf("snapshots while mounted: %q", snaps)
+	}
+	logged, _ := os.ReadFile(mount.LogPath(mnt))
+	if !strings.Contains(string(logged), snaps[0]) {
+		t.Errorf("the log does not name the snapshot %s:\n%s", snaps[0], logged)
+	}
+	st, _ := statusOf(t, mnt)
+	if !strings.Contains(st.Source, snaps[0]) {
+		t.Errorf("status source %q does not name the snapshot %s", st.Source, snaps[0])
+	}
+	for i, d := range disks {
+		compare(t, filepath.Join(mnt, fmt.Sprintf("testvm-disk%d.raw", i)), filepath.Join(dir, d))
+	}
+	if err := testenv.Unmount(t, mnt); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Snapshots(t, "testvm"); len(got) != 0 {
+		t.Errorf("snapshots after unmount: %q", got)
+	}
+}
+
+// TestBootFromVSphere boots the test guest's boot-sector VM, uploaded to
+// vcsim, from its vsphere:// mount under QEMU (TCG where KVM is hidden).
+func TestBootFromVSphere(t *testing.T) {
+	testenv.NeedCommands(t, "qemu-img", "qemu-system-x86_64")
+	g := testenv.Guest(t)
+	vmx := g.VM(t, testenv.VMBootSector)
+	srv := vspheretest.Start(t)
+	srv.AddVM(t, testenv.VMBootSector, filepath.Dir(vmx), []string{"bootsector.vmdk"})
+	t.Setenv("VMFS_VSPHERE_PASSWORD", vspheretest.Password)
+	mnt := testenv.Mount(t, "--to", "libvirt", "--format", "raw", "--thumbprint", srv.Thumbprint, srv.URL("vm/"+testenv.VMBootSector), testenv.MountDir(t))
+	xmls, _ := filepath.Glob(filepath.Join(mnt, "*.xml"))
+	if len(xmls) != 1 {
+		t.Fatalf("the mount holds %d .xml files", len(xmls))
+	}
+	disk, _ := filepath.Glob(filepath.Join(mnt, "*-disk0.raw"))
+	if len(disk) != 1 {
+		t.Fatalf("the mount holds %d disks", len(disk))
+	}
+	out, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "raw", disk[0], g.BootSectorRaw).CombinedOutput()
+	if err != nil {
+		t.Fatalf("qemu-img compare: %v\n%s", err, out)
+	}
+	vm := testenv.BootDomainXML(t, xmls[0], testenv.AccelTiny())
+	d := vm.WaitFor(t, testenv.BootSectorEnd, testenv.BootTimeout())
+	if want := testenv.BootSectorRead + g.BootSectorText; !strings.Contains(vm.Output(), want) {
+		t.Fatalf("serial lacks %q:\n%s", want, vm.Output())
+	}
+	t.Logf("booted from the vsphere:// mount in %v", d)
 }

@@ -79,7 +79,7 @@ type inspectOptions struct {
 }
 
 func runInspect(ctx context.Context, o inspectOptions) error {
-	in, err := session.Inspect(o.src, o.session.Env, o.dest)
+	in, err := session.InspectRemote(o.src, o.session.Env, o.dest, o.session.Remote)
 	if err != nil {
 		return err
 	}

@@ -23,12 +23,16 @@ func vsphereFlags() []cli.Flag {
 	}
 }
 
-// remoteTLSFlags pin or skip the check of a remote host's certificate.
-func remoteTLSFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "thumbprint", Usage: "trust the host whose TLS certificate has this SHA-256 thumbprint (a self-signed host), and no other"},
-		&cli.BoolFlag{Name: "insecure", Usage: "do not check the host's TLS certificate (warns: anyone on the path can read the password and the disks)"},
+// lsTLSFlags are the remote flags that concern ls: how the host is
+// trusted.
+func lsTLSFlags() []cli.Flag {
+	var out []cli.Flag
+	for _, f := range remoteFlags() {
+		if n := f.Names()[0]; n == "thumbprint" || n == "insecure" {
+			out = append(out, f)
+		}
 	}
+	return out
 }
 
 // vsphereOptions parses the vsphere flags of c.
@@ -52,44 +56,35 @@ func vsphereOptions(c *cli.Context) (vsphere.Options, error) {
 	return o, nil
 }
 
-// remoteSourceFlags are the flags of a remote SRC (vsphere://, https://).
-func remoteSourceFlags() []cli.Flag {
-	return append(append(vsphereFlags(), remoteTLSFlags()...),
+// vsphereSourceFlags are the flags of a vsphere:// SRC that every remote
+// source does not take.
+func vsphereSourceFlags() []cli.Flag {
+	return append(vsphereFlags(),
 		&cli.BoolFlag{Name: "snapshot", Usage: "vsphere://: read a powered-on VM through a snapshot vmfs takes (no memory, not quiesced) and removes at the end"},
 	)
 }
 
-// remoteOptions parses the remote-source flags of c, whose first argument
-// is SRC; the password is looked for only when SRC is a vsphere:// URL.
-func remoteOptions(c *cli.Context) (remote.Options, error) {
-	o := remote.Options{Thumbprint: c.String("thumbprint"), Insecure: c.Bool("insecure"), Snapshot: c.Bool("snapshot")}
-	if o.Thumbprint != "" && o.Insecure {
-		return o, usagef("--thumbprint and --insecure: give one")
-	}
-	if o.Thumbprint != "" {
-		if _, err := remote.ParseThumbprint(o.Thumbprint); err != nil {
-			return o, usagef("--thumbprint: %w", err)
-		}
-	}
+// vsphereSourceOptions adds to o what a vsphere:// SRC (c's first
+// argument) needs: the password, looked for only then, and --snapshot.
+func vsphereSourceOptions(c *cli.Context, o *remote.Options) error {
 	src := c.Args().First()
 	if !vsphere.IsURL(src) {
 		for _, f := range []string{"password-file", "snapshot"} {
 			if c.IsSet(f) {
-				return o, usagef("--%s is for a vsphere:// SRC", f)
+				return usagef("--%s is for a vsphere:// SRC", f)
 			}
 		}
-		return o, nil
+		return nil
 	}
 	if _, err := vsphere.ParseURL(src); err != nil {
-		return o, usageError{error: err}
+		return usageError{error: err}
 	}
 	pw, err := vsphere.Password(os.Getenv, c.String("password-file"))
 	if err != nil {
-		return o, err
+		return err
 	}
-	o.Password = pw
-	o.Logger = newLogger(c.String("log-level"))
-	return o, nil
+	o.Password, o.Snapshot = pw, c.Bool("snapshot")
+	return nil
 }
 
 // lsOptions are the command line of ls, parsed.
@@ -105,7 +100,7 @@ func lsCommand() *cli.Command {
 		Name:      "ls",
 		Usage:     "list the VMs of a vSphere datacenter: power state, .vmx, disks",
 		ArgsUsage: "vsphere://USER@HOST[:PORT]/DATACENTER",
-		Flags: append(append(vsphereFlags(), remoteTLSFlags()...),
+		Flags: append(append(vsphereFlags(), lsTLSFlags()...),
 			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
 		),
 		Action: func(c *cli.Context) error {

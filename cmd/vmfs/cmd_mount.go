@@ -119,7 +119,6 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 		defer stop()
 	}
 	o.session.Translate.Host = hostFacts(ctx, o.session, true)
-	o.session.Remote.Logger = log
 	s, err := session.Open(o.src, o.session)
 	if err != nil {
 		return err
@@ -152,7 +151,7 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 		UID:      uint32(os.Getuid()),
 		GID:      uint32(os.Getgid()),
 		DirMode:  0o700,
-		FsName:   "vmfs:" + absOr(o.src),
+		FsName:   "vmfs:" + sourceName(o.src),
 		Logger:   log,
 		Debug:    o.debug,
 		// A disk that is one whole source file is read by the kernel
@@ -184,17 +183,21 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
-	source := absOr(o.src)
+	source := sourceName(o.src)
 	if r, ok := s.Remote(); ok {
 		// The remote source as its store names it: a vsphere:// VM
 		// says which snapshot vmfs took, should vmfs be killed.
 		source = r.Name
 	}
-	mount.Remember(mount.Record{
+	rec := mount.Record{
 		Mountpoint: mnt, Source: source, Target: o.session.To, Format: v.Format,
 		ReadOnly: o.readOnly, Overlay: s.OverlayDir(), PID: os.Getpid(), Started: time.Now(),
-	})
+	}
+	mount.Remember(rec)
 	defer mount.Forget(mnt)
+	if r, ok := s.Remote(); ok {
+		defer recordRemoteStats(rec, r)()
+	}
 	rep.Ready(nil)
 	if !rep.Daemon() {
 		// The one line a foreground mount prints: it serves now.
@@ -249,9 +252,6 @@ func hypervisorGroup(t translate.Target) (uint32, bool) {
 }
 
 func absOr(p string) string {
-	if session.IsRemote(p) {
-		return p
-	}
 	if a, err := filepath.Abs(p); err == nil {
 		return a
 	}

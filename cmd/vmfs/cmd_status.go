@@ -69,7 +69,15 @@ func runStatus(o statusOptions) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Mountpoint, state, s.Target, s.Format, s.Source, ov, holds)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range all {
+		if s.Remote != nil {
+			fmt.Printf("%s: remote source %s: %s\n", s.Mountpoint, s.Source, remoteStatsLine(*s.Remote))
+		}
+	}
+	return nil
 }
 
 // statusJSON is status's --json document.

@@ -34,7 +34,7 @@ func translateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "storage", Usage: "proxmox: the storage the disks are imported onto", DefaultText: "local-lvm"},
 		&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
 		allowDeviceFlag(),
-	}, remoteSourceFlags()...)
+	}, append(remoteFlags(), vsphereSourceFlags()...)...)
 }
 
 // allowDeviceFlag lets descriptors and images name a block device.
@@ -100,16 +100,19 @@ func sessionOptions(c *cli.Context) (session.Options, error) {
 		env.AllowDirs = append(env.AllowDirs, abs)
 	}
 	ro, err := remoteOptions(c)
+	if err == nil {
+		err = vsphereSourceOptions(c, &ro)
+	}
 	if err != nil {
 		return session.Options{}, err
 	}
 	return session.Options{
-		Remote:    ro,
 		To:        c.String("to"),
 		Format:    c.String("format"),
 		Subformat: c.String("subformat"),
 		Env:       env,
 		Translate: topts,
+		Remote:    ro,
 	}, nil
 }
 

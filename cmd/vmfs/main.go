@@ -231,7 +231,8 @@ func checkHelpTopic(c *cli.Context) error {
 // command uses: "nope.vmx: no such file or directory".
 func statSource(path string) error {
 	if session.IsRemote(path) {
-		return nil // checked when it is opened
+		// A URL is looked at when the session opens it.
+		return nil
 	}
 	if _, err := os.Stat(path); err != nil {
 		return pathError(path, err)

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vmfs/vmfs/internal/remote"
 )
 
 // MountpointOptions say what else a mountpoint is checked against.
@@ -348,6 +350,9 @@ type Record struct {
 	ReadOnly   bool      `json:"read_only"`
 	PID        int       `json:"pid"`
 	Started    time.Time `json:"started"`
+	// Remote, for a remote source, counts what its reads fetched (the
+	// mount rewrites the record every few seconds).
+	Remote *remote.StatsSnapshot `json:"remote,omitempty"`
 }
 
 // RegistryDir holds one JSON file per live mount ($VMFS_RUN_DIR when set).

@@ -34,6 +34,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/vmfs/vmfs/layouts"
@@ -153,4 +154,38 @@ func (s *storeFS) Display(p string) string { return s.store.Display(p) }
 // fs.ErrNotExist.
 func notExist(name string) error {
 	return fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+}
+
+// MinCacheSize is the smallest cache a remote file may have: two blocks.
+const MinCacheSize = 2 * DefaultBlockSize
+
+// ParseSize reads a size in bytes: a number with an optional K, M, G or
+// T suffix (powers of 1024; "KiB", "MB" ... read the same).
+func ParseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	shift := 0
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			shift = 10
+		case 'M':
+			shift = 20
+		case 'G':
+			shift = 30
+		case 'T':
+			shift = 40
+		}
+		if shift > 0 {
+			t = t[:n-1]
+		}
+	}
+	if t == "" || strings.Trim(t, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is not a size (a number, with K, M, G or T)", s)
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v > (1<<62)>>shift {
+		return 0, fmt.Errorf("%q is not a size (a number, with K, M, G or T)", s)
+	}
+	return v << shift, nil
 }

@@ -107,7 +107,11 @@ func (r *remoteSource) wrap(err error) error {
 	if r == nil {
 		return err
 	}
-	return fmt.Errorf("%s: %w", r.store.Display(r.path), err)
+	name := r.store.Display(r.path)
+	if strings.Contains(err.Error(), name) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }
 
 // redactURL is src without the password of its user part.

@@ -71,6 +71,26 @@ func TestMount(t *testing.T) {
 	for i, d := range disks {
 		compare(t, filepath.Join(mnt, fmt.Sprintf("testvm-disk%d.raw", i)), filepath.Join(dir, d))
 	}
+	// materialize writes the same disks; inspect reads the VM too.
+	out := t.TempDir()
+	if _, err := testenv.VMFS(t, "materialize", "--format", "raw", "--progress", "none", "--thumbprint", srv.Thumbprint, url, out); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range disks {
+		compare(t, filepath.Join(out, fmt.Sprintf("testvm-disk%d.raw", i)), filepath.Join(dir, d))
+	}
+	js, err := testenv.VMFS(t, "inspect", "--json", "--thumbprint", srv.Thumbprint, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in struct {
+		DiskInfo []struct {
+			Chain []struct{ File string }
+		} `json:"disk_info"`
+	}
+	if err := json.Unmarshal(js, &in); err != nil || len(in.DiskInfo) != 3 || len(in.DiskInfo[2].Chain) != 2 {
+		t.Errorf("vmfs inspect --json: %v\n%s", err, js)
+	}
 	st, status := statusOf(t, mnt)
 	if st.Source != url {
 		t.Errorf("status source %q, want %q", st.Source, url)

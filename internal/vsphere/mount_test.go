@@ -64,10 +64,14 @@ func TestMount(t *testing.T) {
 	testenv.NeedCommands(t, "qemu-img")
 	srv := vspheretest.Start(t)
 	dir, disks := vspheretest.TestVM(t, 16)
-	srv.AddVM(t, "testvm", dir, disks)
+	onHost := srv.AddVM(t, "testvm", dir, disks)
 	t.Setenv("VMFS_VSPHERE_PASSWORD", vspheretest.Password)
 	url := srv.URL("vm/testvm")
+	srv.RequireSession(t, "testvm")
+	before := testenv.SHA256Tree(t, onHost)
 	mnt := testenv.Mount(t, "--read-only", "--format", "raw", "--thumbprint", srv.Thumbprint, url, testenv.MountDir(t))
+	// The host ends the mount's session: its reads log in again.
+	srv.ExpireSessions(t)
 	for i, d := range disks {
 		compare(t, filepath.Join(mnt, fmt.Sprintf("testvm-disk%d.raw", i)), filepath.Join(dir, d))
 	}
@@ -91,6 +95,8 @@ func TestMount(t *testing.T) {
 	if err := json.Unmarshal(js, &in); err != nil || len(in.DiskInfo) != 3 || len(in.DiskInfo[2].Chain) != 2 {
 		t.Errorf("vmfs inspect --json: %v\n%s", err, js)
 	}
+	// Nothing was written to the datastore.
+	testenv.CheckSame(t, "the VM's folder on the datastore", before, testenv.SHA256Tree(t, onHost))
 	st, status := statusOf(t, mnt)
 	if st.Source != url {
 		t.Errorf("status source %q, want %q", st.Source, url)

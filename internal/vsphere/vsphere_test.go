@@ -173,6 +173,7 @@ func TestSimulator(t *testing.T) {
 	srv := vspheretest.Start(t)
 	dir, disks := vspheretest.TestVM(t, 8)
 	srv.AddVM(t, "testvm", dir, disks)
+	srv.RequireSession(t, "testvm")
 	ctx := context.Background()
 	opts := Options{Password: vspheretest.Password, Thumbprint: srv.Thumbprint}
 	loc, err := ParseURL(srv.URL(""))
@@ -323,6 +324,19 @@ func TestSimulator(t *testing.T) {
 		}
 		if c.generation() != 2 {
 			t.Errorf("logins: %d, want 2", c.generation())
+		}
+		// The file API refuses an expired session with 401: the read
+		// logs in again and is sent again.
+		srv.ExpireSessions(t)
+		f, err := c.Store().Open(ctx, "/vmfs/volumes/LocalDS_0/testvm/testvm.vmx")
+		if err != nil {
+			t.Fatalf("a file read after the session ended: %v", err)
+		}
+		if _, err := f.ReadRange(ctx, make([]byte, f.Size()), 0); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if c.generation() != 3 {
+			t.Errorf("logins: %d, want 3", c.generation())
 		}
 	})
 

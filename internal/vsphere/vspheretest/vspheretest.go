@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,7 +22,9 @@ import (
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -199,6 +202,54 @@ func (s *Server) setDisks(t testing.TB, ref types.ManagedObjectReference, name s
 		})
 	}
 	vm.Config.Hardware.Device = append(vm.Config.Hardware.Device, devs...)
+}
+
+// RequireSession makes the simulator's file API check, as ESXi does,
+// that a request to the VM folder name carries a live session cookie
+// (vcsim itself serves any request): 401 Unauthorized otherwise.
+func (s *Server) RequireSession(t testing.TB, name string) {
+	t.Helper()
+	svc := s.model.Service
+	svc.ServeMux.HandleFunc("/folder/"+name+"/", func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie(soap.SessionCookieName)
+		if err != nil || !s.sessionActive(r.Context(), c.Value) {
+			http.Error(w, "no session", http.StatusUnauthorized)
+			return
+		}
+		svc.ServeDatastore(w, r)
+	})
+}
+
+func (s *Server) sessionActive(ctx context.Context, id string) bool {
+	res, err := methods.SessionIsActive(ctx, s.client.Client, &types.SessionIsActive{
+		This: *s.client.Client.ServiceContent.SessionManager, SessionID: id, UserName: User,
+	})
+	return err == nil && res.Returnval
+}
+
+// ExpireSessions ends every session but the test's own, as a host does
+// when they idle too long.
+func (s *Server) ExpireSessions(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var sm mo.SessionManager
+	ref := *s.client.Client.ServiceContent.SessionManager
+	if err := s.client.PropertyCollector().RetrieveOne(ctx, ref, []string{"sessionList", "currentSession"}, &sm); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, u := range sm.SessionList {
+		if sm.CurrentSession == nil || u.Key != sm.CurrentSession.Key {
+			ids = append(ids, u.Key)
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatal("vcsim: no session to expire")
+	}
+	if _, err := methods.TerminateSession(ctx, s.client.Client, &types.TerminateSession{This: ref, SessionId: ids}); err != nil {
+		t.Fatalf("vcsim: ending sessions: %v", err)
+	}
 }
 
 // PowerOn powers the VM on.

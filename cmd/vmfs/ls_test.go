@@ -57,6 +57,12 @@ func TestLs(t *testing.T) {
 		t.Errorf("--password-file: exit %d: %s", code, stderr)
 	}
 
+	// --insecure reads the host unchecked, and says so on one line.
+	out, stderr, code = runBinEnv(t, env, bin, "ls", "--insecure", srv.URL(""))
+	if code != 0 || !strings.Contains(out, "testvm") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--insecure: the host's TLS certificate is not checked") {
+		t.Errorf("--insecure: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+
 	for _, tc := range []struct {
 		name string
 		env  []string

@@ -2,6 +2,7 @@ package vsphere
 
 import (
 	"context"
+	"os"
 
 	"github.com/vmfs/vmfs/internal/remote"
 )
@@ -11,8 +12,13 @@ import (
 // them. Closing the store removes the snapshot vmfs took, if any, and
 // logs out.
 func OpenRemote(ctx context.Context, raw string, o remote.Options) (remote.Store, string, error) {
+	pw := o.Password
+	if pw == "" {
+		// A caller with no --password-file of its own.
+		pw = os.Getenv(PasswordEnv)
+	}
 	s, err := Open(ctx, raw, OpenOptions{
-		Options:  Options{Password: o.Password, Thumbprint: o.Thumbprint, Insecure: o.Insecure, Logger: o.Logger},
+		Options:  Options{Password: pw, Thumbprint: o.Thumbprint, Insecure: o.Insecure, Logger: o.Logger},
 		Snapshot: o.Snapshot,
 	})
 	if err != nil {

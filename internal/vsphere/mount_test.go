@@ -61,7 +61,7 @@ func compare(t *testing.T, mounted, local string) {
 // local file it was uploaded from, and the password shows nowhere: not in
 // the daemon's command line, its log, or vmfs status.
 func TestMount(t *testing.T) {
-	testenv.NeedCommands(t, "qemu-img")
+	testenv.NeedCommands(t, "qemu-img", "ps")
 	srv := vspheretest.Start(t)
 	dir, disks := vspheretest.TestVM(t, 16)
 	onHost := srv.AddVM(t, "testvm", dir, disks)
@@ -105,7 +105,10 @@ func TestMount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, _ := exec.Command("ps", "-eo", "args").Output()
+	ps, err := exec.Command("ps", "-eo", "args").Output()
+	if err != nil || !bytes.Contains(ps, []byte(url)) {
+		t.Errorf("ps does not list the daemon serving %s: %v", url, err)
+	}
 	logged, _ := os.ReadFile(mount.LogPath(mnt))
 	for what, b := range map[string][]byte{"the daemon's command line": cmdline, "ps": ps, "the log": logged, "vmfs status": []byte(status)} {
 		if bytes.Contains(b, []byte(vspheretest.Password)) {

@@ -7,7 +7,7 @@
 //	VMFS_BENCH=1             run at all
 //	VMFS_BENCH_REPS          repetitions of each measurement (default 3)
 //	VMFS_BENCH_RAND          how long each random-read run lasts (default 1s)
-//	VMFS_BENCH_ONLY          comma-separated sections: reads,cutover,reflink,mount,boot
+//	VMFS_BENCH_ONLY          comma-separated sections: reads,passthrough,remote,cutover,reflink,mount,boot
 //	VMFS_BENCH_SOURCES       comma-separated read sources (default all:
 //	                         vmdk,stream,qcow2,vhdx,raw)
 //	VMFS_BENCH_NO_DOC=1      print the table but leave docs/benchmarks.md alone
@@ -85,6 +85,9 @@ func TestBench(t *testing.T) {
 	}
 	if s.want("passthrough") {
 		t.Run("passthrough", func(t *testing.T) { benchPassthrough(t, s, fx, r) })
+	}
+	if s.want("remote") {
+		t.Run("remote", func(t *testing.T) { benchRemote(t, s, fx, r) })
 	}
 	if s.want("cutover") {
 		t.Run("cutover", func(t *testing.T) { benchCutover(t, s, fx, r) })

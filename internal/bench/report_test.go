@@ -22,6 +22,7 @@ type report struct {
 	mounts   []*mountStats
 	boot     *bootStats
 	vsphere  []*vsphereStats
+	remote   []*remoteStats
 }
 
 const (
@@ -104,6 +105,10 @@ func (r *report) markdown() string {
 
 	if len(r.pass) > 0 {
 		r.passMarkdown(&b)
+	}
+
+	if len(r.remote) > 0 {
+		r.remoteMarkdown(&b)
 	}
 
 	if len(r.cutover) > 0 {

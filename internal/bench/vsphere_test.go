@@ -1,17 +1,12 @@
 package bench
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/vmfs/vmfs/internal/testenv"
 	"github.com/vmfs/vmfs/internal/vsphere/vspheretest"
@@ -102,16 +97,16 @@ func benchVSphere(t *testing.T, s settings, r *report) {
 				st.err = oneLine(err)
 				continue
 			}
-			offsets := randomOffsets(vsphereSize, randBlock, randReads, uint64(rep+1))
+			offsets := randomOffsets(uint64(rep + 1))
 			_ = dropCaches()
-			if ops, err := preadAll(disk, offsets); err != nil {
+			if ops, err := preads(disk, offsets); err != nil {
 				st.err = oneLine(err)
 			} else {
 				st.r1 = append(st.r1, ops)
 			}
 			_ = dropCaches()
 			// The same offsets again: vmfs's cache serves them.
-			if ops, err := preadAll(disk, offsets); err != nil {
+			if ops, err := preads(disk, offsets); err != nil {
 				st.err = oneLine(err)
 			} else {
 				st.rHot = append(st.rHot, ops)
@@ -121,90 +116,26 @@ func benchVSphere(t *testing.T, s settings, r *report) {
 		}
 		// As for the mounts, the host reads the file from its disk.
 		_ = dropCaches()
-		if mbs, err := curlRanges(fileURL, sequentialRanges(vsphereSize, seqBlock)); err != nil {
+		var seqRanges, randRanges [][2]int64
+		for off := int64(0); off < vsphereSize; off += seqBlock {
+			seqRanges = append(seqRanges, [2]int64{off, seqBlock})
+		}
+		for _, off := range randomOffsets(uint64(rep + 1)) {
+			randRanges = append(randRanges, [2]int64{off, randBlock})
+		}
+		if d, err := curlRanges(t, fileURL, seqRanges); err != nil {
 			curl.err = oneLine(err)
 		} else {
-			curl.seq = append(curl.seq, float64(vsphereSize)/mbs/1e6)
+			curl.seq = append(curl.seq, vsphereSize/d.Seconds()/1e6)
 		}
 		_ = dropCaches()
-		var ranges []string
-		for _, off := range randomOffsets(vsphereSize, randBlock, randReads, uint64(rep+1)) {
-			ranges = append(ranges, fmt.Sprintf("%d-%d", off, off+randBlock-1))
-		}
-		if secs, err := curlRanges(fileURL, ranges); err != nil {
+		if d, err := curlRanges(t, fileURL, randRanges); err != nil {
 			curl.err = oneLine(err)
 		} else {
-			curl.r1 = append(curl.r1, float64(randReads)/secs)
+			curl.r1 = append(curl.r1, remoteRandReads/d.Seconds())
 		}
 		t.Logf("rep %d %-40s seq %6.0f MB/s rand %6.0f/s", rep+1, curl.tool, last(curl.seq), last(curl.r1))
 	}
-}
-
-// curlRanges fetches each range of url with one curl process, its
-// requests on one keep-alive connection, and returns the seconds it took.
-func curlRanges(url string, ranges []string) (float64, error) {
-	cfg, err := os.CreateTemp("", "vmfs-bench-curl-*.cfg")
-	if err != nil {
-		return 0, err
-	}
-	defer os.Remove(cfg.Name())
-	w := bufio.NewWriter(cfg)
-	for i, rg := range ranges {
-		if i > 0 {
-			fmt.Fprintln(w, "next")
-		}
-		fmt.Fprintf(w, "url = %q\nrange = %q\noutput = \"/dev/null\"\ninsecure\nsilent\nfail\n", url, rg)
-	}
-	if err := w.Flush(); err != nil {
-		return 0, err
-	}
-	cfg.Close()
-	start := time.Now()
-	out, err := exec.Command("curl", "-K", cfg.Name()).CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("curl: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return time.Since(start).Seconds(), nil
-}
-
-func sequentialRanges(size, block int64) []string {
-	var out []string
-	for off := int64(0); off < size; off += block {
-		out = append(out, fmt.Sprintf("%d-%d", off, min(off+block, size)-1))
-	}
-	return out
-}
-
-// randReads is how many random 4 KiB reads each reader makes.
-const randReads = 2000
-
-// randomOffsets are n block-aligned offsets in a file of size.
-func randomOffsets(size, block int64, n int, seed uint64) []int64 {
-	rng := rand.New(rand.NewPCG(seed, 0))
-	out := make([]int64, n)
-	for i := range out {
-		out[i] = rng.Int64N(size/block) * block
-	}
-	return out
-}
-
-// preadAll reads 4 KiB at each offset, one after the other (readahead
-// off), and returns reads per second.
-func preadAll(path string, offsets []int64) (float64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
-	buf := make([]byte, randBlock)
-	start := time.Now()
-	for _, off := range offsets {
-		if _, err := f.ReadAt(buf, off); err != nil {
-			return 0, fmt.Errorf("%s: pread at %d: %v", path, off, err)
-		}
-	}
-	return float64(len(offsets)) / time.Since(start).Seconds(), nil
 }
 
 // writeRandomFile writes size random bytes to path.
@@ -225,11 +156,22 @@ func writeRandomFile(path string, size int64) error {
 	return f.Close()
 }
 
+// randomOffsets are remoteRandReads 4 KiB aligned offsets in the disk,
+// the same for each reader of one repetition.
+func randomOffsets(seed uint64) []int64 {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	out := make([]int64, remoteRandReads)
+	for i := range out {
+		out[i] = rng.Int64N(vsphereSize/randBlock) * randBlock
+	}
+	return out
+}
+
 func (r *report) vsphereMarkdown(b *strings.Builder) {
 	b.WriteString("#### vSphere: a VM on vcsim (loopback, TLS), 256 MiB flat disk of random bytes\n\n")
 	b.WriteString("Sequential: 1 MiB reads of the whole disk, MB/s, page cache dropped before (curl: 1 MiB ranged GETs). " +
 		"Random: 2000 preads of 4 KiB at the same random aligned offsets for every reader, one after the other, reads per second, on a fresh mount " +
-		"(a miss of the vsphere:// mount fetches its 1 MiB block, so later reads in that block are hits); again = the same offsets once more, page cache dropped " +
+		"(each a miss of the mount's block cache); again = the same offsets once more, page cache dropped " +
 		"(the mount's block cache, --cache-size 512M, holds the whole disk and serves them). curl: the same 2000 ranges as GETs, one process, one keep-alive connection.\n\n")
 	b.WriteString("| reader | seq MB/s | rand 4K /s | rand 4K again /s | seq / curl |\n|---|--:|--:|--:|--:|\n")
 	var curl *vsphereStats

@@ -77,6 +77,20 @@ func TestRemoteHTTPSMount(t *testing.T) {
 	}
 }
 
+// TestRemoteHTTPSMaterialize: `vmfs materialize https://....ova` writes
+// the disk the local OVA gives (qemu-img compare).
+func TestRemoteHTTPSMaterialize(t *testing.T) {
+	g := testenv.Guest(t)
+	srv := remoteTree(t, g)
+	dest := filepath.Join(t.TempDir(), "out")
+	materializeTo(t, srv.URL+"/app.ova", dest, "--to", "qemu", "--format", "qcow2", "--thumbprint", srv.Thumbprint)
+	disks, _ := filepath.Glob(filepath.Join(dest, "*-disk0.qcow2"))
+	if len(disks) != 1 {
+		t.Fatalf("materialize wrote %v", disks)
+	}
+	compareDisk(t, testenv.Disk{Path: disks[0], Format: "qcow2"}, g.BootSectorRaw)
+}
+
 // TestRemoteHTTPSRefused: a server that ignores ranges, a wrong
 // thumbprint and an unverifiable certificate are refused with one line
 // saying so; a malformed --thumbprint or --cache-size is a usage error.

@@ -89,6 +89,10 @@ func hides(dir string, st os.FileInfo, sources []string) (string, bool) {
 		real = abs
 	}
 	for _, src := range sources {
+		if !filepath.IsAbs(src) {
+			// A remote source's file, by URL: nothing here to hide.
+			continue
+		}
 		if real == "/" || strings.HasPrefix(src, real+string(filepath.Separator)) {
 			return src, true
 		}

@@ -16,8 +16,9 @@ import (
 // Defaults of a Cached.
 const (
 	DefaultCacheSize = 64 << 20
-	DefaultBlockSize = 1 << 20
-	DefaultReadAhead = 4
+	DefaultBlockSize = 16 << 10
+	DefaultChunkSize = 1 << 20
+	DefaultReadAhead = 8 << 20
 	DefaultInFlight  = 4
 	DefaultAttempts  = 5
 	DefaultBackoff   = 200 * time.Millisecond
@@ -82,16 +83,20 @@ func (s *Stats) Snapshot() StatsSnapshot {
 
 // CacheOptions shape a Cached; zero fields take the defaults.
 type CacheOptions struct {
-	// CacheSize bounds the cached blocks, in bytes (at least two blocks
-	// are kept). Memory is bounded by CacheSize plus one block per
+	// CacheSize bounds the cached blocks, in bytes (at least two chunks
+	// are kept). Memory is bounded by CacheSize plus one chunk per
 	// request in flight, whatever the file's size.
 	CacheSize int64
-	// BlockSize is the unit of fetching and caching.
+	// BlockSize is the unit of caching: a random read fetches the blocks
+	// it touches, no more.
 	BlockSize int64
-	// ReadAhead is how many blocks a sequential read fetches ahead (-1:
-	// none).
-	ReadAhead int
-	// Attempts is how many times a block is requested before its read
+	// ChunkSize is the most one request asks for (a multiple of
+	// BlockSize): sequential reads and read-ahead fetch whole chunks.
+	ChunkSize int64
+	// ReadAhead is how far ahead of a sequential read chunks are fetched,
+	// in bytes (-1: not at all).
+	ReadAhead int64
+	// Attempts is how many times a range is requested before its read
 	// fails; Backoff the first wait between attempts (it doubles).
 	Attempts int
 	Backoff  time.Duration
@@ -104,18 +109,22 @@ type CacheOptions struct {
 }
 
 func (o CacheOptions) withDefaults() CacheOptions {
-	if o.CacheSize <= 0 {
-		o.CacheSize = DefaultCacheSize
-	}
 	if o.BlockSize <= 0 {
 		o.BlockSize = DefaultBlockSize
 	}
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = max(DefaultChunkSize, o.BlockSize)
+	}
+	o.ChunkSize = max(o.ChunkSize/o.BlockSize, 1) * o.BlockSize
+	if o.CacheSize <= 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	o.CacheSize = max(o.CacheSize, 2*o.ChunkSize)
 	if o.ReadAhead == 0 {
 		o.ReadAhead = DefaultReadAhead
 	}
-	if o.ReadAhead < 0 {
-		o.ReadAhead = 0
-	}
+	// What is read ahead must stay cached until it is read.
+	o.ReadAhead = min(max(o.ReadAhead, 0), max(o.CacheSize/2-o.ChunkSize, 0))
 	if o.Attempts <= 0 {
 		o.Attempts = DefaultAttempts
 	}
@@ -139,14 +148,18 @@ func (o CacheOptions) withDefaults() CacheOptions {
 type Cached struct {
 	obj    Object
 	o      CacheOptions
-	max    int // blocks kept
+	held   int64 // bytes of the buffers that cached blocks keep alive
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	blocks  map[int64]*block
-	lru     *list.List // done blocks, most recent first
-	lastEnd int64      // where the last read ended: the next sequential offset
+	mu     sync.Mutex
+	blocks map[int64]*block
+	lru    *list.List // done blocks, most recent first
+	// ends are where the last reads ended: a read that starts at one
+	// continues a stream (reads of several streams, or of one stream
+	// that arrive out of order, each find theirs).
+	ends [8]int64
+	next int
 }
 
 // block is one block of the file, being fetched until done is closed.
@@ -156,19 +169,21 @@ type block struct {
 	data []byte
 	err  error
 	elem *list.Element
+	buf  *buffer // the request's buffer data is part of
+}
+
+// buffer is what one request read: its blocks are slices of it, and it
+// counts against the cache's size while any of them is cached.
+type buffer struct {
+	size int64
+	live int
 }
 
 // NewCached reads obj through a cache shaped by o.
 func NewCached(obj Object, o CacheOptions) *Cached {
 	o = o.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	max := int(o.CacheSize / o.BlockSize)
-	if max < 2 {
-		max = 2
-	}
-	// Blocks read ahead must stay until they are read.
-	o.ReadAhead = min(o.ReadAhead, max/2)
-	return &Cached{obj: obj, o: o, max: max, ctx: ctx, cancel: cancel, blocks: map[int64]*block{}, lru: list.New(), lastEnd: -1}
+	return &Cached{obj: obj, o: o, ctx: ctx, cancel: cancel, blocks: map[int64]*block{}, lru: list.New(), ends: [8]int64{-1, -1, -1, -1, -1, -1, -1, -1}}
 }
 
 func (c *Cached) Size() int64   { return c.obj.Size() }
@@ -181,6 +196,7 @@ func (c *Cached) Close() error {
 	c.mu.Lock()
 	c.blocks = map[int64]*block{}
 	c.lru.Init()
+	c.held = 0
 	c.mu.Unlock()
 	return nil
 }
@@ -204,16 +220,30 @@ func (c *Cached) ReadAt(p []byte, off int64) (int, error) {
 	bs := c.o.BlockSize
 	first, last := off/bs, (off+int64(want)-1)/bs
 	c.mu.Lock()
-	seq := off == c.lastEnd
-	c.lastEnd = off + int64(want)
-	bl := make([]*block, 0, last-first+1)
+	seq := c.sequential(off, off+int64(want))
+	bl := make([]*block, last-first+1)
 	for i := first; i <= last; i++ {
-		bl = append(bl, c.get(i, true))
-	}
-	if seq || first == 0 {
-		for i := last + 1; i <= last+int64(c.o.ReadAhead) && i*bs < size; i++ {
-			c.get(i, false)
+		if b, ok := c.blocks[i]; ok {
+			if b.elem != nil {
+				c.lru.MoveToFront(b.elem)
+			}
+			c.o.Stats.CacheHits.Add(1)
+			bl[i-first] = b
+		} else {
+			c.o.Stats.CacheMisses.Add(1)
 		}
+	}
+	hi := last
+	if seq {
+		// A sequential read fetches whole chunks, and the chunks of the
+		// read-ahead window after it.
+		cb := c.o.ChunkSize / bs
+		hi = ((last+c.o.ReadAhead/bs)/cb+1)*cb - 1
+	}
+	hi = min(hi, (size-1)/bs)
+	c.fetchMissing(first, hi)
+	for i := first; i <= last; i++ {
+		bl[i-first] = c.blocks[i]
 	}
 	c.mu.Unlock()
 	n := 0
@@ -240,56 +270,88 @@ func (c *Cached) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// get returns block i, starting its fetch when it is not cached (c.mu
-// held). demand: a read waits for it (counted as a hit or a miss).
-func (c *Cached) get(i int64, demand bool) *block {
-	if b, ok := c.blocks[i]; ok {
-		if b.elem != nil {
-			c.lru.MoveToFront(b.elem)
+// sequential says whether a read of off..end continues an earlier read,
+// and remembers its end (c.mu held).
+func (c *Cached) sequential(off, end int64) bool {
+	seq := false
+	for i, e := range c.ends {
+		if e == off {
+			seq = true
+			c.ends[i] = end
+			return seq
 		}
-		if demand {
-			c.o.Stats.CacheHits.Add(1)
-		}
-		return b
 	}
-	if demand {
-		c.o.Stats.CacheMisses.Add(1)
-	}
-	b := &block{idx: i, done: make(chan struct{})}
-	c.blocks[i] = b
-	go c.fetch(b)
-	return b
+	c.ends[c.next] = end
+	c.next = (c.next + 1) % len(c.ends)
+	return seq
 }
 
-// fetch reads block b, retrying transient errors with back-off.
-func (c *Cached) fetch(b *block) {
+// fetchMissing starts fetching the blocks from..to that are neither
+// cached nor being fetched, one request per run of them, no run longer
+// than a chunk nor crossing a chunk's end (c.mu held).
+func (c *Cached) fetchMissing(from, to int64) {
+	cb := c.o.ChunkSize / c.o.BlockSize
+	var run []*block
+	flush := func() {
+		if len(run) > 0 {
+			go c.fetch(run)
+			run = nil
+		}
+	}
+	for i := from; i <= to; i++ {
+		if _, ok := c.blocks[i]; ok {
+			flush()
+			continue
+		}
+		b := &block{idx: i, done: make(chan struct{})}
+		c.blocks[i] = b
+		run = append(run, b)
+		if (i+1)%cb == 0 {
+			flush()
+		}
+	}
+	flush()
+}
+
+// fetch reads the consecutive blocks of run in one request, retrying
+// transient errors with back-off.
+func (c *Cached) fetch(run []*block) {
 	bs := c.o.BlockSize
-	off := b.idx * bs
-	n := min(bs, c.obj.Size()-off)
-	buf := make([]byte, n)
-	err := c.fetchRange(buf, off)
+	off := run[0].idx * bs
+	n := min(int64(len(run))*bs, c.obj.Size()-off)
+	var buf []byte
+	err := c.fetchRange(&buf, n, off)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur := c.blocks[b.idx]; cur != b {
-		// Close dropped it meanwhile.
-		b.err = cmpErr(err, fmt.Errorf("%s: closed", c.Name()))
+	held := &buffer{size: int64(len(buf))}
+	for k, b := range run {
+		switch {
+		case c.blocks[b.idx] != b:
+			// Close dropped it meanwhile.
+			b.err = cmpErr(err, fmt.Errorf("%s: closed", c.Name()))
+		case err != nil:
+			// Not cached: the next read asks again.
+			delete(c.blocks, b.idx)
+			b.err = err
+		default:
+			lo := int64(k) * bs
+			b.data, b.buf = buf[lo:min(lo+bs, n)], held
+			b.elem = c.lru.PushFront(b)
+			if held.live++; held.live == 1 {
+				c.held += held.size
+			}
+		}
 		close(b.done)
-		return
 	}
-	if err != nil {
-		// Not cached: the next read asks again.
-		delete(c.blocks, b.idx)
-		b.err = err
-		close(b.done)
-		return
-	}
-	b.data = buf
-	b.elem = c.lru.PushFront(b)
-	close(b.done)
-	for c.lru.Len() > c.max {
+	// Evict the least recently used blocks until the buffers still
+	// alive fit the cache: a buffer is freed with its last block.
+	for c.held > c.o.CacheSize && c.lru.Len() > 0 {
 		old := c.lru.Back().Value.(*block)
 		c.lru.Remove(old.elem)
 		delete(c.blocks, old.idx)
+		if old.buf.live--; old.buf.live == 0 {
+			c.held -= old.buf.size
+		}
 	}
 }
 
@@ -300,22 +362,24 @@ func cmpErr(a, b error) error {
 	return b
 }
 
-// fetchRange reads p at off from the object: each attempt is one request
-// under the limiter; a transient error is retried after a wait that
-// doubles; once the attempts are spent (or at once for an error that is
-// not transient) the error wraps syscall.EIO and is logged, once.
-func (c *Cached) fetchRange(p []byte, off int64) error {
+// fetchRange reads n bytes at off from the object into *buf (allocated
+// once a request may run, so that waiting requests hold no memory): each
+// attempt is one request under the limiter; a transient error is retried
+// after a wait that doubles; once the attempts are spent (or at once for
+// an error that is not transient) the error wraps syscall.EIO and is
+// logged, once.
+func (c *Cached) fetchRange(buf *[]byte, n, off int64) error {
 	wait := c.o.Backoff
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = c.request(p, off)
+		err = c.request(buf, n, off)
 		if err == nil || c.ctx.Err() != nil {
 			break
 		}
 		if !IsTransient(err) || attempt >= c.o.Attempts {
 			c.o.Stats.Errors.Add(1)
-			err = fmt.Errorf("%s: reading %d bytes at %d: %w (%d attempt(s)): %w", c.Name(), len(p), off, syscall.EIO, attempt, err)
-			c.o.Logger.Error("remote read failed", "file", c.Name(), "offset", off, "length", len(p), "attempts", attempt, "err", err)
+			err = fmt.Errorf("%s: reading %d bytes at %d: %w (%d attempt(s)): %w", c.Name(), n, off, syscall.EIO, attempt, err)
+			c.o.Logger.Error("remote read failed", "file", c.Name(), "offset", off, "length", n, "attempts", attempt, "err", err)
 			return err
 		}
 		c.o.Stats.Retries.Add(1)
@@ -333,19 +397,23 @@ func (c *Cached) fetchRange(p []byte, off int64) error {
 	return nil
 }
 
-func (c *Cached) request(p []byte, off int64) error {
+func (c *Cached) request(buf *[]byte, n, off int64) error {
 	if err := c.o.Limiter.acquire(c.ctx); err != nil {
 		return err
 	}
 	defer c.o.Limiter.release()
+	if *buf == nil {
+		*buf = make([]byte, n)
+	}
+	p := *buf
 	c.o.Stats.Requests.Add(1)
-	n, err := c.obj.ReadRange(c.ctx, p, off)
-	c.o.Stats.BytesFetched.Add(int64(n))
-	if err != nil && !(errors.Is(err, io.EOF) && n == len(p)) {
+	k, err := c.obj.ReadRange(c.ctx, p, off)
+	c.o.Stats.BytesFetched.Add(int64(k))
+	if err != nil && !(errors.Is(err, io.EOF) && k == len(p)) {
 		return err
 	}
-	if n != len(p) {
-		return fmt.Errorf("%s: %d bytes at %d came back as %d", c.Name(), len(p), off, n)
+	if k != len(p) {
+		return fmt.Errorf("%s: %d bytes at %d came back as %d", c.Name(), len(p), off, k)
 	}
 	return nil
 }

@@ -156,8 +156,8 @@ func notExist(name string) error {
 	return fmt.Errorf("%s: %w", name, fs.ErrNotExist)
 }
 
-// MinCacheSize is the smallest cache a remote file may have: two blocks.
-const MinCacheSize = 2 * DefaultBlockSize
+// MinCacheSize is the smallest cache a remote file may have: two chunks.
+const MinCacheSize = 2 * DefaultChunkSize
 
 // ParseSize reads a size in bytes: a number with an optional K, M, G or
 // T suffix (powers of 1024; "KiB", "MB" ... read the same).

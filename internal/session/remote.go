@@ -114,6 +114,37 @@ func (r *remoteSource) wrap(err error) error {
 	return fmt.Errorf("%s: %w", name, err)
 }
 
+// display names the files of a remote source's inspection by their
+// URLs, as the user knows them (the parsers saw the store's paths).
+func (r *remoteSource) display(in *Inspection) {
+	if r == nil {
+		return
+	}
+	show := func(p string) string {
+		if p == "" || !strings.HasPrefix(p, "/") {
+			return p
+		}
+		return r.store.Display(p)
+	}
+	m := in.Machine
+	m.Source = show(m.Source)
+	for i := range m.Disks {
+		m.Disks[i].Path = show(m.Disks[i].Path)
+	}
+	for i := range m.CDROMs {
+		m.CDROMs[i].Path = show(m.CDROMs[i].Path)
+	}
+	for i := range in.Missing {
+		in.Missing[i].Path = show(in.Missing[i].Path)
+	}
+	for i := range in.Disks {
+		in.Disks[i].Path = show(in.Disks[i].Path)
+		for j := range in.Disks[i].Chain {
+			in.Disks[i].Chain[j].File = show(in.Disks[i].Chain[j].File)
+		}
+	}
+}
+
 // redactURL is src without the password of its user part.
 func redactURL(src string) string {
 	i := strings.Index(src, "://")

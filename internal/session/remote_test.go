@@ -87,6 +87,13 @@ func remoteFixture(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(dir, "app.ova"), ova.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The same package unpacked: an .ovf and its manifest beside the disk.
+	if err := os.WriteFile(filepath.Join(dir, "app.ovf"), []byte(remoteOVF), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.mf"), []byte(mf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 
@@ -96,7 +103,7 @@ func remoteFixture(t *testing.T) string {
 func TestRemoteHTTPSSources(t *testing.T) {
 	dir := remoteFixture(t)
 	srv := remotetest.Start(t, dir)
-	for _, name := range []string{"disk.raw", "disk.qcow2", "disk.vmdk", "web.vmx", "app.ova"} {
+	for _, name := range []string{"disk.raw", "disk.qcow2", "disk.vmdk", "web.vmx", "app.ova", "app.ovf"} {
 		t.Run(name, func(t *testing.T) {
 			o := Options{To: "libvirt", Format: "raw", Dir: "/mnt/view"}
 			local, err := Open(filepath.Join(dir, name), o)
@@ -198,6 +205,9 @@ func TestRemoteSchemes(t *testing.T) {
 	}
 	if in.Machine.Name != "app" || len(in.Disks) != 1 {
 		t.Fatalf("inspect: %s, %d disks", in.Machine.Name, len(in.Disks))
+	}
+	if in.Machine.Source != srv.URL+"/app.ova" || !strings.HasPrefix(in.Disks[0].Path, srv.URL+"/app.ova/") {
+		t.Errorf("inspect names the source %s and its disk %s, not by URL", in.Machine.Source, in.Disks[0].Path)
 	}
 	found := false
 	for _, w := range in.Machine.Warnings {

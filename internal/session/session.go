@@ -151,7 +151,9 @@ func InspectRemote(src string, env *layouts.Env, spaceDir string, ro remote.Opti
 	if err != nil {
 		return nil, rs.wrap(err)
 	}
-	return &Inspection{Machine: l.Machine, Disks: infos, Missing: l.Missing}, nil
+	in := &Inspection{Machine: l.Machine, Disks: infos, Missing: l.Missing}
+	rs.display(in)
+	return in, nil
 }
 
 // bootFacts reads a disk's boot facts, except those of the bare disk that

@@ -68,6 +68,12 @@ func TestMount(t *testing.T) {
 	t.Setenv("VMFS_VSPHERE_PASSWORD", vspheretest.Password)
 	url := srv.URL("vm/testvm")
 	srv.RequireSession(t, "testvm")
+	t.Setenv("VMFS_VSPHERE_PASSWORD", "not-the-password")
+	_, err := testenv.TryMount(t, "--read-only", "--thumbprint", srv.Thumbprint, url, testenv.MountDir(t))
+	if err == nil || !strings.HasSuffix(err.Error(), url+": login refused: wrong user or password") || strings.Contains(err.Error(), "not-the-password") {
+		t.Fatalf("mount with a wrong password: %v", err)
+	}
+	t.Setenv("VMFS_VSPHERE_PASSWORD", vspheretest.Password)
 	before := testenv.SHA256Tree(t, onHost)
 	mnt := testenv.Mount(t, "--read-only", "--format", "raw", "--thumbprint", srv.Thumbprint, url, testenv.MountDir(t))
 	// The host ends the mount's session: its reads log in again.

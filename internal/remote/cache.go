@@ -155,11 +155,18 @@ type Cached struct {
 	mu     sync.Mutex
 	blocks map[int64]*block
 	lru    *list.List // done blocks, most recent first
-	// ends are where the last reads ended: a read that starts at one
-	// continues a stream (reads of several streams, or of one stream
-	// that arrive out of order, each find theirs).
-	ends [8]int64
-	next int
+	// streams are the last reads' streams: a read near the end of one
+	// continues it (reads of several streams, and those of one stream
+	// that the kernel issues in parallel and that arrive out of order,
+	// each find theirs).
+	streams [8]stream
+	next    int
+}
+
+// stream is a run of nearby reads: the span they cover and the bytes
+// they read.
+type stream struct {
+	start, end, bytes int64
 }
 
 // block is one block of the file, being fetched until done is closed.
@@ -183,7 +190,7 @@ type buffer struct {
 func NewCached(obj Object, o CacheOptions) *Cached {
 	o = o.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Cached{obj: obj, o: o, ctx: ctx, cancel: cancel, blocks: map[int64]*block{}, lru: list.New(), ends: [8]int64{-1, -1, -1, -1, -1, -1, -1, -1}}
+	return &Cached{obj: obj, o: o, ctx: ctx, cancel: cancel, blocks: map[int64]*block{}, lru: list.New()}
 }
 
 func (c *Cached) Size() int64   { return c.obj.Size() }
@@ -233,15 +240,16 @@ func (c *Cached) ReadAt(p []byte, off int64) (int, error) {
 			c.o.Stats.CacheMisses.Add(1)
 		}
 	}
-	hi := last
+	lo, hi := first, last
 	if seq {
 		// A sequential read fetches whole chunks, and the chunks of the
 		// read-ahead window after it.
 		cb := c.o.ChunkSize / bs
+		lo = first / cb * cb
 		hi = ((last+c.o.ReadAhead/bs)/cb+1)*cb - 1
 	}
 	hi = min(hi, (size-1)/bs)
-	c.fetchMissing(first, hi)
+	c.fetchMissing(lo, hi)
 	for i := first; i <= last; i++ {
 		bl[i-first] = c.blocks[i]
 	}
@@ -270,20 +278,24 @@ func (c *Cached) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// sequential says whether a read of off..end continues an earlier read,
-// and remembers its end (c.mu held).
+// sequential says whether a read of off..end belongs to a stream of
+// reads: it starts within two chunks of one, and the stream's reads,
+// this one too, are dense (they read at least half of the span they
+// cover, and four blocks): random reads that land near each other are
+// sparse and start no read-ahead. It records the read (c.mu held).
 func (c *Cached) sequential(off, end int64) bool {
-	seq := false
-	for i, e := range c.ends {
-		if e == off {
-			seq = true
-			c.ends[i] = end
-			return seq
+	near := 2 * c.o.ChunkSize
+	for i := range c.streams {
+		s := &c.streams[i]
+		if s.end > 0 && off >= s.start-near && off <= s.end+near {
+			s.start, s.end = min(s.start, off), max(s.end, end)
+			s.bytes += end - off
+			return s.bytes >= 4*c.o.BlockSize && 2*s.bytes >= s.end-s.start
 		}
 	}
-	c.ends[c.next] = end
-	c.next = (c.next + 1) % len(c.ends)
-	return seq
+	c.streams[c.next] = stream{start: off, end: end, bytes: end - off}
+	c.next = (c.next + 1) % len(c.streams)
+	return false
 }
 
 // fetchMissing starts fetching the blocks from..to that are neither

@@ -21,7 +21,8 @@
 //     it did (vmfs status shows it). It is a layouts.File.
 //   - FS turns a Store into the layouts.RemoteFS that layouts.Env.Remote
 //     takes: every file a remote source names is opened through it, as
-//     a Cached, and nothing on the local file system is.
+//     a Cached whose Name is its path in the store (layouts resolves
+//     references against it), and nothing on the local file system is.
 //
 // A URL scheme becomes a Store in internal/session (one table of
 // schemes); Options carries the flags every remote source takes.
@@ -138,8 +139,18 @@ func (s *storeFS) Open(p string) (layouts.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewCached(obj, s.o), nil
+	return &pathFile{Cached: NewCached(obj, s.o), path: p}, nil
 }
+
+// pathFile is a Cached named by its path in the store, as layouts
+// resolves references against a file's Name (its reads' errors name the
+// object's URL).
+type pathFile struct {
+	*Cached
+	path string
+}
+
+func (f *pathFile) Name() string { return f.path }
 
 func (s *storeFS) Stat(p string) (int64, error) {
 	if err := CleanPath(p); err != nil {

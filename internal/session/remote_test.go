@@ -39,7 +39,7 @@ scsi0:0.fileName = "disk.vmdk"
 `
 
 // remoteFixture writes, in a fresh directory, a raw disk with data, the
-// same disk as qcow2 and as VMDK, a .vmx naming the VMDK, and an .ova
+// same disk as qcow2, VMDK, VHDX, VHD and VDI, a qcow2 over the qcow2, a .vmx naming the VMDK, and an .ova
 // holding an .ovf, the VMDK and a manifest.
 func remoteFixture(t *testing.T) string {
 	t.Helper()
@@ -60,6 +60,10 @@ func remoteFixture(t *testing.T) string {
 	for _, c := range [][]string{
 		{"convert", "-f", "raw", "-O", "qcow2", raw, filepath.Join(dir, "disk.qcow2")},
 		{"convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse", raw, filepath.Join(dir, "disk.vmdk")},
+		{"convert", "-f", "raw", "-O", "vhdx", raw, filepath.Join(dir, "disk.vhdx")},
+		{"convert", "-f", "raw", "-O", "vpc", raw, filepath.Join(dir, "disk.vhd")},
+		{"convert", "-f", "raw", "-O", "vdi", raw, filepath.Join(dir, "disk.vdi")},
+		{"create", "-q", "-f", "qcow2", "-b", "disk.qcow2", "-F", "qcow2", filepath.Join(dir, "top.qcow2")},
 	} {
 		if out, err := exec.Command("qemu-img", c...).CombinedOutput(); err != nil {
 			t.Fatalf("qemu-img %v: %v\n%s", c, err, out)
@@ -97,13 +101,13 @@ func remoteFixture(t *testing.T) string {
 	return dir
 }
 
-// TestRemoteHTTPSSources: an https:// source of each kind (raw, qcow2,
-// VMDK, .vmx naming a VMDK, .ova) builds the very files the same source
+// TestRemoteHTTPSSources: an https:// source of each kind (each disk
+// format, a qcow2 with a backing file, a .vmx naming a VMDK, .ova, .ovf) builds the very files the same source
 // read locally builds, and records its files by URL.
 func TestRemoteHTTPSSources(t *testing.T) {
 	dir := remoteFixture(t)
 	srv := remotetest.Start(t, dir)
-	for _, name := range []string{"disk.raw", "disk.qcow2", "disk.vmdk", "web.vmx", "app.ova", "app.ovf"} {
+	for _, name := range []string{"disk.raw", "disk.qcow2", "disk.vmdk", "disk.vhdx", "disk.vhd", "disk.vdi", "top.qcow2", "web.vmx", "app.ova", "app.ovf"} {
 		t.Run(name, func(t *testing.T) {
 			o := Options{To: "libvirt", Format: "raw", Dir: "/mnt/view"}
 			local, err := Open(filepath.Join(dir, name), o)

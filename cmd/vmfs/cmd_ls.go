@@ -48,7 +48,7 @@ func vsphereOptions(c *cli.Context) (vsphere.Options, error) {
 		}
 		o.Thumbprint = tp
 	}
-	pw, err := vsphere.Password(os.Getenv, c.String("password-file"))
+	pw, err := password(c)
 	if err != nil {
 		return o, err
 	}
@@ -79,12 +79,62 @@ func vsphereSourceOptions(c *cli.Context, o *remote.Options) error {
 	if _, err := vsphere.ParseURL(src); err != nil {
 		return usageError{error: err}
 	}
-	pw, err := vsphere.Password(os.Getenv, c.String("password-file"))
+	pw, err := password(c)
 	if err != nil {
 		return err
 	}
 	o.Password, o.Snapshot = pw, c.Bool("snapshot")
 	return nil
+}
+
+// passwordKey keys the password in the app's metadata.
+const passwordKey = "vsphere-password"
+
+// password reads the password once per run (the flags are checked, then
+// parsed again): --password-file may be a pipe, readable once.
+func password(c *cli.Context) (string, error) {
+	if pw, ok := c.App.Metadata[passwordKey].(string); ok {
+		return pw, nil
+	}
+	pw, err := vsphere.Password(os.Getenv, c.String("password-file"))
+	if err != nil {
+		return "", err
+	}
+	if c.App.Metadata == nil {
+		c.App.Metadata = map[string]any{}
+	}
+	c.App.Metadata[passwordKey] = pw
+	return pw, nil
+}
+
+// daemonArgs are the arguments of the --daemon child: the password read
+// here goes to it in its environment (readable by its user alone), never
+// in its arguments, and --password-file is left out, as the file may have
+// been a pipe that is now empty.
+func daemonArgs(args []string, pw string) ([]string, error) {
+	if pw == "" {
+		return args, nil
+	}
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			out = append(out, args[i:]...)
+			break
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "password-file" {
+			if !hasValue {
+				i++ // its value
+			}
+			continue
+		}
+		out = append(out, a)
+	}
+	if err := os.Setenv(vsphere.PasswordEnv, pw); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // lsOptions are the command line of ls, parsed.

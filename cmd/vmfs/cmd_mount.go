@@ -94,7 +94,11 @@ func runMount(ctx context.Context, o mountOptions) error {
 			return err
 		}
 		logPath := mount.LogPath(mnt)
-		if err := mount.Daemonize(os.Args[1:], logPath, 2*time.Minute); err != nil {
+		args, err := daemonArgs(os.Args[1:], o.session.Remote.Password)
+		if err != nil {
+			return err
+		}
+		if err := mount.Daemonize(args, logPath, 2*time.Minute); err != nil {
 			return err
 		}
 		fmt.Printf("mounted %s at %s\n", o.src, mnt)

@@ -89,3 +89,24 @@ func TestLs(t *testing.T) {
 		})
 	}
 }
+
+func TestDaemonArgs(t *testing.T) {
+	t.Setenv("VMFS_VSPHERE_PASSWORD", "")
+	for _, tc := range []struct{ in, want string }{
+		{"mount --password-file /p vsphere://u@h/DC/vm/x /mnt", "mount vsphere://u@h/DC/vm/x /mnt"},
+		{"mount --password-file=/p --read-only vsphere://u@h/DC/vm/x /mnt", "mount --read-only vsphere://u@h/DC/vm/x /mnt"},
+		{"mount -password-file /p a b", "mount a b"},
+		{"mount --read-only a -- --password-file", "mount --read-only a -- --password-file"},
+	} {
+		got, err := daemonArgs(strings.Fields(tc.in), "pw")
+		if err != nil || strings.Join(got, " ") != tc.want {
+			t.Errorf("%s: %q, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	if got := os.Getenv("VMFS_VSPHERE_PASSWORD"); got != "pw" {
+		t.Errorf("the child's environment holds %q", got)
+	}
+	if got, _ := daemonArgs([]string{"mount", "--password-file", "x"}, ""); len(got) != 3 {
+		t.Errorf("without a password the arguments change: %q", got)
+	}
+}

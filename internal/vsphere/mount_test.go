@@ -231,3 +231,42 @@ func TestBootFromVSphere(t *testing.T) {
 	}
 	t.Logf("booted from the vsphere:// mount in %v", d)
 }
+
+// TestMountPasswordPipe: --password-file may be a pipe, read once: the
+// --daemon child gets the password in its environment, not the pipe.
+func TestMountPasswordPipe(t *testing.T) {
+	srv := vspheretest.Start(t)
+	dir, disks := vspheretest.TestVM(t, 8)
+	srv.AddVM(t, "testvm", dir, disks)
+	t.Setenv("VMFS_VSPHERE_PASSWORD", "")
+	fifo := filepath.Join(t.TempDir(), "pw")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString(vspheretest.Password + "\n")
+			f.Close()
+		}
+		wrote <- err
+	}()
+	t.Cleanup(func() {
+		// Unblock the writer should vmfs never have opened the pipe.
+		if f, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		<-wrote
+	})
+	mnt := testenv.Mount(t, "--read-only", "--format", "raw", "--password-file", fifo, "--thumbprint", srv.Thumbprint, srv.URL("vm/testvm"), testenv.MountDir(t))
+	compare(t, filepath.Join(mnt, "testvm-disk1.raw"), filepath.Join(dir, "disk1.vmdk"))
+	st, _ := statusOf(t, mnt)
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(cmdline, []byte(vspheretest.Password)) || bytes.Contains(cmdline, []byte("password-file")) {
+		t.Errorf("the daemon's command line: %q", cmdline)
+	}
+}

@@ -2,9 +2,11 @@ package vsphere_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 	"testing"
 
+	"github.com/vmfs/vmfs/internal/corpus"
 	"github.com/vmfs/vmfs/internal/mount"
 	"github.com/vmfs/vmfs/internal/testenv"
 	"github.com/vmfs/vmfs/internal/vsphere/vspheretest"
@@ -268,5 +271,55 @@ func TestMountPasswordPipe(t *testing.T) {
 	}
 	if bytes.Contains(cmdline, []byte(vspheretest.Password)) || bytes.Contains(cmdline, []byte("password-file")) {
 		t.Errorf("the daemon's command line: %q", cmdline)
+	}
+}
+
+// TestMountSESparseAndAbsolute: a VM whose .vmx names a disk of another
+// folder by its absolute /vmfs/volumes path, as ESXi writes such a
+// reference, and a seSparse disk (the corpus sample under a descriptor):
+// both resolve in the datastore namespace and read as the local files do.
+func TestMountSESparseAndAbsolute(t *testing.T) {
+	testenv.NeedCommands(t, "qemu-img")
+	gz, err := os.Open(corpus.Path("images", "fox-it__dissect.hypervisor__sesparse.vmdk.gz"))
+	if err != nil {
+		testenv.Need(t, "no corpus: %v", err)
+	}
+	defer gz.Close()
+	zr, err := gzip.NewReader(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := vspheretest.Start(t)
+	dir, disks := vspheretest.TestVM(t, 8)
+	srv.AddVM(t, "testvm", dir, disks)
+	se := t.TempDir()
+	ext, err := os.Create(filepath.Join(se, "se-sesparse.vmdk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(ext, zr); err != nil {
+		t.Fatal(err)
+	}
+	ext.Close()
+	files := map[string]string{
+		"se.vmdk": "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType=\"seSparse\"\n\nRW 1048576 SESPARSE \"se-sesparse.vmdk\"\n",
+		"sevm.vmx": ".encoding = \"UTF-8\"\ndisplayName = \"sevm\"\nguestOS = \"other-64\"\nmemsize = \"256\"\nscsi0.present = \"TRUE\"\nscsi0.virtualDev = \"lsilogic\"\n" +
+			"scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"se.vmdk\"\n" +
+			"scsi0:1.present = \"TRUE\"\nscsi0:1.fileName = \"/vmfs/volumes/" + vspheretest.Datastore + "/testvm/disk2.vmdk\"\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(se, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.AddVM(t, "sevm", se, []string{"se.vmdk", "../testvm/disk2.vmdk"})
+	t.Setenv("VMFS_VSPHERE_PASSWORD", vspheretest.Password)
+	mnt := testenv.Mount(t, "--read-only", "--format", "raw", "--thumbprint", srv.Thumbprint, srv.URL("vm/sevm"), testenv.MountDir(t))
+	compare(t, filepath.Join(mnt, "sevm-disk1.raw"), filepath.Join(dir, "disk2.vmdk"))
+	// The seSparse disk as vmfs reads the same files locally (qemu-img
+	// reads this sample's header as 1 GiB, its descriptor says 512 MiB).
+	local := testenv.Mount(t, "--read-only", "--format", "raw", filepath.Join(se, "se.vmdk"), testenv.MountDir(t))
+	if out, err := exec.Command("cmp", filepath.Join(mnt, "sevm-disk0.raw"), filepath.Join(local, "se-disk0.raw")).CombinedOutput(); err != nil {
+		t.Errorf("the seSparse disk read from vcsim differs from the local one: %v %s", err, out)
 	}
 }

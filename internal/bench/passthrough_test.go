@@ -65,21 +65,7 @@ func flatFixture(t *testing.T, dir string) (desc, extent string) {
 func benchPassthrough(t *testing.T, s settings, fx *fixtures, r *report) {
 	desc, extent := flatFixture(t, fx.Dir)
 	mountWith := func(args ...string) func() (*mounted, error) {
-		return func() (*mounted, error) {
-			mnt := testenv.MountDir(t)
-			a := append([]string{"--read-only", "--format", "raw"}, args...)
-			if _, err := testenv.TryMount(t, append(a, desc, mnt)...); err != nil {
-				return nil, err
-			}
-			m := &mounted{stop: func() error { return testenv.Unmount(t, mnt) }}
-			disks, _ := filepath.Glob(filepath.Join(mnt, "*-disk0.raw"))
-			if len(disks) != 1 {
-				m.stop()
-				return nil, fmt.Errorf("vmfs mount of %s shows %d disks", desc, len(disks))
-			}
-			m.File = disks[0]
-			return m, nil
-		}
+		return func() (*mounted, error) { return mountRawView(t, desc, args...) }
 	}
 	configs := []struct {
 		st    *passStats
@@ -128,6 +114,24 @@ func benchPassthrough(t *testing.T, s settings, fx *fixtures, r *report) {
 			t.Logf("rep %d %-22s warm %7.0f MB/s  rand4 %7.0f /s", rep+1, c.st.tool, w, r4)
 		}
 	}
+}
+
+// mountRawView mounts src read-only with its disk as raw (and args) and
+// returns the disk's file in the mount.
+func mountRawView(t *testing.T, src string, args ...string) (*mounted, error) {
+	mnt := testenv.MountDir(t)
+	a := append([]string{"--read-only", "--format", "raw"}, args...)
+	if _, err := testenv.TryMount(t, append(a, src, mnt)...); err != nil {
+		return nil, err
+	}
+	m := &mounted{stop: func() error { return testenv.Unmount(t, mnt) }}
+	disks, _ := filepath.Glob(filepath.Join(mnt, "*-disk0.raw"))
+	if len(disks) != 1 {
+		m.stop()
+		return nil, fmt.Errorf("vmfs mount of %s shows %d disks", src, len(disks))
+	}
+	m.File = disks[0]
+	return m, nil
 }
 
 // passMarkdown is the passthrough table: each row against the ceiling.

@@ -46,21 +46,7 @@ func benchRemote(t *testing.T, s settings, fx *fixtures, r *report) {
 	for i := range offs {
 		offs[i] = rng.Int64N(passSize/randBlock) * randBlock
 	}
-	mountOf := func(src string, args ...string) (*mounted, error) {
-		mnt := testenv.MountDir(t)
-		a := append([]string{"--read-only", "--format", "raw"}, args...)
-		if _, err := testenv.TryMount(t, append(a, src, mnt)...); err != nil {
-			return nil, err
-		}
-		m := &mounted{stop: func() error { return testenv.Unmount(t, mnt) }}
-		disks, _ := filepath.Glob(filepath.Join(mnt, "*-disk0.raw"))
-		if len(disks) != 1 {
-			m.stop()
-			return nil, fmt.Errorf("vmfs mount of %s shows %d disks", src, len(disks))
-		}
-		m.File = disks[0]
-		return m, nil
-	}
+	mountOf := func(src string, args ...string) (*mounted, error) { return mountRawView(t, src, args...) }
 	curlSeq := &remoteStats{tool: "curl, 1 MiB ranges, one connection"}
 	curlGet := &remoteStats{tool: "curl, one GET of the whole file"}
 	curlRand := &remoteStats{tool: "curl, 4 KiB ranges, one connection"}

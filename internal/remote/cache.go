@@ -22,6 +22,7 @@ const (
 	DefaultInFlight  = 4
 	DefaultAttempts  = 5
 	DefaultBackoff   = 200 * time.Millisecond
+	DefaultTimeout   = 60 * time.Second
 	maxBackoff       = 5 * time.Second
 )
 
@@ -100,6 +101,9 @@ type CacheOptions struct {
 	// fails; Backoff the first wait between attempts (it doubles).
 	Attempts int
 	Backoff  time.Duration
+	// Timeout bounds one request, body included: a server that stops
+	// sending fails the attempt (transient) rather than hang the read.
+	Timeout time.Duration
 	// Limiter caps the requests in flight (nil: a Limiter of its own).
 	Limiter *Limiter
 	// Stats, when set, is counted into (a Store's readers share one).
@@ -130,6 +134,9 @@ func (o CacheOptions) withDefaults() CacheOptions {
 	}
 	if o.Backoff <= 0 {
 		o.Backoff = DefaultBackoff
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
 	}
 	if o.Limiter == nil {
 		o.Limiter = NewLimiter(DefaultInFlight)
@@ -419,7 +426,12 @@ func (c *Cached) request(buf *[]byte, n, off int64) error {
 	}
 	p := *buf
 	c.o.Stats.Requests.Add(1)
-	k, err := c.obj.ReadRange(c.ctx, p, off)
+	ctx, cancel := context.WithTimeout(c.ctx, c.o.Timeout)
+	defer cancel()
+	k, err := c.obj.ReadRange(ctx, p, off)
+	if err != nil && ctx.Err() == context.DeadlineExceeded && c.ctx.Err() == nil {
+		err = Transient(fmt.Errorf("no answer within %v: %w", c.o.Timeout, err))
+	}
 	c.o.Stats.BytesFetched.Add(int64(k))
 	if err != nil && !(errors.Is(err, io.EOF) && k == len(p)) {
 		return err

@@ -158,3 +158,29 @@ func TestHTTPSServerGone(t *testing.T) {
 		t.Fatalf("read after the restart: %v", err)
 	}
 }
+
+// TestHTTPSStalled: a server that answers a range and then sends nothing
+// fails the read with EIO once the per-request timeout and the attempts
+// are spent, instead of hanging it.
+func TestHTTPSStalled(t *testing.T) {
+	srv, _ := serveFile(t, 1<<20)
+	st, p := openStore(t, srv.URL+"/disk.raw", remote.Options{Thumbprint: srv.Thumbprint})
+	obj, err := st.Open(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stall.Store(true)
+	c := remote.NewCached(obj, remote.CacheOptions{Attempts: 2, Backoff: time.Millisecond, Timeout: 200 * time.Millisecond, ReadAhead: -1})
+	t.Cleanup(func() { c.Close() })
+	start := time.Now()
+	_, err = c.ReadAt(make([]byte, 4096), 0)
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "no answer within") {
+		t.Fatalf("err = %v, want EIO after the timeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the stalled read took %v", d)
+	}
+	if r := c.Stats().Retries.Load(); r != 1 {
+		t.Errorf("retries = %d, want 1", r)
+	}
+}

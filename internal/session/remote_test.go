@@ -36,6 +36,9 @@ scsi0.present = "TRUE"
 scsi0.virtualDev = "lsilogic"
 scsi0:0.present = "TRUE"
 scsi0:0.fileName = "disk.vmdk"
+ide1:0.present = "TRUE"
+ide1:0.deviceType = "cdrom-image"
+ide1:0.fileName = "tools.iso"
 `
 
 // remoteFixture writes, in a fresh directory, a raw disk with data, the
@@ -70,6 +73,9 @@ func remoteFixture(t *testing.T) string {
 		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "web.vmx"), []byte(remoteVMX), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tools.iso"), make([]byte, 2048), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	vmdk, err := os.ReadFile(filepath.Join(dir, "disk.vmdk"))
@@ -141,6 +147,14 @@ func TestRemoteHTTPSSources(t *testing.T) {
 				if !bytes.Equal(g, b) {
 					t.Errorf("%s differs from the local source's", n)
 				}
+			}
+			for _, c := range rs.View.Machine.CDROMs {
+				if c.Path != "" {
+					t.Errorf("a remote CD-ROM image is kept as %s", c.Path)
+				}
+			}
+			if name == "web.vmx" && !strings.Contains(string(got["web.warnings.txt"])+warnings(rs), "SOURCE_REMOTE_CDROM") {
+				t.Errorf("no SOURCE_REMOTE_CDROM warning: %s", warnings(rs))
 			}
 			r, ok := rs.Remote()
 			if !ok || r.Name != url {
@@ -228,4 +242,12 @@ func names(fs []viewfile.File) []string {
 		out = append(out, f.Name)
 	}
 	return out
+}
+
+func warnings(s *Session) string {
+	var b strings.Builder
+	for _, w := range s.View.Warnings {
+		b.WriteString(w.String() + "\n")
+	}
+	return b.String()
 }

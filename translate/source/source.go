@@ -33,8 +33,9 @@ const (
 
 // Warning codes. They are stable.
 const (
-	WarnBareDisk  = "SOURCE_BARE_DISK"  // a machine was made up around a bare disk
-	WarnBootFacts = "SOURCE_BOOT_FACTS" // the bare disk's partition table could not be read
+	WarnBareDisk  = "SOURCE_BARE_DISK"    // a machine was made up around a bare disk
+	WarnBootFacts = "SOURCE_BOOT_FACTS"   // the bare disk's partition table could not be read
+	WarnRemoteISO = "SOURCE_REMOTE_CDROM" // a remote source's CD-ROM image: the drive is left empty
 )
 
 // headSize is how much of a file dispatch looks at.
@@ -77,6 +78,7 @@ func Open(path string, env *layouts.Env) (*Loaded, error) {
 		return nil, err
 	}
 	if m != nil {
+		remoteCDROMs(m, env)
 		if err := translate.CheckDisksIn(m, env); err != nil {
 			return nil, err
 		}
@@ -94,6 +96,7 @@ func OpenMissing(path string, env *layouts.Env) (*Loaded, error) {
 		return nil, err
 	}
 	if m != nil {
+		remoteCDROMs(m, env)
 		missing := translate.MissingDisksIn(m, env)
 		m.WarnMissing(missing)
 		return &Loaded{Machine: m, Missing: missing}, nil
@@ -156,6 +159,23 @@ func dispatch(path string, head []byte, env *layouts.Env) (*translate.Machine, e
 		return vmx.ParseIn(path, env)
 	}
 	return nil, nil
+}
+
+// remoteCDROMs empties the CD-ROM drives of a remote source: the target
+// would name the image by a path of the remote tree, which is no file of
+// this host (only disks are served from the remote).
+func remoteCDROMs(m *translate.Machine, env *layouts.Env) {
+	if !env.IsRemote() {
+		return
+	}
+	for i := range m.CDROMs {
+		c := &m.CDROMs[i]
+		if c.Path == "" {
+			continue
+		}
+		m.Warn(WarnRemoteISO, "CD-ROM image %s is on the remote source, which serves disks only: the drive is left empty", env.Display(c.Path))
+		c.Path = ""
+	}
 }
 
 // remoteHead reads the first headSize bytes of the remote file at path.

@@ -21,6 +21,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,6 +39,9 @@ type Server struct {
 	// NoRanges makes the server ignore Range headers: 200 and the
 	// whole file, no Accept-Ranges.
 	NoRanges atomic.Bool
+	// Stall makes the server send the headers of a range and then
+	// nothing, until the client gives up.
+	Stall atomic.Bool
 	// Requests counts the requests served.
 	Requests atomic.Int64
 
@@ -128,6 +133,15 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
+	if s.Stall.Load() && r.Header.Get("Range") != "bytes=0-0" {
+		// The range asked for, as asked ("bytes=A-B"), then no bytes.
+		rng := strings.TrimPrefix(r.Header.Get("Range"), "bytes=")
+		w.Header().Set("Content-Range", "bytes "+rng+"/"+strconv.FormatInt(st.Size(), 10))
+		w.WriteHeader(http.StatusPartialContent)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		return
+	}
 	http.ServeContent(w, r, "", st.ModTime(), f)
 }
 

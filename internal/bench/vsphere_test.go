@@ -60,43 +60,32 @@ func benchVSphere(t *testing.T, s settings, r *report) {
 				continue
 			}
 			src := filepath.Join(dir, "benchvm.vmx")
-			args := []string{"--read-only", "--format", "raw"}
+			var args []string
 			if st == remote {
 				src = srv.URL("vm/benchvm")
 				// A cache that holds the whole disk: repeated random
 				// reads are then all hits.
-				args = append(args, "--thumbprint", srv.Thumbprint, "--cache-size", vsphereCache)
+				args = []string{"--thumbprint", srv.Thumbprint, "--cache-size", vsphereCache}
 			}
-			mountDisk := func() (string, string, error) {
-				mnt := testenv.MountDir(t)
-				if _, err := testenv.TryMount(t, append(args, src, mnt)...); err != nil {
-					return "", "", err
-				}
-				disks, _ := filepath.Glob(filepath.Join(mnt, "*-disk0.raw"))
-				if len(disks) != 1 {
-					testenv.Unmount(t, mnt)
-					return "", "", fmt.Errorf("the mount shows %d disks", len(disks))
-				}
-				return mnt, disks[0], nil
-			}
-			mnt, disk, err := mountDisk()
+			m, err := mountRawView(t, src, args...)
 			if err != nil {
 				st.err = oneLine(err)
 				continue
 			}
 			_ = dropCaches()
-			if mbs, err := seqRead(disk, vsphereSize, buf); err != nil {
+			if mbs, err := seqRead(m.File, vsphereSize, buf); err != nil {
 				st.err = oneLine(err)
 			} else {
 				st.seq = append(st.seq, mbs)
 			}
 			// Random reads on a fresh mount: the sequential pass would
 			// have filled the cache.
-			testenv.Unmount(t, mnt)
-			if mnt, disk, err = mountDisk(); err != nil {
+			m.stop()
+			if m, err = mountRawView(t, src, args...); err != nil {
 				st.err = oneLine(err)
 				continue
 			}
+			disk := m.File
 			offsets := randomOffsets(uint64(rep + 1))
 			_ = dropCaches()
 			if ops, err := preads(disk, offsets); err != nil {
@@ -111,7 +100,7 @@ func benchVSphere(t *testing.T, s settings, r *report) {
 			} else {
 				st.rHot = append(st.rHot, ops)
 			}
-			testenv.Unmount(t, mnt)
+			m.stop()
 			t.Logf("rep %d %-40s seq %6.0f MB/s rand %6.0f/s again %6.0f/s", rep+1, st.tool, last(st.seq), last(st.r1), last(st.rHot))
 		}
 		// As for the mounts, the host reads the file from its disk.

@@ -363,7 +363,6 @@ type Proxy struct {
 	Addr   string
 	target string
 	ln     net.Listener
-	conns  chan net.Conn
 	stop   chan struct{}
 }
 
@@ -382,8 +381,6 @@ func (s *Server) StartProxy(t testing.TB) *Proxy {
 
 func (p *Proxy) serve(ln net.Listener) {
 	p.ln, p.stop = ln, make(chan struct{})
-	conns := make(chan net.Conn, 64)
-	p.conns = conns
 	stop := p.stop
 	go func() {
 		for {

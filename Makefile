@@ -7,7 +7,7 @@ PKGS     := ./...
 APT_PKGS := fuse3 qemu-utils qemu-system-x86 ovmf libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system \
             libvirt-clients libxml2-utils syslinux syslinux-common syslinux-efi mtools dosfstools \
             fdisk busybox-static cpio xz-utils zstd time nasm util-linux tar man-db xfsprogs btrfs-progs libnbd-bin \
-            curl qemu-block-extra
+            curl qemu-block-extra procps
 BENCH_PKGS := xmount libvmdk-utils nbdkit
 
 export PATH := /usr/local/go/bin:$(PATH)

@@ -94,7 +94,11 @@ func runMount(ctx context.Context, o mountOptions) error {
 			return err
 		}
 		logPath := mount.LogPath(mnt)
-		if err := mount.Daemonize(os.Args[1:], logPath, 2*time.Minute); err != nil {
+		args, err := daemonArgs(os.Args[1:], o.session.Remote.Password)
+		if err != nil {
+			return err
+		}
+		if err := mount.Daemonize(args, logPath, 2*time.Minute); err != nil {
 			return err
 		}
 		fmt.Printf("mounted %s at %s\n", o.src, mnt)
@@ -183,8 +187,14 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
+	source := sourceName(o.src)
+	if r, ok := s.Remote(); ok {
+		// The remote source as its store names it: a vsphere:// VM
+		// says which snapshot vmfs took, should vmfs be killed.
+		source = r.Name
+	}
 	rec := mount.Record{
-		Mountpoint: mnt, Source: sourceName(o.src), Target: o.session.To, Format: v.Format,
+		Mountpoint: mnt, Source: source, Target: o.session.To, Format: v.Format,
 		ReadOnly: o.readOnly, Overlay: s.OverlayDir(), PID: os.Getpid(), Started: time.Now(),
 	}
 	mount.Remember(rec)

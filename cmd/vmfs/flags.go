@@ -40,7 +40,7 @@ func translateFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "upload", Usage: "kubevirt: the DataVolumes wait for virtctl image-upload instead of importing from the export"},
 		&cli.StringSliceFlag{Name: "allow-path", Usage: "let disk references reach files under DIR (repeatable)"},
 		allowDeviceFlag(),
-	}, remoteFlags()...)
+	}, append(remoteFlags(), vsphereSourceFlags()...)...)
 }
 
 // allowDeviceFlag lets descriptors and images name a block device.
@@ -112,6 +112,9 @@ func sessionOptions(c *cli.Context) (session.Options, error) {
 		env.AllowDirs = append(env.AllowDirs, abs)
 	}
 	ro, err := remoteOptions(c)
+	if err == nil {
+		err = vsphereSourceOptions(c, &ro)
+	}
 	if err != nil {
 		return session.Options{}, err
 	}

@@ -43,6 +43,7 @@ func run(args []string) int {
 			unmountCommand(),
 			inspectCommand(),
 			statusCommand(),
+			lsCommand(),
 			materializeCommand(),
 			serveCommand(),
 			versionCommand(),

@@ -98,6 +98,9 @@ func TestBench(t *testing.T) {
 	if s.want("mount") {
 		t.Run("mount", func(t *testing.T) { benchMount(t, s, fx, r) })
 	}
+	if s.want("vsphere") {
+		t.Run("vsphere", func(t *testing.T) { benchVSphere(t, s, r) })
+	}
 	if s.want("boot") {
 		t.Run("boot", func(t *testing.T) { benchBoot(t, s, r) })
 	}

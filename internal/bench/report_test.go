@@ -21,6 +21,7 @@ type report struct {
 	reflink  []*reflinkStats
 	mounts   []*mountStats
 	boot     *bootStats
+	vsphere  []*vsphereStats
 	remote   []*remoteStats
 }
 
@@ -152,6 +153,10 @@ func (r *report) markdown() string {
 				num(scale(s.hwmKiB, 1.0/1024), "%.1f"), num(scale(s.readHWMKiB, 1.0/1024), "%.1f"))
 		}
 		b.WriteString("\n")
+	}
+
+	if len(r.vsphere) > 0 {
+		r.vsphereMarkdown(&b)
 	}
 
 	if r.boot != nil {

@@ -80,6 +80,12 @@ type Options struct {
 	InFlight int
 	// Logger takes the warnings and the one line per failed read.
 	Logger *slog.Logger
+	// Password is the password of the URL's user (vsphere://), from the
+	// environment or a file: never from the command line.
+	Password string
+	// Snapshot lets vsphere:// read a powered-on VM through a snapshot
+	// it takes, and removes when the store is closed.
+	Snapshot bool
 }
 
 // ErrTransient marks an error that retrying may cure: a network error, a

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vmfs/vmfs/internal/remote"
+	"github.com/vmfs/vmfs/internal/vsphere"
 	"github.com/vmfs/vmfs/layouts"
 )
 
@@ -22,12 +23,14 @@ func remoteOpener(scheme string) (RemoteOpener, bool) {
 	switch scheme {
 	case "https", "http":
 		return remote.OpenHTTPS, true
+	case vsphere.Scheme:
+		return vsphere.OpenRemote, true
 	}
 	return nil, false
 }
 
 // remoteSchemes names the schemes remoteOpener knows, for errors.
-const remoteSchemes = "https://"
+const remoteSchemes = "https:// and vsphere://"
 
 // URLScheme returns the scheme of src when src is written as a URL
 // (scheme://...), whether or not vmfs reads that scheme.

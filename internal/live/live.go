@@ -419,7 +419,7 @@ func (r *run) allMirroring(ctx context.Context) (bool, error) {
 
 func (r *run) lost(j *job, err error) error {
 	if errors.Is(err, ErrLibvirtLost) {
-		return fmt.Errorf("domain %s: libvirt stopped answering during the copy (%v); run again once it answers", j.dom, err)
+		return fmt.Errorf("domain %s: libvirt stopped answering during the copy (%v): the guest runs on the mount; run again once libvirt answers", j.dom, err)
 	}
 	return fmt.Errorf("domain %s: disk %s: %w", j.dom, j.disk.Target, err)
 }

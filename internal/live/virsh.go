@@ -15,6 +15,12 @@ import (
 // stopped) while a cutover needed it.
 var ErrLibvirtLost = errors.New("libvirt does not answer")
 
+// lostError is a virsh failure that says libvirt is not there.
+type lostError struct{ msg string }
+
+func (e *lostError) Error() string        { return e.msg }
+func (e *lostError) Is(target error) bool { return target == ErrLibvirtLost }
+
 // virsh runs the virsh client on the default connection (root's
 // qemu:///system, or $LIBVIRT_DEFAULT_URI).
 type virsh struct {
@@ -61,7 +67,7 @@ func (v virsh) run(ctx context.Context, args ...string) (string, error) {
 	low := strings.ToLower(msg)
 	for _, m := range lostMarkers {
 		if strings.Contains(low, m) {
-			return "", fmt.Errorf("virsh %s: %w (%s)", args[0], ErrLibvirtLost, msg)
+			return "", &lostError{fmt.Sprintf("virsh %s: %s", args[0], msg)}
 		}
 	}
 	return "", fmt.Errorf("virsh %s: %s", args[0], msg)

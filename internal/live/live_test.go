@@ -346,6 +346,28 @@ func TestLiveCutover(t *testing.T) {
 			t.Errorf("the copy job is gone: expected it to run on in libvirt, out of vmfs's reach")
 		}
 	})
+	t.Run("libvirtd-restarted", func(t *testing.T) {
+		// Stops the libvirtd other test processes share: only when asked.
+		if os.Getenv("VMFS_TEST_RESTART_LIBVIRTD") != "1" {
+			t.Skip("restarts the shared libvirtd: VMFS_TEST_RESTART_LIBVIRTD=1 runs it")
+		}
+		r := startLive(t, nil, "--bandwidth", "1", "--progress", "json", mnt, dest)
+		r.waitCopying(t)
+		out, err := exec.Command("pidof", "libvirtd").Output()
+		if err != nil {
+			t.Fatalf("pidof libvirtd: %v", err)
+		}
+		for _, f := range strings.Fields(string(out)) {
+			pid, _ := strconv.Atoi(f)
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+		code, stderr := r.wait(t)
+		oneLineError(t, code, stderr, "libvirt stopped answering")
+		testenv.ReviveLibvirt(t)
+		if !v.onMount(t, dest) {
+			t.Errorf("the copy job did not survive libvirtd's restart")
+		}
+	})
 	t.Run("cutover", func(t *testing.T) {
 		before := testenv.LastCount(v.dom.Output())
 		r := startLive(t, nil, "--verify", "--progress", "json", mnt, dest)

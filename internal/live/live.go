@@ -579,7 +579,15 @@ func (r *run) cutover() (Summary, error) {
 		case len(users) > 0:
 			sum.ReleaseErr = fmt.Errorf("domain %s still uses files of the mount", strings.Join(users, ", "))
 		default:
-			sum.ReleaseErr = r.o.Release(r.mnts[0])
+			// QEMU's last close of a disk reaches the mount a moment
+			// after the pivot: a busy mount is asked again for a while.
+			for try := 0; ; try++ {
+				sum.ReleaseErr = r.o.Release(r.mnts[0])
+				if sum.ReleaseErr == nil || try == 20 || !strings.Contains(sum.ReleaseErr.Error(), "busy") {
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
 			sum.Released = sum.ReleaseErr == nil
 		}
 		msg := ""

@@ -375,7 +375,7 @@ func printLiveSummary(w io.Writer, dest, mnt string, sum live.Summary) {
 		if sum.Verified {
 			verified = ", verified"
 		}
-		fmt.Fprintf(w, "disk:       %s %s: %s (%s, %s, %s on disk%s)\n", k.Domain, k.Disk, k.Dest, k.Format,
+		fmt.Fprintf(w, "disk:       %s %s: %s (%s, %s copied, %s on disk%s)\n", k.Domain, k.Disk, k.Dest, k.Format,
 			units.Bytes(k.Size), units.Bytes(k.Allocated), verified)
 	}
 	for _, d := range sum.Definitions {

@@ -121,6 +121,9 @@ type run struct {
 	jobs  []*job
 	doms  []string
 	start time.Time
+	// transient are the domains without a persistent definition: only
+	// their live XML is checked and written into Dest.
+	transient map[string]bool
 }
 
 func (r *run) emit(e Event) {
@@ -184,8 +187,14 @@ func (r *run) prepare(ctx context.Context) error {
 		return fmt.Errorf("%s: no running libvirt domain uses a file of the mount", mnt)
 	}
 	names := map[string]string{}
+	r.transient = map[string]bool{}
 	for _, d := range doms {
 		r.doms = append(r.doms, d.name)
+		info, err := r.v.run(ctx, "dominfo", d.name)
+		if err != nil {
+			return fmt.Errorf("domain %s: %w", d.name, err)
+		}
+		r.transient[d.name] = strings.Contains(info, "Persistent:     no")
 		if err := r.visible(d.name, dest); err != nil {
 			return err
 		}
@@ -463,6 +472,9 @@ func (r *run) cutover() (Summary, error) {
 	sum := Summary{Domains: r.doms}
 	inactive := map[string]string{}
 	for _, dom := range r.doms {
+		if r.transient[dom] {
+			continue
+		}
 		x, err := r.v.run(ctx, "dumpxml", "--inactive", dom)
 		if err != nil {
 			r.cleanup()
@@ -622,46 +634,59 @@ func names(js []*job) string {
 // definition names a file of the mount any more, and writes it into Dest
 // as <domain>.xml. It returns that file.
 func (r *run) persist(ctx context.Context, dom string, moved map[string]movedDisk) (string, error) {
-	x, err := r.v.run(ctx, "dumpxml", "--inactive", dom)
-	if err != nil {
-		return "", fmt.Errorf("domain %s: %w", dom, err)
-	}
-	nx, changed, err := rewriteDisks(x, moved)
-	if err != nil {
-		return "", fmt.Errorf("domain %s: %w", dom, err)
-	}
-	if changed {
-		if err := r.define(dom, nx); err != nil {
-			return "", err
-		}
-		if x, err = r.v.run(ctx, "dumpxml", "--inactive", dom); err != nil {
-			return "", fmt.Errorf("domain %s: %w", dom, err)
-		}
-	}
-	for _, which := range []string{"inactive", "live"} {
-		if which == "live" {
-			if x, err = r.v.run(ctx, "dumpxml", dom); err != nil {
-				return "", fmt.Errorf("domain %s: %w", dom, err)
-			}
-		}
-		srcs, err := diskSources(x)
+	dump := func(args ...string) (string, error) {
+		x, err := r.v.run(ctx, append([]string{"dumpxml"}, append(args, dom)...)...)
 		if err != nil {
 			return "", fmt.Errorf("domain %s: %w", dom, err)
+		}
+		return x, nil
+	}
+	check := func(x, which string) error {
+		srcs, err := diskSources(x)
+		if err != nil {
+			return fmt.Errorf("domain %s: %w", dom, err)
 		}
 		for target, src := range srcs {
 			for _, m := range r.mnts {
 				if within(src, m) {
-					return "", fmt.Errorf("domain %s: its %s definition still names %s for disk %s", dom, which, src, target)
+					return fmt.Errorf("domain %s: its %s definition still names %s for disk %s", dom, which, src, target)
 				}
 			}
 		}
-		if which == "inactive" {
-			nx = x
+		return nil
+	}
+	def, err := dump()
+	if err != nil {
+		return "", err
+	}
+	if err := check(def, "live"); err != nil {
+		return "", err
+	}
+	if !r.transient[dom] {
+		x, err := dump("--inactive")
+		if err != nil {
+			return "", err
 		}
+		nx, changed, err := rewriteDisks(x, moved)
+		if err != nil {
+			return "", fmt.Errorf("domain %s: %w", dom, err)
+		}
+		if changed {
+			if err := r.define(dom, nx); err != nil {
+				return "", err
+			}
+			if x, err = dump("--inactive"); err != nil {
+				return "", err
+			}
+		}
+		if err := check(x, "persistent"); err != nil {
+			return "", err
+		}
+		def = x
 	}
 	p := filepath.Join(filepath.Dir(r.jobs[0].final), dom+".xml")
 	tmp := filepath.Join(filepath.Dir(p), "."+dom+".xml"+partialSuffix)
-	if err := os.WriteFile(tmp, []byte(nx), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(def), 0o644); err != nil {
 		return "", fmt.Errorf("domain %s: %w", dom, err)
 	}
 	if err := os.Rename(tmp, p); err != nil {

@@ -265,7 +265,8 @@ func (p *proxy) stop() {
 
 // TestLiveCutover starts the counting guest under libvirt from a mount,
 // makes each failure happen to a cutover in turn (the destination fills
-// up, the copy job is aborted, vmfs is killed, libvirt goes away), each of
+// up, the copy job is aborted, vmfs is interrupted or killed, libvirt goes
+// away), each of
 // which must leave the guest running on the mount, then moves it for real
 // with --verify, and checks the guest runs on the copy, the definitions
 // name only DESTDIR, the mount and its process are gone, the guest's
@@ -322,6 +323,17 @@ func TestLiveCutover(t *testing.T) {
 		oneLineError(t, code, stderr, "ended before it was in sync")
 		if v.onMount(t, dest) {
 			t.Errorf("a copy job is still running after the failure")
+		}
+	})
+	t.Run("interrupted", func(t *testing.T) {
+		dest := destDir(t)
+		r := startLive(t, nil, "--bandwidth", "1", "--progress", "json", mnt, dest)
+		r.waitCopying(t)
+		r.cmd.Process.Signal(syscall.SIGTERM)
+		code, stderr := r.wait(t)
+		oneLineError(t, code, stderr, "interrupted")
+		if v.onMount(t, dest) {
+			t.Errorf("a copy job is still running after the interrupt")
 		}
 	})
 	dest := destDir(t) // the next runs all go to this one

@@ -379,7 +379,7 @@ func printLiveSummary(w io.Writer, dest, mnt string, sum live.Summary) {
 			units.Bytes(k.Size), units.Bytes(k.Allocated), verified)
 	}
 	for _, d := range sum.Definitions {
-		fmt.Fprintf(w, "definition: %s (the persistent definition names the copies)\n", d)
+		fmt.Fprintf(w, "definition: %s (the domain's definition, naming the copies)\n", d)
 	}
 	switch {
 	case sum.Released:

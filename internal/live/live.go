@@ -439,7 +439,7 @@ func (r *run) ended(j *job) error {
 	if unix.Statfs(filepath.Dir(j.final), &fs) == nil {
 		free := int64(fs.Bavail) * fs.Bsize
 		total := int64(fs.Blocks) * fs.Bsize
-		if free < 4<<20 || free < total/100 {
+		if free < 1<<20 || free < total/100 {
 			return fmt.Errorf("domain %s: copying disk %s failed: no space left on %s (%s free)", j.dom, j.disk.Target, filepath.Dir(j.final), units.Bytes(free))
 		}
 	}

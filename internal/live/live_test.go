@@ -287,7 +287,7 @@ func TestLiveCutover(t *testing.T) {
 	srcBefore := testenv.SHA256Tree(t, srcDir)
 	// QEMU's mount namespace is a copy of the host's made when it starts:
 	// DESTDIRs on their own file systems are mounted before.
-	full := smallFS(t, 4<<20)
+	full := smallFS(t, 8<<20)
 	mnt := testenv.MountDir(t)
 	testenv.Mount(t, "--to", "libvirt", "--format", "qcow2", "--overlay", t.TempDir(), vmx, mnt)
 	rec, ok := mount.Lookup(mnt)

@@ -307,6 +307,12 @@ func TestLiveCutover(t *testing.T) {
 	v.dom.WaitFor(t, testenv.CounterTick+"2", testenv.BootTimeout())
 	t.Logf("booted from the mount in %v", time.Since(began).Round(time.Millisecond))
 
+	t.Run("unknown-domain", func(t *testing.T) {
+		dest := destDir(t)
+		code, stderr := startLive(t, nil, "--domain", "no-such-domain", mnt, dest).wait(t)
+		oneLineError(t, code, stderr, "domain no-such-domain is not running, or uses no file of the mount")
+		v.onMount(t, dest)
+	})
 	t.Run("destination-full", func(t *testing.T) {
 		code, stderr := startLive(t, nil, mnt, full).wait(t)
 		oneLineError(t, code, stderr, "no space left on "+full)
@@ -382,7 +388,7 @@ func TestLiveCutover(t *testing.T) {
 	})
 	t.Run("cutover", func(t *testing.T) {
 		before := testenv.LastCount(v.dom.Output())
-		r := startLive(t, nil, "--verify", "--progress", "json", mnt, dest)
+		r := startLive(t, nil, "--verify", "--domain", v.dom.Name, "--progress", "json", mnt, dest)
 		code, stderr := r.wait(t)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)

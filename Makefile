@@ -17,7 +17,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
 LDFLAGS  := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 
-.PHONY: all build man test test-short demo deps bench-deps fuzz soak bench vet clean
+.PHONY: all build man test test-short demo deps bench-deps fuzz soak bench bench-live vet clean
 
 all: build
 
@@ -63,6 +63,11 @@ soak: deps build
 bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 300ms -count=1 ./layouts/...
 	VMFS_BENCH=1 VMFS_BENCH_RAND=$${VMFS_BENCH_RAND:-500ms} $(GO) test -timeout 30m -count=1 -run Bench -v ./internal/bench/...
+
+# bench-live: a live cutover of a 1 GiB disk holding 512 MiB next to stop +
+# materialize + start of the same VM: times and the guest's downtime.
+bench-live: deps build
+	VMFS_BENCH_LIVE=1 $(GO) test -timeout 30m -count=1 -run BenchLive -v ./internal/bench/...
 
 clean:
 	rm -rf bin

@@ -57,6 +57,8 @@ type Options struct {
 	Passthrough bool
 	// Notice receives what the mount has to tell its user (nil: dropped).
 	Notice func(msg string)
+	// Opens, if set, counts the files open now (opens not yet released).
+	Opens *atomic.Int64
 
 	reads *atomic.Int64 // counts Read calls, if set (tests)
 }
@@ -294,6 +296,7 @@ var (
 	_ = (gofs.NodeFlusher)((*file)(nil))
 	_ = (gofs.NodeLseeker)((*file)(nil))
 	_ = (gofs.NodeAllocater)((*file)(nil))
+	_ = (gofs.NodeReleaser)((*file)(nil))
 )
 
 func (f *file) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -417,6 +420,9 @@ func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		}
 		f.touch()
 	}
+	if f.opts.Opens != nil {
+		f.opts.Opens.Add(1) // every successful open is released once
+	}
 	// A file that is one whole source file, on a read-only mount, is read
 	// by the kernel from the source itself.
 	// A handle that cannot be registered keeps the page cache (go-fuse
@@ -428,8 +434,15 @@ func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	}
 	// Every change goes through this process, so the page cache stays
 	// valid across opens.
+	if f.opts.Opens != nil {
+		// go-fuse passes the release of a handle only.
+		return openHandle{}, fuse.FOPEN_KEEP_CACHE, 0
+	}
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
 }
+
+// openHandle is an open file whose release is counted.
+type openHandle struct{}
 
 // passHandle is an open file the kernel serves from its backing file: the
 // source's descriptor, which the mount keeps open while it serves (the
@@ -522,6 +535,14 @@ func (f *file) Fsync(ctx context.Context, _ gofs.FileHandle, flags uint32) sysca
 }
 
 func (f *file) Flush(ctx context.Context, _ gofs.FileHandle) syscall.Errno { return 0 }
+
+// Release is the last close of an open file.
+func (f *file) Release(ctx context.Context, _ gofs.FileHandle) syscall.Errno {
+	if f.opts.Opens != nil {
+		f.opts.Opens.Add(-1)
+	}
+	return 0
+}
 
 const (
 	fallocKeepSize  = 0x01

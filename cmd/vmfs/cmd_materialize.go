@@ -27,16 +27,22 @@ import (
 func materializeCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "materialize",
-		Usage:     "write the target VM into DESTDIR: the cutover (sparse, atomic, optionally verified)",
+		Usage:     "write the target VM into DESTDIR: the cutover (sparse, atomic, optionally verified); --live MOUNTPOINT DESTDIR moves running libvirt domains off a mount",
 		ArgsUsage: "SRC DESTDIR",
-		Flags: append(append(translateFlags(), overlayFlags()...),
+		Flags: append(append(append(translateFlags(), overlayFlags()...),
 			&cli.BoolFlag{Name: "discard-overlay", Usage: "leave out the writes made through a mount"},
 			&cli.BoolFlag{Name: "force", Usage: "replace existing files in DESTDIR"},
 			&cli.BoolFlag{Name: "verify", Usage: "re-read the written files and compare them with the view"},
 			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "auto (a bar on a terminal), bar, json or none"},
 			&cli.IntFlag{Name: "jobs", Value: materialize.DefaultWorkers(), Usage: fmt.Sprintf("parallel copy workers, 1 to %d", materialize.MaxWorkers)},
-		),
+		), liveFlags()...),
 		Action: func(c *cli.Context) error {
+			if c.Bool("live") {
+				return liveAction(c)
+			}
+			if err := notLive(c); err != nil {
+				return err
+			}
 			if err := needArgs(c, 2, "SRC DESTDIR"); err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -162,6 +163,7 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 		// from the source; writable mounts keep every read here.
 		Passthrough: o.readOnly && !o.noPass,
 		Notice:      rep.Info,
+		Opens:       new(atomic.Int64),
 	}
 	if gid, ok := hypervisorGroup(v.Target); ok {
 		fo.GID, fo.DirMode = gid, 0o710
@@ -181,6 +183,11 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 	}
 	srv, err := fusefs.Mount(mnt, entries, fo)
 	if err != nil {
+		return err
+	}
+	conn, err := mount.ConnOf(mnt)
+	if err != nil {
+		srv.Unmount()
 		return err
 	}
 	sigs := make(chan os.Signal, 2)
@@ -213,7 +220,8 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 			return nil
 		case s := <-sigs:
 			log.Info("unmounting", "signal", s.String())
-			if err := srv.Unmount(); err != nil {
+			if err := mount.Release(srv, mnt, conn, fo.Opens.Load, log); err != nil {
+				mount.Refused(mnt, err)
 				log.Warn("unmount failed; still serving", "err", err)
 				continue
 			}

@@ -110,24 +110,38 @@ func hides(dir string, st os.FileInfo, sources []string) (string, bool) {
 
 // IsMounted says whether dir is a mountpoint, from /proc/self/mountinfo.
 func IsMounted(dir string) (bool, error) {
+	t, err := FSType(dir)
+	return t != "", err
+}
+
+// FSType is the file system type of the topmost mount at dir ("fuse.vmfs"
+// for a vmfs mount), "" where dir is no mountpoint.
+func FSType(dir string) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	typ := ""
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) > 4 && unescape(fields[4]) == abs {
-			return true, nil
+			typ = "?"
+			for i := 5; i+1 < len(fields); i++ {
+				if fields[i] == "-" {
+					typ = fields[i+1]
+					break
+				}
+			}
 		}
 	}
-	return false, sc.Err()
+	return typ, sc.Err()
 }
 
 // unescape undoes the octal escapes of mountinfo paths (\040 for a space).
@@ -490,18 +504,36 @@ func processAlive(pid int) bool {
 
 // Stop unmounts a mount served by a live vmfs process by asking the process
 // (SIGTERM), so that it flushes its overlay before it exits, and waits for
-// it. A mount with no live process is unmounted directly.
+// it. The process refuses while files of the mount are open, and says so
+// at once (the error names who holds them); otherwise it ends the mount
+// also where copies of it live on in other mount namespaces (see
+// Release). A mount with no live process is unmounted directly, and the
+// record of a process that is gone is dropped, mounted or not.
 func Stop(mountpoint string, timeout time.Duration) error {
 	abs, err := filepath.Abs(mountpoint)
 	if err != nil {
 		return err
 	}
 	s, ok := Lookup(abs)
-	if !ok || !s.Alive || !s.Mounted {
-		return Unmount(abs)
+	mounted, _ := IsMounted(abs)
+	if !ok || !s.Alive {
+		if mounted {
+			return Unmount(abs)
+		}
+		if ok {
+			Forget(abs) // its process is gone, and so is the mount
+			return nil
+		}
+		return fmt.Errorf("%s: not mounted", mountpoint)
 	}
+	busy := busyPath(abs)
+	os.Remove(busy)
 	if err := syscall.Kill(s.PID, syscall.SIGTERM); err != nil {
-		return Unmount(abs)
+		if mounted {
+			return Unmount(abs)
+		}
+		Forget(abs)
+		return nil
 	}
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -511,6 +543,10 @@ func Stop(mountpoint string, timeout time.Duration) error {
 			}
 			Forget(abs)
 			return nil
+		}
+		if b, err := os.ReadFile(busy); err == nil {
+			os.Remove(busy)
+			return errors.New(strings.TrimSpace(string(b)))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,10 +30,10 @@ func liveFlags() []cli.Flag {
 	}
 }
 
-// liveIgnores are the flags of materialize that --live has no use for: it
-// copies what the running guest sees.
-var liveIgnores = []string{"to", "subformat", "devices", "network-map", "domain-type", "network-fallback",
-	"vmid", "storage", "allow-path", "allow-device", "overlay", "discard-overlay", "jobs"}
+// liveTakes are the flags of materialize that --live uses: it copies what
+// the running guest sees, so every other flag (translation, overlay,
+// source policy, remote source) is refused rather than ignored.
+var liveTakes = []string{"live", "domain", "bandwidth", "format", "verify", "force", "progress"}
 
 func notLive(c *cli.Context) error {
 	for _, f := range []string{"domain", "bandwidth"} {
@@ -47,8 +48,9 @@ func liveAction(c *cli.Context) error {
 	if err := needArgs(c, 2, "MOUNTPOINT DESTDIR"); err != nil {
 		return err
 	}
-	for _, f := range liveIgnores {
-		if c.IsSet(f) {
+	for _, fl := range c.Command.Flags {
+		f := fl.Names()[0]
+		if c.IsSet(f) && !slices.Contains(liveTakes, f) {
 			return usagef("--%s does not apply to --live (the copies are what the running guest sees)", f)
 		}
 	}

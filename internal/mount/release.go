@@ -189,6 +189,10 @@ type Server interface {
 // looks for copies of the mount elsewhere.
 const abortAfter = 300 * time.Millisecond
 
+// releaseGrace is how long Release waits for the releases of files that
+// no process holds any more.
+const releaseGrace = 2 * time.Second
+
 // Release ends the mount at mountpoint that srv serves, in the serving
 // process: it refuses while opens (the files of the mount open now) is
 // above zero, unmounts, and, where the connection stays up because
@@ -196,8 +200,18 @@ const abortAfter = 300 * time.Millisecond
 // connection once no file is open. It returns when srv's request loops
 // have ended, or with the error that keeps the mount serving.
 func Release(srv Server, mountpoint string, conn Conn, opens func() int64, log *slog.Logger) error {
-	if n := opens(); n > 0 {
-		return &BusyError{Mountpoint: mountpoint, Open: n, Holders: conn.Holders()}
+	// The kernel sends a file's release after close(2) has returned, so a
+	// file its last holder has just closed may still count as open: when
+	// no process holds a file of the mount, wait a moment for the releases
+	// in flight rather than refuse a mount that is about to be idle.
+	for deadline := time.Now().Add(releaseGrace); ; time.Sleep(10 * time.Millisecond) {
+		n := opens()
+		if n == 0 {
+			break
+		}
+		if holders := conn.Holders(); len(holders) > 0 || time.Now().After(deadline) {
+			return &BusyError{Mountpoint: mountpoint, Open: n, Holders: holders}
+		}
 	}
 	done := make(chan error, 1)
 	if here, _ := IsMounted(mountpoint); here {

@@ -145,3 +145,24 @@ func TestStopStaleRecord(t *testing.T) {
 		t.Errorf("Stop with neither mount nor record: %v, want not mounted", err)
 	}
 }
+
+// TestUnmountRightAfterClose: a file read and closed just before `vmfs
+// unmount` does not make the mount busy, though the kernel's release of
+// it may reach the serving process after close(2) has returned.
+func TestUnmountRightAfterClose(t *testing.T) {
+	testenv.NeedCommands(t, "fusermount3")
+	src := filepath.Join(t.TempDir(), "disk.raw")
+	testenv.SmallRaw(t, src)
+	for i := range 5 {
+		mnt := testenv.Mount(t, "--read-only", "--format", "raw", src, testenv.MountDir(t))
+		files, _ := filepath.Glob(filepath.Join(mnt, "*"))
+		for _, f := range files {
+			if _, err := os.ReadFile(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := testenv.VMFS(t, "unmount", mnt); err != nil {
+			t.Fatalf("round %d: unmount right after reading %d files: %v", i, len(files), err)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package testenv
 import (
 	"crypto/rand"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -98,4 +100,42 @@ func SmallRaw(t testing.TB, p string) {
 	if err := f.Truncate(size); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// UEFIVMwareVM writes, in a new temporary directory, a VMware VM for the
+// targets' end-to-end tests: src.raw (SmallRaw), the same bytes as the
+// monolithicSparse disk.vmdk of vm.vmx, a UEFI Windows guest named name
+// with that disk on an LSI Logic SAS controller and an e1000e NIC of MAC
+// 00:50:56:01:02:03. extra holds more .vmx lines (numvcpus, the NIC's
+// networkName ...). It returns the .vmx and the raw image.
+func UEFIVMwareVM(t testing.TB, name, extra string) (vmx, raw string) {
+	t.Helper()
+	NeedCommands(t, "qemu-img")
+	dir := t.TempDir()
+	raw = filepath.Join(dir, "src.raw")
+	SmallRaw(t, raw)
+	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse", raw, filepath.Join(dir, "disk.vmdk")).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v\n%s", err, out)
+	}
+	vmx = filepath.Join(dir, "vm.vmx")
+	text := `.encoding = "UTF-8"
+config.version = "8"
+virtualHW.version = "19"
+displayName = "` + name + `"
+guestOS = "windows9-64"
+firmware = "efi"
+memsize = "256"
+scsi0.present = "TRUE"
+scsi0.virtualDev = "lsisas1068"
+scsi0:0.present = "TRUE"
+scsi0:0.fileName = "disk.vmdk"
+ethernet0.present = "TRUE"
+ethernet0.virtualDev = "e1000e"
+ethernet0.addressType = "static"
+ethernet0.address = "00:50:56:01:02:03"
+` + extra
+	if err := os.WriteFile(vmx, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return vmx, raw
 }

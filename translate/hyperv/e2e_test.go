@@ -51,33 +51,8 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs vmfs")
 	}
-	testenv.NeedCommands(t, "qemu-img")
-	dir := t.TempDir()
-	raw := filepath.Join(dir, "src.raw")
-	testenv.SmallRaw(t, raw)
-	run(t, "qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse", raw, filepath.Join(dir, "disk.vmdk"))
 	const name = "e2e vm's"
-	vmx := filepath.Join(dir, "vm.vmx")
-	err := os.WriteFile(vmx, []byte(`.encoding = "UTF-8"
-config.version = "8"
-virtualHW.version = "19"
-displayName = "`+name+`"
-guestOS = "windows9-64"
-firmware = "efi"
-memsize = "256"
-numvcpus = "1"
-scsi0.present = "TRUE"
-scsi0.virtualDev = "lsisas1068"
-scsi0:0.present = "TRUE"
-scsi0:0.fileName = "disk.vmdk"
-ethernet0.present = "TRUE"
-ethernet0.virtualDev = "e1000e"
-ethernet0.addressType = "static"
-ethernet0.address = "00:50:56:01:02:03"
-`), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vmx, raw := testenv.UEFIVMwareVM(t, name, "numvcpus = \"1\"\n")
 	for _, format := range []string{"", "vhdx"} {
 		t.Run("materialize/"+format, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out")

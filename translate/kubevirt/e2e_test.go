@@ -70,38 +70,12 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs vmfs")
 	}
-	testenv.NeedCommands(t, "qemu-img")
-	dir := t.TempDir()
-	raw := filepath.Join(dir, "src.raw")
-	testenv.SmallRaw(t, raw)
-	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw, filepath.Join(dir, "disk.vmdk")).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img convert: %v\n%s", err, out)
-	}
 	const name = "K8s VM_01"
-	vmx := filepath.Join(dir, "vm.vmx")
-	err := os.WriteFile(vmx, []byte(`.encoding = "UTF-8"
-config.version = "8"
-virtualHW.version = "19"
-displayName = "`+name+`"
-guestOS = "windows9-64"
-firmware = "efi"
-uefi.secureBoot.enabled = "TRUE"
+	vmx, raw := testenv.UEFIVMwareVM(t, name, `uefi.secureBoot.enabled = "TRUE"
 uuid.bios = "56 4d 01 02 03 04 05 06-07 08 09 0a 0b 0c 0d 0e"
-memsize = "256"
 numvcpus = "2"
-scsi0.present = "TRUE"
-scsi0.virtualDev = "lsisas1068"
-scsi0:0.present = "TRUE"
-scsi0:0.fileName = "disk.vmdk"
-ethernet0.present = "TRUE"
-ethernet0.virtualDev = "e1000e"
-ethernet0.addressType = "static"
-ethernet0.address = "00:50:56:01:02:03"
 ethernet0.networkName = "VM Network"
-`), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	for _, upload := range []bool{false, true} {
 		opts := []string{"--to", "kubevirt", "--namespace", "vms", "--network-map", "VM Network=vlan7"}
 		suffix := "/export"

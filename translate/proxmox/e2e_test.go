@@ -54,37 +54,8 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs vmfs")
 	}
-	testenv.NeedCommands(t, "qemu-img")
-	dir := t.TempDir()
-	raw := filepath.Join(dir, "src.raw")
-	testenv.SmallRaw(t, raw)
-	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw, filepath.Join(dir, "disk.vmdk")).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img convert: %v\n%s", err, out)
-	}
 	const name = "e2e vm's"
-	vmx := filepath.Join(dir, "vm.vmx")
-	err := os.WriteFile(vmx, []byte(`.encoding = "UTF-8"
-config.version = "8"
-virtualHW.version = "19"
-displayName = "`+name+`"
-guestOS = "windows9-64"
-firmware = "efi"
-memsize = "256"
-numvcpus = "2"
-cpuid.coresPerSocket = "2"
-scsi0.present = "TRUE"
-scsi0.virtualDev = "lsisas1068"
-scsi0:0.present = "TRUE"
-scsi0:0.fileName = "disk.vmdk"
-ethernet0.present = "TRUE"
-ethernet0.virtualDev = "e1000e"
-ethernet0.addressType = "static"
-ethernet0.address = "00:50:56:01:02:03"
-ethernet0.networkName = "VM Network"
-`), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vmx, raw := testenv.UEFIVMwareVM(t, name, "numvcpus = \"2\"\ncpuid.coresPerSocket = \"2\"\nethernet0.networkName = \"VM Network\"\n")
 	opts := []string{"--to", "proxmox", "--vmid", "4321", "--storage", "tank", "--network-map", "VM Network=vmbr7"}
 	t.Run("materialize", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "out")

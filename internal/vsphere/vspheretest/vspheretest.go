@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -364,6 +365,9 @@ type Proxy struct {
 	target string
 	ln     net.Listener
 	stop   chan struct{}
+	// relays counts the accept loop and the relayed connections, so that
+	// Down returns once every connection is closed.
+	relays sync.WaitGroup
 }
 
 // StartProxy relays Addr to s, until the end of the test.
@@ -382,7 +386,9 @@ func (s *Server) StartProxy(t testing.TB) *Proxy {
 func (p *Proxy) serve(ln net.Listener) {
 	p.ln, p.stop = ln, make(chan struct{})
 	stop := p.stop
+	p.relays.Add(1)
 	go func() {
+		defer p.relays.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -393,7 +399,11 @@ func (p *Proxy) serve(ln net.Listener) {
 				c.Close()
 				continue
 			}
-			go relay(c, up, stop)
+			p.relays.Add(1)
+			go func() {
+				defer p.relays.Done()
+				relay(c, up, stop)
+			}()
 		}
 	}()
 }
@@ -433,6 +443,7 @@ func (p *Proxy) Down() {
 	p.ln.Close()
 	close(p.stop)
 	p.ln = nil
+	p.relays.Wait()
 }
 
 // Up listens again on the same address.

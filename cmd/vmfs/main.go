@@ -43,6 +43,7 @@ func run(args []string) int {
 			inspectCommand(),
 			statusCommand(),
 			materializeCommand(),
+			convertCommand(),
 			serveCommand(),
 			versionCommand(),
 			manCommand(),

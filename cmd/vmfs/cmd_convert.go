@@ -85,7 +85,7 @@ func runConvert(ctx context.Context, o convertOptions) error {
 // printConversion is the summary: what changed, and how long each stage
 // took.
 func printConversion(w io.Writer, r *convert.Result, logPath string) {
-	fmt.Fprintf(w, "converted %s: %s (%s) on %s, in %s\n", r.Mountpoint, r.Guest.Product, r.Guest.Type,
+	fmt.Fprintf(w, "converted %s: %s (%s) on %s, in %s\n", r.Mountpoint, r.Guest.Display(), r.Guest.Type,
 		r.Guest.Roots[0], r.Total.Round(100*time.Millisecond))
 	fmt.Fprintln(w, "changed:")
 	for _, p := range r.Pins {

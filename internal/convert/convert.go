@@ -110,7 +110,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := Decide(tg.mnt, in, o.VirtioWin); err != nil {
 		return nil, err
 	}
-	progress(fmt.Sprintf("guest: %s (%s %s %d.%d) on %s", in.Product, in.Type, in.Distro, in.Major, in.Minor, in.Roots[0]))
+	progress(fmt.Sprintf("guest: %s (%s) on %s", in.Display(), in.Type, in.Roots[0]))
 	if in.Type == "linux" {
 		pins, notes, err := pinNICNames(fish, in.Roots[0], tg.macs)
 		if err != nil {
@@ -141,7 +141,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	res.Marker = Marker{
-		Converted: time.Now().UTC().Truncate(time.Second), Guest: in.Product, Type: in.Type,
+		Converted: time.Now().UTC().Truncate(time.Second), Guest: in.Display(), Type: in.Type,
 		Engine: "virt-v2v-in-place", Descriptor: filepath.Base(tg.xmlPath),
 		Seconds: int64(time.Since(start).Round(time.Second).Seconds()),
 	}

@@ -47,6 +47,20 @@ func Decide(mnt string, in Inspection, virtioWin string) error {
 	}
 }
 
+// Display names the guest for people: its product name, with the
+// distribution before it when the product is a bare version (Debian's
+// "12.15").
+func (in Inspection) Display() string {
+	p := in.Product
+	if p == "" || p == "unknown" {
+		return in.Distro
+	}
+	if p[0] >= '0' && p[0] <= '9' && in.Distro != "" {
+		return in.Distro + " " + p
+	}
+	return p
+}
+
 // name is how the guest is called in messages.
 func (in Inspection) name() string {
 	if in.Product != "" && in.Product != "unknown" {

@@ -18,7 +18,12 @@ const (
 [  42.6] Converting 12.15 to run on KVM
 virt-v2v-in-place: warning: could not determine a way to update the configuration of Grub2
 virt-v2v-in-place: The QEMU Guest Agent will be installed for this guest at first boot.
-[ 901.5] Finishing off
+virt-v2v-in-place: This guest has virtio drivers installed.
+[ 142.6] Mapping filesystem data to avoid copying unused and blank areas
+[ 146.1] Closing the overlay
+[ 146.4] Assigning disks to buses
+[ 146.4] Checking if the guest needs BIOS or UEFI to boot
+[ 146.4] Finishing off
 `
 	v2vRefused = `[   0.1] Setting up the source: -i libvirtxml mnt/vmfs-test-linux-bios.xml
 [   1.1] Opening the source
@@ -45,7 +50,7 @@ func parse(out string, total time.Duration) parser {
 }
 
 func TestParseV2V(t *testing.T) {
-	p := parse(v2vConverted, 905*time.Second)
+	p := parse(v2vConverted, 146500*time.Millisecond)
 	var names []string
 	var took []time.Duration
 	for _, s := range p.e.Stages {
@@ -53,18 +58,21 @@ func TestParseV2V(t *testing.T) {
 		took = append(took, s.Took.Round(100*time.Millisecond))
 	}
 	wantNames := []string{"Setting up the source: -i libvirtxml /tmp/w19/deb/mnt/debian12.xml", "Opening the source",
-		"Inspecting the source", "Checking for sufficient free disk space in the guest", "Converting 12.15 to run on KVM", "Finishing off"}
+		"Inspecting the source", "Checking for sufficient free disk space in the guest", "Converting 12.15 to run on KVM",
+		"Mapping filesystem data to avoid copying unused and blank areas", "Closing the overlay", "Assigning disks to buses",
+		"Checking if the guest needs BIOS or UEFI to boot", "Finishing off"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Errorf("stages %q", names)
 	}
-	wantTook := []time.Duration{time.Second, 21 * time.Second, 20600 * time.Millisecond, 0, 858900 * time.Millisecond, 3500 * time.Millisecond}
+	wantTook := []time.Duration{time.Second, 21 * time.Second, 20600 * time.Millisecond, 0, 100 * time.Second,
+		3500 * time.Millisecond, 300 * time.Millisecond, 0, 0, 100 * time.Millisecond}
 	if !reflect.DeepEqual(took, wantTook) {
 		t.Errorf("durations %v, want %v", took, wantTook)
 	}
 	if !reflect.DeepEqual(p.e.Warnings, []string{"could not determine a way to update the configuration of Grub2"}) {
 		t.Errorf("warnings %q", p.e.Warnings)
 	}
-	if !reflect.DeepEqual(p.e.Notes, []string{"The QEMU Guest Agent will be installed for this guest at first boot."}) {
+	if !reflect.DeepEqual(p.e.Notes, []string{"The QEMU Guest Agent will be installed for this guest at first boot.", "This guest has virtio drivers installed."}) {
 		t.Errorf("notes %q", p.e.Notes)
 	}
 	if p.errorText() != "" {

@@ -27,8 +27,8 @@ func convertCommand() *cli.Command {
 		Name:  "convert",
 		Usage: "make the guest of a writable --devices virtio mount ready for its devices, in the overlay (virt-v2v-in-place)",
 		Description: "Runs virt-v2v-in-place against the mount's own libvirt descriptor, so every write\n" +
-			"lands in the mount's overlay and the source stays as it was: drivers, initramfs,\n" +
-			"bootloader, VMware Tools. A Linux guest's NICs keep the names its network\n" +
+			"lands in the mount's overlay and the source stays as it was: drivers and initramfs\n" +
+			"for virtio. A Linux guest's NICs keep the names its network\n" +
 			"configuration uses (a systemd .link file per NIC, matching the MAC). The mount\n" +
 			"is then shown as converted by vmfs status; mount --fresh discards the conversion.\n" +
 			"Refused: a read-only mount, a running guest, a guest libguestfs cannot inspect,\n" +
@@ -94,7 +94,7 @@ func printConversion(w io.Writer, r *convert.Result, logPath string) {
 	for _, n := range r.Engine.Notes {
 		fmt.Fprintf(w, "  virt-v2v: %s\n", n)
 	}
-	fmt.Fprintf(w, "  the guest was converted to run on virtio devices (drivers, initramfs, bootloader): the descriptor %s names them\n", r.Descriptor)
+	fmt.Fprintf(w, "  the guest was converted to run on virtio devices: the descriptor %s names them\n", r.Descriptor)
 	fmt.Fprintf(w, "  overlay: %s before, %s after; the source is unchanged\n", units.Bytes(r.OverlayBefore), units.Bytes(r.OverlayAfter))
 	for _, n := range r.NICNotes {
 		fmt.Fprintf(w, "note: %s\n", n)

@@ -3,8 +3,7 @@
 // source is never written, the conversion boots at once from the mount,
 // `vmfs mount --fresh` discards it, and materialize carries it.
 //
-// The engine is virt-v2v-in-place (drivers, initramfs, bootloader,
-// VMware Tools), run against the mount's own libvirt descriptor, so every
+// The engine is virt-v2v-in-place (drivers, initramfs), run against the mount's own libvirt descriptor, so every
 // byte it writes goes through the mount into the overlay. Before it, one
 // libguestfs appliance inspects the guest (what it is, whether it can be
 // converted) and, for a Linux guest, pins the names of its NICs to their

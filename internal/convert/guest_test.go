@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/vmfs/vmfs/internal/testenv"
 )
 
@@ -92,6 +94,20 @@ func statusOf(t *testing.T, mnt string) map[string]any {
 	out, err := testenv.VMFS(t, "status", "--json", mnt)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The document docs/vmfs.schema.json describes.
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	schema, err := c.Compile(filepath.Join(testenv.RepoRoot(t), "docs", "vmfs.schema.json") + "#/$defs/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(out))
+	if err != nil {
+		t.Fatalf("status --json: %v %s", err, out)
+	}
+	if err := schema.Validate(v); err != nil {
+		t.Errorf("status --json does not follow docs/vmfs.schema.json: %v\n%s", err, out)
 	}
 	var doc struct {
 		Mounts []map[string]any `json:"mounts"`

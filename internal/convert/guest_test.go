@@ -192,14 +192,24 @@ func TestConvertDebianGuest(t *testing.T) {
 	t.Logf("after vmfs convert:\n%s", grepLines(serial, "VMFS-CONVERT-"))
 	testenv.CheckSame(t, "source "+srcDir, src, testenv.SHA256Tree(t, srcDir))
 
-	// The conversion is in the overlay: a remount keeps it, --fresh
-	// discards it.
+	// The conversion is in the overlay: materialize carries it, a
+	// remount keeps it, --fresh discards it.
 	if err := testenv.Unmount(t, mnt); err != nil {
 		t.Fatal(err)
+	}
+	dest := t.TempDir()
+	if out, err := testenv.VMFS(t, "materialize", "--devices", "virtio", "--overlay", ov, vmx, dest); err != nil {
+		t.Fatal(err)
+	} else {
+		t.Logf("materialize: %s", out)
 	}
 	mnt = testenv.Mount(t, "--devices", "virtio", "--overlay", ov, vmx, mntDir)
 	if statusOf(t, mnt)["converted"] == nil {
 		t.Errorf("the remount lost the conversion's record")
+	}
+	if out, err := exec.Command("qemu-img", "compare", "-f", "qcow2", "-F", "qcow2",
+		filepath.Join(mnt, "debian12-disk0.qcow2"), filepath.Join(dest, "debian12-disk0.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("the materialized disk differs from the converted mount's: %v %s", err, out)
 	}
 	if err := testenv.Unmount(t, mnt); err != nil {
 		t.Fatal(err)

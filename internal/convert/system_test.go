@@ -163,7 +163,7 @@ func TestGuestfishWritesLandInOverlay(t *testing.T) {
 	disk := filepath.Join(mnt, "vmfs-test-linux-bios-disk0.qcow2")
 	before := testenv.SHA256Tree(t, ov)
 
-	f, err := StartFish(context.Background(), []Drive{{Path: disk, Format: "qcow2"}}, false, engineEnv(Options{NoKVM: true}))
+	f, err := StartFish(context.Background(), []Drive{{Path: disk, Format: "qcow2"}}, false, engineEnv(Options{NoKVM: testenv.AccelReal() != "kvm"}))
 	if err != nil {
 		t.Fatal(err)
 	}

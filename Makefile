@@ -7,8 +7,8 @@ PKGS     := ./...
 APT_PKGS := fuse3 qemu-utils qemu-system-x86 ovmf libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system \
             libvirt-clients libxml2-utils syslinux syslinux-common syslinux-efi mtools dosfstools \
             fdisk busybox-static cpio xz-utils zstd time nasm util-linux tar man-db xfsprogs btrfs-progs libnbd-bin \
-            curl qemu-block-extra procps
-BENCH_PKGS := xmount libvmdk-utils nbdkit
+            curl qemu-block-extra procps virt-v2v nbdkit libguestfs-tools debootstrap linux-image-amd64
+BENCH_PKGS := xmount libvmdk-utils
 
 export PATH := /usr/local/go/bin:$(PATH)
 
@@ -17,7 +17,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
 LDFLAGS  := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 
-.PHONY: all build man test test-short demo deps bench-deps fuzz soak bench bench-live vet clean
+.PHONY: all build man test test-short test-convert demo deps bench-deps fuzz soak bench bench-live bench-convert vet clean
 
 all: build
 
@@ -44,6 +44,11 @@ vet:
 test: deps build vet
 	$(GO) test -timeout 30m -count=1 $(PKGS)
 
+# test-convert: vmfs convert of a real Debian 12 guest built with debootstrap
+# (testdata/convert-guest, cached), booted before and after (internal/convert).
+test-convert: deps build
+	VMFS_TEST_CONVERT=1 $(GO) test -timeout 60m -count=1 -run TestConvertDebianGuest -v ./internal/convert/
+
 test-short: build
 	$(GO) test -short -count=1 $(PKGS)
 
@@ -68,6 +73,11 @@ bench: bench-deps build
 # materialize + start of the same VM: times and the guest's downtime.
 bench-live: deps build
 	VMFS_BENCH_LIVE=1 $(GO) test -timeout 30m -count=1 -run BenchLive -v ./internal/bench/...
+
+# bench-convert: each stage of vmfs convert of that guest next to virt-v2v's
+# copying conversion of the same VM (-o local).
+bench-convert: deps build
+	VMFS_BENCH_CONVERT=1 $(GO) test -timeout 90m -count=1 -run TestBenchConvert -v ./internal/convert/
 
 clean:
 	rm -rf bin

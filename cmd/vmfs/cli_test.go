@@ -222,6 +222,10 @@ func TestUsageErrors(t *testing.T) {
 			`vmfs: inspect: expects SRC (got 0 argument(s)); see 'vmfs inspect --help'`},
 		{"too many arguments", []string{"unmount", mnt, mnt},
 			`vmfs: unmount: expects MOUNTPOINT (got 2 argument(s)); see 'vmfs unmount --help'`},
+		{"convert without a mountpoint", []string{"convert"},
+			`vmfs: convert: expects MOUNTPOINT (got 0 argument(s)); see 'vmfs convert --help'`},
+		{"convert without drivers", []string{"convert", "--virtio-win"},
+			`vmfs: --virtio-win needs a value; see 'vmfs convert --help'`},
 		{"too many optional arguments", []string{"status", mnt, mnt},
 			`vmfs: status: expects at most MOUNTPOINT (got 2 argument(s)); see 'vmfs status --help'`},
 	} {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vmfs/vmfs/internal/convert"
 	"github.com/vmfs/vmfs/internal/mount"
 	"github.com/vmfs/vmfs/internal/servestat"
 	"github.com/vmfs/vmfs/internal/units"
@@ -53,12 +54,20 @@ func runStatus(o statusOptions) error {
 			return err
 		}
 	}
+	entries := make([]statusEntry, len(all))
+	for i, s := range all {
+		entries[i].Status = s
+		// A conversion is recorded in the overlay: it is there as long
+		// as the writes are.
+		entries[i].Converted, _ = convert.ReadMarker(s.Overlay)
+	}
 	if o.json {
-		return writeJSON(os.Stdout, statusJSON{SchemaVersion: schemaVersion, Mounts: nonNil(all), Servers: nonNil(servers)})
+		return writeJSON(os.Stdout, statusJSON{SchemaVersion: schemaVersion, Mounts: entries, Servers: nonNil(servers)})
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MOUNTPOINT\tSTATE\tTARGET\tFORMAT\tSOURCE\tOVERLAY\tHOLDS")
-	for _, s := range all {
+	for _, e := range entries {
+		s := e.Status
 		state := "serving"
 		switch {
 		case !s.Alive && s.Mounted:
@@ -67,6 +76,9 @@ func runStatus(o statusOptions) error {
 			state = "gone"
 		case s.ReadOnly:
 			state = "serving, read-only"
+		}
+		if e.Converted != nil {
+			state += ", converted"
 		}
 		ov, holds := s.Overlay, "-"
 		if ov == "" {
@@ -100,8 +112,15 @@ func runStatus(o statusOptions) error {
 
 // statusJSON is status's --json document.
 type statusJSON struct {
-	SchemaVersion int            `json:"schema_version"`
-	Mounts        []mount.Status `json:"mounts"`
+	SchemaVersion int           `json:"schema_version"`
+	Mounts        []statusEntry `json:"mounts"`
 	// Servers are the running `vmfs serve` processes.
 	Servers []servestat.Record `json:"servers"`
+}
+
+// statusEntry is one mount and, when its overlay holds one, the
+// conversion vmfs convert made.
+type statusEntry struct {
+	mount.Status
+	Converted *convert.Marker `json:"converted,omitempty"`
 }

@@ -160,7 +160,7 @@ COMP_WORDS=(vmfs ''); COMP_CWORD=1; _vmfs_complete; echo "all: ${COMPREPLY[*]}"`
 		"complete -o filenames -F _vmfs_complete vmfs",
 		"commands: materialize man\n",
 		"flags: --read-only\n",
-		"all: mount unmount umount inspect status list ls materialize serve version man completion help h\n",
+		"all: mount unmount umount inspect status list ls materialize convert serve version man completion help h\n",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("bash completion: no %q in\n%s", want, out)

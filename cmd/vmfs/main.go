@@ -45,6 +45,7 @@ func run(args []string) int {
 			statusCommand(),
 			lsCommand(),
 			materializeCommand(),
+			convertCommand(),
 			serveCommand(),
 			versionCommand(),
 			manCommand(),

@@ -17,7 +17,7 @@ import (
 func TestStatusRemoteJSON(t *testing.T) {
 	snap := remote.StatsSnapshot{BytesFetched: 3 << 20, Requests: 4, CacheHits: 10, CacheMisses: 2, Retries: 1}
 	s := mount.Status{Record: mount.Record{Mountpoint: "/mnt/x", Source: "https://h/a.ova", Target: "libvirt", Format: "qcow2", PID: 1, Started: time.Now(), Remote: &snap}}
-	b, err := json.Marshal(statusJSON{SchemaVersion: schemaVersion, Mounts: []mount.Status{s}, Servers: []servestat.Record{}})
+	b, err := json.Marshal(statusJSON{SchemaVersion: schemaVersion, Mounts: []statusEntry{{Status: s}}, Servers: []servestat.Record{}})
 	if err != nil {
 		t.Fatal(err)
 	}

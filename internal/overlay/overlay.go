@@ -57,6 +57,10 @@ type Overlay struct {
 	closed bool
 }
 
+// NotePrefix starts the names of files that others keep in an overlay
+// directory about its writes: Fresh discards them with the writes.
+const NotePrefix = "note-"
+
 // Open opens (creating if needed) the overlay directory dir for a set of
 // files. Fresh discards earlier contents.
 func Open(dir string, opts Options) (*Overlay, error) {
@@ -92,7 +96,9 @@ func Open(dir string, opts Options) (*Overlay, error) {
 	}
 	for _, e := range ents {
 		n := e.Name()
-		ours := strings.HasSuffix(n, dataExt) || strings.HasSuffix(n, mapExt) || n == dirtyName
+		// note-* files describe the writes (vmfs convert's marker):
+		// they go with them.
+		ours := strings.HasSuffix(n, dataExt) || strings.HasSuffix(n, mapExt) || n == dirtyName || strings.HasPrefix(n, NotePrefix)
 		if strings.HasSuffix(n, tmpExt) || (opts.Fresh && ours) {
 			if err := os.Remove(filepath.Join(dir, n)); err != nil {
 				return fail(fmt.Errorf("overlay: %w", err))

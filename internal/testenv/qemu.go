@@ -45,6 +45,7 @@ type Machine struct {
 	Accel     string // kvm or tcg; default tcg (see KVMWorks)
 	Disks     []Disk // the first one boots
 	NIC       string // a -nic model (e1000, virtio-net-pci, vmxnet3...); default none
+	MAC       string // the NIC's MAC; default QEMU's
 }
 
 // VM is a running QEMU whose first serial port goes to a file.
@@ -235,7 +236,11 @@ func QEMUArgs(m Machine, serial, ovmfCode, varsCopy string) ([]string, error) {
 		}
 	}
 	if m.NIC != "" {
-		args = append(args, "-nic", "user,model="+m.NIC)
+		nic := "user,model=" + m.NIC
+		if m.MAC != "" {
+			nic += ",mac=" + m.MAC
+		}
+		args = append(args, "-nic", nic)
 	}
 	return args, nil
 }
@@ -482,6 +487,9 @@ func MachineFromDomain(xml []byte) (Machine, error) {
 			nic = "e1000"
 		}
 		m.NIC = nic
+		if mac := d.Devices.Interfaces[0].MAC; mac != nil {
+			m.MAC = mac.Address
+		}
 	}
 	return m, nil
 }

@@ -27,12 +27,12 @@ func TestQEMUArgs(t *testing.T) {
 				"if=pflash,format=raw,file=/vars", "format=qcow2,file=/a,,b.qcow2,snapshot=on",
 				"-device ahci,id=c0", "ide-hd,drive=d0,bus=c0.0,bootindex=1", "ide-hd,drive=d1,bus=c0.1",
 				"file=/e.raw,readonly=on"}},
-		{name: "scsi-kinds", m: Machine{NIC: "vmxnet3", Disks: []Disk{
+		{name: "scsi-kinds", m: Machine{NIC: "vmxnet3", MAC: "00:50:56:3f:00:19", Disks: []Disk{
 			{Path: "/0", Bus: "pvscsi"}, {Path: "/1", Bus: "pvscsi"}, {Path: "/2", Bus: "virtio-scsi"},
 			{Path: "/3", Bus: "lsilogic"}, {Path: "/4", Bus: "virtio"}}},
 			want: []string{"-device pvscsi,id=c0", "scsi-hd,drive=d0,bus=c0.0,scsi-id=0,bootindex=1",
 				"scsi-hd,drive=d1,bus=c0.0,scsi-id=1", "-device virtio-scsi-pci,id=c1",
-				"-device lsi53c895a,id=c2", "virtio-blk-pci,drive=d4", "-nic user,model=vmxnet3"}},
+				"-device lsi53c895a,id=c2", "virtio-blk-pci,drive=d4", "-nic user,model=vmxnet3,mac=00:50:56:3f:00:19"}},
 		{name: "no-disk", m: Machine{}, err: "no disk"},
 		{name: "bad-bus", m: Machine{Disks: []Disk{{Path: "/x", Bus: "floppy"}}}, err: "unknown disk bus"},
 	}

@@ -173,9 +173,6 @@ func (r *run) prepare(ctx context.Context) error {
 			return fmt.Errorf("%s: DESTDIR is inside the mount %s", dest, mnt)
 		}
 	}
-	if err := os.MkdirAll(dest, 0o755); err != nil {
-		return fmt.Errorf("%s: %w", dest, err)
-	}
 	doms, err := r.domains(ctx)
 	if err != nil {
 		return err
@@ -185,6 +182,11 @@ func (r *run) prepare(ctx context.Context) error {
 			return fmt.Errorf("%s: domain %s is not running, or uses no file of the mount", mnt, r.o.Domain)
 		}
 		return fmt.Errorf("%s: no running libvirt domain uses a file of the mount", mnt)
+	}
+	// DESTDIR is made once there is something to copy into it: a run that
+	// finds nothing to move leaves nothing behind.
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return fmt.Errorf("%s: %w", dest, err)
 	}
 	names := map[string]string{}
 	r.transient = map[string]bool{}

@@ -312,6 +312,13 @@ func TestLiveCutover(t *testing.T) {
 		code, stderr := startLive(t, nil, "--domain", "no-such-domain", mnt, dest).wait(t)
 		oneLineError(t, code, stderr, "domain no-such-domain is not running, or uses no file of the mount")
 		v.onMount(t, dest)
+		// A DESTDIR that was not there is not made when nothing moves.
+		fresh := filepath.Join(t.TempDir(), "new")
+		code, stderr = startLive(t, nil, "--domain", "no-such-domain", mnt, fresh).wait(t)
+		oneLineError(t, code, stderr, "domain no-such-domain is not running, or uses no file of the mount")
+		if _, err := os.Stat(fresh); err == nil {
+			t.Errorf("%s was made by a run that moved nothing", fresh)
+		}
 	})
 	t.Run("destination-full", func(t *testing.T) {
 		code, stderr := startLive(t, nil, mnt, full).wait(t)

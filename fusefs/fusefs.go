@@ -208,6 +208,10 @@ func (r *root) OnAdd(ctx context.Context) {
 		}
 		ch := r.NewPersistentInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i) + 2})
 		r.AddChild(e.Name, ch, false)
+		// The first stat (libvirt's, ls's) comes right after the mount:
+		// the count runs while the mount gets ready, so that the stat
+		// rarely waits for it.
+		n.startCount()
 	}
 }
 
@@ -328,14 +332,7 @@ func (f *file) allocated() int64 {
 	if f.blocksOK.Load() {
 		return f.blocks.Load()
 	}
-	f.countMu.Lock()
-	done := f.counting
-	if done == nil {
-		done = make(chan struct{})
-		f.counting = done
-		go f.count(done)
-	}
-	f.countMu.Unlock()
+	done := f.startCount()
 	t := time.NewTimer(allocatedWait)
 	defer t.Stop()
 	select {
@@ -347,6 +344,18 @@ func (f *file) allocated() int64 {
 		f.notifyAttr.Store(true)
 	}
 	return f.content.Size()
+}
+
+// startCount starts counting the allocated bytes unless a count runs, and
+// returns the channel closed when the running count ends.
+func (f *file) startCount() chan struct{} {
+	f.countMu.Lock()
+	defer f.countMu.Unlock()
+	if f.counting == nil {
+		f.counting = make(chan struct{})
+		go f.count(f.counting)
+	}
+	return f.counting
 }
 
 // count computes the allocated bytes and closes done.

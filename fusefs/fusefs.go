@@ -457,8 +457,18 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 	// sources, uncompressed grains), the kernel splices it: no copy
 	// through this process.
 	if want := min(int64(len(dest)), f.content.Size()-off); want > 0 {
-		if r, ok := layouts.MapFile(f.content, off, want); ok && r.Len == want && f.splice.spliceable(r) {
-			return fuse.ReadResultFd(r.File.Fd(), r.Off, int(r.Len)), 0
+		if r, ok := layouts.MapFile(f.content, off, want); ok && r.Len == want {
+			// A small read costs two syscalls by pread and writev, a
+			// spliced one six (fstat, header, two splices, the
+			// pipe's drain and its check). A short pread falls back
+			// to ReadAt, which fails it.
+			if want < minSplice {
+				if n, err := r.File.ReadAt(dest[:want], r.Off); err == nil && int64(n) == want {
+					return bytesResult(dest[:n]), 0
+				}
+			} else if f.splice.spliceable(r) {
+				return fuse.ReadResultFd(r.File.Fd(), r.Off, int(r.Len)), 0
+			}
 		}
 		if f.zeros != nil && want >= minZeroSplice && want <= maxRequest && zeroRange(f.content, off, want) {
 			return fuse.ReadResultFd(f.zeros.Fd(), 0, int(want)), 0
@@ -468,8 +478,18 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, f.errno("read", err)
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return bytesResult(dest[:n]), 0
 }
+
+// bytesResult is a reply of bytes in memory. go-fuse sends a vector
+// result with one writev; a plain data result first tries a splice of it
+// (header into a pipe, the pipe drained and checked when that fails):
+// three syscalls more per reply.
+func bytesResult(b []byte) fuse.ReadResult { return fuse.ReadResultVector([][]byte{b}) }
+
+// minSplice is the smallest read spliced rather than copied: below it
+// the copy costs less than the splice's extra syscalls.
+const minSplice = 32 << 10
 
 // spliceable says whether r can be spliced. A splice that comes back short
 // is end of file to the kernel (which then shrinks the mounted file), not

@@ -34,10 +34,12 @@ func TestReadReplyKinds(t *testing.T) {
 	d := raw.New(lf)
 	t.Cleanup(func() { d.Close() })
 	f := &file{name: "d.raw", content: d, opts: &Options{Logger: discardLogger()}, splice: &spliceCache{}}
-	type vector interface{ Slices() ([][]byte, fuse.Status) }
+	type vector interface {
+		Slices() ([][]byte, fuse.Status)
+	}
 	type fd interface{ Seekable() (uintptr, int64, int) }
 	for _, tc := range []struct {
-		off, n int64
+		off, n  int64
 		spliced bool
 	}{
 		{8192, 4096, false},

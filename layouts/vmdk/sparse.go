@@ -146,6 +146,15 @@ func (m *grainMap) markHoleTables() {
 	if !slices.IsSortedFunc(order, func(a, b int32) int { return cmp.Compare(m.gd[a], m.gd[b]) }) {
 		slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(m.gd[a], m.gd[b]) })
 	}
+	// The bitmap is not shared yet: built in plain words, stored at the end.
+	bits := make([]uint64, len(m.empty))
+	defer func() {
+		for w, v := range bits {
+			if v != 0 {
+				m.empty[w].Or(v)
+			}
+		}
+	}()
 	// [dataOff, dataEnd) is the file's data run last asked about.
 	dataOff, dataEnd := int64(-1), int64(-1)
 	for _, i := range order {
@@ -167,7 +176,7 @@ func (m *grainMap) markHoleTables() {
 			}
 		}
 		if o+gtBytes <= dataOff {
-			m.setEmpty(int64(i))
+			bits[i/64] |= 1 << (i % 64)
 		}
 	}
 }

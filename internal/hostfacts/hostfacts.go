@@ -72,6 +72,12 @@ func Networks(ctx context.Context, uri string, timeout time.Duration) (active, i
 		if !found {
 			return nil, nil, errors.New("libvirt is not running (no socket in /run/libvirt)")
 		}
+		// libvirtd itself answers in a millisecond what a virsh run
+		// takes 10 ms or more to; virsh stays the fallback (modular
+		// daemons, authentication, any error).
+		if act, inact, err := networksRPC(ctx, "/run/libvirt/libvirt-sock", uri, timeout); err == nil {
+			return act, inact, nil
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

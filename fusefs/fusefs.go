@@ -461,8 +461,10 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 			// A small read costs two syscalls by pread and writev, a
 			// spliced one six (fstat, header, two splices, the
 			// pipe's drain and its check). A short pread falls back
-			// to ReadAt, which fails it.
-			if want < minSplice {
+			// to ReadAt, which fails it. Files on file systems that
+			// are not trusted (FUSE) keep to ReadAt, which reads each
+			// range once and says what failed.
+			if want < minSplice && f.splice != nil && f.splice.trusted(r.File) {
 				if n, err := r.File.ReadAt(dest[:want], r.Off); err == nil && int64(n) == want {
 					return bytesResult(dest[:n]), 0
 				}

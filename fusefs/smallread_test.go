@@ -5,14 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-
-	"github.com/vmfs/vmfs/layouts"
-	"github.com/vmfs/vmfs/layouts/raw"
 )
 
 // TestReadReplyKinds: a read of a plain file range below minSplice is
@@ -21,18 +17,9 @@ import (
 // the source can no longer fill fails with EIO rather than coming back
 // short.
 func TestReadReplyKinds(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "src.raw")
 	want := make([]byte, 1<<20)
 	rand.Read(want)
-	if err := os.WriteFile(p, want, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	lf, err := layouts.OpenFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := raw.New(lf)
-	t.Cleanup(func() { d.Close() })
+	p, d := rawSource(t, want)
 	f := &file{name: "d.raw", content: d, opts: &Options{Logger: discardLogger()}, splice: &spliceCache{}}
 	type vector interface {
 		Slices() ([][]byte, fuse.Status)

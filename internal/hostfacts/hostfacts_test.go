@@ -80,20 +80,7 @@ func TestNetworksLists(t *testing.T) {
 		t.Fatalf("virsh net-define: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("virsh", "-c", "qemu:///system", "net-undefine", name).Run() })
-	virsh := func(args ...string) []string {
-		out, err := exec.Command("virsh", append([]string{"-q", "-c", "qemu:///system", "net-list", "--name"}, args...)...).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Fields(string(out))
-	}
-	all, act := virsh("--all"), virsh()
-	var inact []string
-	for _, n := range all {
-		if !slices.Contains(act, n) {
-			inact = append(inact, n)
-		}
-	}
+	act, inact := virshNetworks(t)
 	gotAct, gotInact, err := Networks(context.Background(), "qemu:///system", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -111,20 +98,7 @@ func TestNetworksRPC(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("libvirtd asks others than root for polkit authentication")
 	}
-	virsh := func(args ...string) []string {
-		out, err := exec.Command("virsh", append([]string{"-q", "-c", "qemu:///system", "net-list", "--name"}, args...)...).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Fields(string(out))
-	}
-	all, act := virsh("--all"), virsh()
-	var inact []string
-	for _, n := range all {
-		if !slices.Contains(act, n) {
-			inact = append(inact, n)
-		}
-	}
+	act, inact := virshNetworks(t)
 	gotAct, gotInact, err := networksRPC(context.Background(), "/run/libvirt/libvirt-sock", "qemu:///system", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -176,4 +150,24 @@ func TestNetworksRPCReplies(t *testing.T) {
 			t.Errorf("parseNetworks(%x) = %q, want an error", bad, names)
 		}
 	}
+}
+
+// virshNetworks is what virsh's own net-list says: the active networks,
+// then the inactive ones.
+func virshNetworks(t *testing.T) (active, inactive []string) {
+	t.Helper()
+	virsh := func(args ...string) []string {
+		out, err := exec.Command("virsh", append([]string{"-q", "-c", "qemu:///system", "net-list", "--name"}, args...)...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Fields(string(out))
+	}
+	all, active := virsh("--all"), virsh()
+	for _, n := range all {
+		if !slices.Contains(active, n) {
+			inactive = append(inactive, n)
+		}
+	}
+	return active, inactive
 }

@@ -115,6 +115,15 @@ func Mount(mountpoint string, entries []viewfile.File, opts Options) (*fuse.Serv
 		// Once the request loops end no reply can point at it.
 		go func() { srv.Wait(); r.zeros.Close() }()
 	}
+	// The first stat (libvirt's, ls's) comes right after the mount: the
+	// counts of st_blocks run while the mount gets ready, so that it
+	// rarely waits for them. Started once mounted, so that a mount that
+	// fails reads nothing more.
+	for _, ch := range r.Children() {
+		if f, ok := ch.Operations().(*file); ok {
+			f.startCount()
+		}
+	}
 	raiseReadAhead(mountpoint, fo.MaxReadAhead, opts.Logger)
 	if opts.ReadOnly && opts.Passthrough {
 		r.probePassthrough(srv)
@@ -208,10 +217,6 @@ func (r *root) OnAdd(ctx context.Context) {
 		}
 		ch := r.NewPersistentInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i) + 2})
 		r.AddChild(e.Name, ch, false)
-		// The first stat (libvirt's, ls's) comes right after the mount:
-		// the count runs while the mount gets ready, so that the stat
-		// rarely waits for it.
-		n.startCount()
 	}
 }
 

@@ -75,8 +75,13 @@ func Networks(ctx context.Context, uri string, timeout time.Duration) (active, i
 		// libvirtd itself answers in a millisecond what a virsh run
 		// takes 10 ms or more to; virsh stays the fallback (modular
 		// daemons, authentication, any error).
-		if act, inact, err := networksRPC(ctx, "/run/libvirt/libvirt-sock", uri, timeout); err == nil {
+		act, inact, err := networksRPC(ctx, "/run/libvirt/libvirt-sock", uri, timeout)
+		if err == nil {
 			return act, inact, nil
+		}
+		if isTimeout(err) {
+			// virsh would wait as long again for the same daemon.
+			return nil, nil, fmt.Errorf("libvirtd (%s): no answer in %v", uri, timeout)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)

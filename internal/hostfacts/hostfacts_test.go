@@ -2,6 +2,7 @@ package hostfacts
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,4 +171,32 @@ func virshNetworks(t *testing.T) (active, inactive []string) {
 		}
 	}
 	return active, inactive
+}
+
+// TestNetworksRPCSilentDaemon: a daemon that accepts and never answers is
+// a timeout, within the time given.
+func TestNetworksRPCSilentDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	start := time.Now()
+	_, _, err = networksRPC(context.Background(), sock, "qemu:///system", 200*time.Millisecond)
+	if err == nil || !isTimeout(err) {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v", d)
+	}
 }

@@ -222,3 +222,9 @@ func (c *rpcConn) call(proc uint32, args []byte) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// isTimeout says whether err is the daemon not answering in time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}

@@ -117,6 +117,15 @@ func Mount(mountpoint string, entries []viewfile.File, opts Options) (*fuse.Serv
 		// Once the request loops end no reply can point at it.
 		go func() { srv.Wait(); r.zeros.Close() }()
 	}
+	// The first stat (libvirt's, ls's) comes right after the mount: the
+	// counts of st_blocks run while the mount gets ready, so that it
+	// rarely waits for them. Started once mounted, so that a mount that
+	// fails reads nothing more.
+	for _, ch := range r.Children() {
+		if f, ok := ch.Operations().(*file); ok {
+			f.startCount()
+		}
+	}
 	raiseReadAhead(mountpoint, fo.MaxReadAhead, opts.Logger)
 	if opts.ReadOnly && opts.Passthrough {
 		r.probePassthrough(srv)
@@ -331,14 +340,7 @@ func (f *file) allocated() int64 {
 	if f.blocksOK.Load() {
 		return f.blocks.Load()
 	}
-	f.countMu.Lock()
-	done := f.counting
-	if done == nil {
-		done = make(chan struct{})
-		f.counting = done
-		go f.count(done)
-	}
-	f.countMu.Unlock()
+	done := f.startCount()
 	t := time.NewTimer(allocatedWait)
 	defer t.Stop()
 	select {
@@ -350,6 +352,18 @@ func (f *file) allocated() int64 {
 		f.notifyAttr.Store(true)
 	}
 	return f.content.Size()
+}
+
+// startCount starts counting the allocated bytes unless a count runs, and
+// returns the channel closed when the running count ends.
+func (f *file) startCount() chan struct{} {
+	f.countMu.Lock()
+	defer f.countMu.Unlock()
+	if f.counting == nil {
+		f.counting = make(chan struct{})
+		go f.count(f.counting)
+	}
+	return f.counting
 }
 
 // count computes the allocated bytes and closes done.
@@ -461,8 +475,20 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 	// sources, uncompressed grains), the kernel splices it: no copy
 	// through this process.
 	if want := min(int64(len(dest)), f.content.Size()-off); want > 0 {
-		if r, ok := layouts.MapFile(f.content, off, want); ok && r.Len == want && f.splice.spliceable(r) {
-			return fuse.ReadResultFd(r.File.Fd(), r.Off, int(r.Len)), 0
+		if r, ok := layouts.MapFile(f.content, off, want); ok && r.Len == want {
+			// A small read costs two syscalls by pread and writev, a
+			// spliced one six (fstat, header, two splices, the
+			// pipe's drain and its check). A short pread falls back
+			// to ReadAt, which fails it. Files on file systems that
+			// are not trusted (FUSE) keep to ReadAt, which reads each
+			// range once and says what failed.
+			if want < minSplice && f.splice != nil && f.splice.trusted(r.File) {
+				if n, err := r.File.ReadAt(dest[:want], r.Off); err == nil && int64(n) == want {
+					return bytesResult(dest[:n]), 0
+				}
+			} else if f.splice.spliceable(r) {
+				return fuse.ReadResultFd(r.File.Fd(), r.Off, int(r.Len)), 0
+			}
 		}
 		if f.zeros != nil && want >= minZeroSplice && want <= maxRequest && zeroRange(f.content, off, want) {
 			return fuse.ReadResultFd(f.zeros.Fd(), 0, int(want)), 0
@@ -472,8 +498,18 @@ func (f *file) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, f.errno("read", err)
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return bytesResult(dest[:n]), 0
 }
+
+// bytesResult is a reply of bytes in memory. go-fuse sends a vector
+// result with one writev; a plain data result first tries a splice of it
+// (header into a pipe, the pipe drained and checked when that fails):
+// three syscalls more per reply.
+func bytesResult(b []byte) fuse.ReadResult { return fuse.ReadResultVector([][]byte{b}) }
+
+// minSplice is the smallest read spliced rather than copied: below it
+// the copy costs less than the splice's extra syscalls.
+const minSplice = 32 << 10
 
 // spliceable says whether r can be spliced. A splice that comes back short
 // is end of file to the kernel (which then shrinks the mounted file), not

@@ -192,20 +192,9 @@ func TestLseekWithoutMount(t *testing.T) {
 // TestSpliceFromRawSource: reads of ranges that are plain file ranges are
 // spliced from the source file; the bytes must be the same.
 func TestSpliceFromRawSource(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "src.raw")
 	want := make([]byte, 8<<20+3*512)
 	rand.Read(want[1<<20 : 5<<20])
-	if err := os.WriteFile(p, want, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	lf, err := layouts.OpenFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := raw.New(lf)
-	// Closed after the unmount (cleanups run last first): the kernel may
-	// still be reading ahead when the test returns.
-	t.Cleanup(func() { d.Close() })
+	_, d := rawSource(t, want)
 	dir := mountTest(t, []viewfile.File{{Name: "d.raw", Content: layouts.Section("raw", d), Mode: 0o600}}, Options{})
 	f, err := os.Open(filepath.Join(dir, "d.raw"))
 	if err != nil {
@@ -317,4 +306,22 @@ func mountOptionsOf(t *testing.T, mountpoint string) []string {
 	}
 	t.Fatalf("%s is not in /proc/mounts", mountpoint)
 	return nil
+}
+
+// rawSource writes data to a file and opens it as a raw disk, closed at
+// cleanup: after the unmount, as cleanups run last first, since the kernel
+// may still be reading ahead when a test returns.
+func rawSource(t *testing.T, data []byte) (string, layouts.Disk) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "src.raw")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lf, err := layouts.OpenFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := raw.New(lf)
+	t.Cleanup(func() { d.Close() })
+	return p, d
 }

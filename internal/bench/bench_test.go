@@ -374,6 +374,9 @@ func benchMount(t *testing.T, s settings, fx *fixtures, r *report) {
 					continue
 				}
 				st.ms = append(st.ms, float64(d.Microseconds())/1000)
+				if m.PID == 0 && m.lookupPID != nil {
+					m.PID = m.lookupPID()
+				}
 				if m.PID > 0 {
 					hwm, _ := memKiB(m.PID)
 					st.hwmKiB = append(st.hwmKiB, float64(hwm))

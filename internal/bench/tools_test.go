@@ -18,7 +18,10 @@ import (
 type mounted struct {
 	File string // the disk as a regular file
 	PID  int    // the serving process (0: unknown)
-	stop func() error
+	// lookupPID finds PID when it costs a command (called once the
+	// mount is timed), or is nil.
+	lookupPID func() int
+	stop      func() error
 }
 
 // tool shows a fixture as a file: vmfs or one of its peers.
@@ -76,7 +79,14 @@ func mountVMFS(t *testing.T, fx fixture) (*mounted, error) {
 		return nil, fmt.Errorf("vmfs mount of %s shows %d disks", fx.Path, len(disks))
 	}
 	m.File = disks[0]
-	m.PID = vmfsPID(t, mnt)
+	// Listed with its size, as the peers' files are waited for.
+	if st, err := os.Stat(m.File); err != nil || st.Size() != fx.Size {
+		m.stop()
+		return nil, fmt.Errorf("vmfs mount of %s: disk %s: size %v, want %d (%v)", fx.Path, m.File, sizeOf(st), fx.Size, err)
+	}
+	// The daemon's pid is asked for after the clock stops: `vmfs
+	// status` is one more process start, not part of mounting.
+	m.lookupPID = func() int { return vmfsPID(t, mnt) }
 	return m, nil
 }
 
@@ -302,4 +312,11 @@ func memKiB(pid int) (hwm, rss int64) {
 		}
 	}
 	return hwm, rss
+}
+
+func sizeOf(st os.FileInfo) int64 {
+	if st == nil {
+		return -1
+	}
+	return st.Size()
 }

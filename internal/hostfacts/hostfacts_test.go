@@ -2,6 +2,7 @@ package hostfacts
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,6 +81,82 @@ func TestNetworksLists(t *testing.T) {
 		t.Fatalf("virsh net-define: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("virsh", "-c", "qemu:///system", "net-undefine", name).Run() })
+	act, inact := virshNetworks(t)
+	gotAct, gotInact, err := Networks(context.Background(), "qemu:///system", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gotAct, act) || !slices.Equal(gotInact, inact) || !slices.Contains(gotInact, name) {
+		t.Errorf("Networks = active %q, inactive %q; virsh says active %q, inactive %q (with %s)", gotAct, gotInact, act, inact, name)
+	}
+}
+
+// TestNetworksRPC: asked directly, libvirtd gives the lists virsh gives.
+func TestNetworksRPC(t *testing.T) {
+	if _, err := os.Stat("/run/libvirt/libvirt-sock"); err != nil {
+		t.Skip("libvirtd is not running (scripts/libvirt-up.sh starts it)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("libvirtd asks others than root for polkit authentication")
+	}
+	act, inact := virshNetworks(t)
+	gotAct, gotInact, err := networksRPC(context.Background(), "/run/libvirt/libvirt-sock", "qemu:///system", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gotAct, act) || !slices.Equal(gotInact, inact) {
+		t.Errorf("networksRPC = active %q, inactive %q; virsh says active %q, inactive %q", gotAct, gotInact, act, inact)
+	}
+}
+
+// TestNetworksRPCReplies: authentication asked for, errors and malformed
+// lists are errors (so that virsh is asked instead), never a wrong list.
+func TestNetworksRPCReplies(t *testing.T) {
+	str := func(s string) []byte { var b xdrBuf; b.str(s); return b }
+	u32 := func(v ...uint32) []byte {
+		var b xdrBuf
+		for _, x := range v {
+			b.u32(x)
+		}
+		return b
+	}
+	cat := func(parts ...[]byte) []byte { return slices.Concat(parts...) }
+	uuid := make([]byte, 16)
+	for _, tc := range []struct {
+		name string
+		auth []byte
+		ok   bool
+	}{
+		{"none", u32(1, authNone), true},
+		{"empty list", u32(0), true},
+		{"polkit", u32(1, 2), false},
+		{"short", u32(3, 0), false},
+	} {
+		if err := checkAuth(tc.auth); (err == nil) != tc.ok {
+			t.Errorf("auth %s: %v", tc.name, err)
+		}
+	}
+	good := cat(u32(2), str("zeta"), uuid, str("Alpha"), uuid, u32(2))
+	if names, err := parseNetworks(good); err != nil || !slices.Equal(names, []string{"Alpha", "zeta"}) {
+		t.Errorf("parseNetworks = %q, %v", names, err)
+	}
+	for _, bad := range [][]byte{
+		u32(1),                              // count, no network
+		cat(u32(1), str("a"), uuid),         // no trailing count
+		cat(u32(1), str("a"), uuid[:8]),     // cut UUID
+		cat(u32(1), u32(1000), []byte("a")), // name longer than the reply
+		u32(maxNetworks + 1),
+	} {
+		if names, err := parseNetworks(bad); err == nil {
+			t.Errorf("parseNetworks(%x) = %q, want an error", bad, names)
+		}
+	}
+}
+
+// virshNetworks is what virsh's own net-list says: the active networks,
+// then the inactive ones.
+func virshNetworks(t *testing.T) (active, inactive []string) {
+	t.Helper()
 	virsh := func(args ...string) []string {
 		out, err := exec.Command("virsh", append([]string{"-q", "-c", "qemu:///system", "net-list", "--name"}, args...)...).Output()
 		if err != nil {
@@ -87,18 +164,39 @@ func TestNetworksLists(t *testing.T) {
 		}
 		return strings.Fields(string(out))
 	}
-	all, act := virsh("--all"), virsh()
-	var inact []string
+	all, active := virsh("--all"), virsh()
 	for _, n := range all {
-		if !slices.Contains(act, n) {
-			inact = append(inact, n)
+		if !slices.Contains(active, n) {
+			inactive = append(inactive, n)
 		}
 	}
-	gotAct, gotInact, err := Networks(context.Background(), "qemu:///system", 5*time.Second)
+	return active, inactive
+}
+
+// TestNetworksRPCSilentDaemon: a daemon that accepts and never answers is
+// a timeout, within the time given.
+func TestNetworksRPCSilentDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "sock")
+	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(gotAct, act) || !slices.Equal(gotInact, inact) || !slices.Contains(gotInact, name) {
-		t.Errorf("Networks = active %q, inactive %q; virsh says active %q, inactive %q (with %s)", gotAct, gotInact, act, inact, name)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	start := time.Now()
+	_, _, err = networksRPC(context.Background(), sock, "qemu:///system", 200*time.Millisecond)
+	if err == nil || !isTimeout(err) {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v", d)
 	}
 }

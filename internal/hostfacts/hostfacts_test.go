@@ -109,50 +109,6 @@ func TestNetworksRPC(t *testing.T) {
 	}
 }
 
-// TestNetworksRPCReplies: authentication asked for, errors and malformed
-// lists are errors (so that virsh is asked instead), never a wrong list.
-func TestNetworksRPCReplies(t *testing.T) {
-	str := func(s string) []byte { var b xdrBuf; b.str(s); return b }
-	u32 := func(v ...uint32) []byte {
-		var b xdrBuf
-		for _, x := range v {
-			b.u32(x)
-		}
-		return b
-	}
-	cat := func(parts ...[]byte) []byte { return slices.Concat(parts...) }
-	uuid := make([]byte, 16)
-	for _, tc := range []struct {
-		name string
-		auth []byte
-		ok   bool
-	}{
-		{"none", u32(1, authNone), true},
-		{"empty list", u32(0), true},
-		{"polkit", u32(1, 2), false},
-		{"short", u32(3, 0), false},
-	} {
-		if err := checkAuth(tc.auth); (err == nil) != tc.ok {
-			t.Errorf("auth %s: %v", tc.name, err)
-		}
-	}
-	good := cat(u32(2), str("zeta"), uuid, str("Alpha"), uuid, u32(2))
-	if names, err := parseNetworks(good); err != nil || !slices.Equal(names, []string{"Alpha", "zeta"}) {
-		t.Errorf("parseNetworks = %q, %v", names, err)
-	}
-	for _, bad := range [][]byte{
-		u32(1),                              // count, no network
-		cat(u32(1), str("a"), uuid),         // no trailing count
-		cat(u32(1), str("a"), uuid[:8]),     // cut UUID
-		cat(u32(1), u32(1000), []byte("a")), // name longer than the reply
-		u32(maxNetworks + 1),
-	} {
-		if names, err := parseNetworks(bad); err == nil {
-			t.Errorf("parseNetworks(%x) = %q, want an error", bad, names)
-		}
-	}
-}
-
 // virshNetworks is what virsh's own net-list says: the active networks,
 // then the inactive ones.
 func virshNetworks(t *testing.T) (active, inactive []string) {

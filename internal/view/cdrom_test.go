@@ -51,14 +51,15 @@ func TestCDROMPolicy(t *testing.T) {
 			}
 			fmt.Fprintf(f, "ide1:0.present = \"TRUE\"\nide1:0.deviceType = \"cdrom-image\"\nide1:0.fileName = %q\n", iso)
 			f.Close()
-			m, err := source.Load(src)
-			if err != nil {
-				t.Fatal(err)
-			}
 			env := &layouts.Env{}
 			if tc.allow {
 				env.AllowDirs = []string{filepath.Dir(iso)}
 			}
+			l, err := source.Open(src, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := l.Machine
 			v, err := New(m, libvirt.Target{}, Options{Format: "raw", Dir: "/mnt/view", Env: env})
 			if err != nil {
 				t.Fatal(err)
@@ -74,7 +75,7 @@ func TestCDROMPolicy(t *testing.T) {
 			}
 			warned := false
 			for _, w := range v.Warnings {
-				if w.Code == WarnCDROMRefused {
+				if w.Code == source.WarnCDROMRefused {
 					warned = true
 					if !strings.Contains(w.Message, iso) {
 						t.Errorf("warning %q does not name %s", w.Message, iso)

@@ -99,7 +99,6 @@ func New(m *translate.Machine, t translate.Target, opts Options) (*View, error) 
 	}
 	env := withSources(opts.Env)
 	recordDescriptor(m, env)
-	policeCDROMs(m, env)
 	v := &View{Name: translate.FileName(m.Name), Machine: m, Target: t, Format: format, Sources: env.Sources}
 	ok := false
 	defer func() {

@@ -36,6 +36,9 @@ const (
 	WarnBareDisk  = "SOURCE_BARE_DISK"    // a machine was made up around a bare disk
 	WarnBootFacts = "SOURCE_BOOT_FACTS"   // the bare disk's partition table could not be read
 	WarnRemoteISO = "SOURCE_REMOTE_CDROM" // a remote source's CD-ROM image: the drive is left empty
+	// WarnCDROMRefused: an ISO image a descriptor names is outside what
+	// the path policy lets the source reach (or a device not allowed).
+	WarnCDROMRefused = "SOURCE_CDROM_REFUSED"
 )
 
 // headSize is how much of a file dispatch looks at.
@@ -78,7 +81,7 @@ func Open(path string, env *layouts.Env) (*Loaded, error) {
 		return nil, err
 	}
 	if m != nil {
-		remoteCDROMs(m, env)
+		cdromPolicy(m, env)
 		if err := translate.CheckDisksIn(m, env); err != nil {
 			return nil, err
 		}
@@ -96,7 +99,7 @@ func OpenMissing(path string, env *layouts.Env) (*Loaded, error) {
 		return nil, err
 	}
 	if m != nil {
-		remoteCDROMs(m, env)
+		cdromPolicy(m, env)
 		missing := translate.MissingDisksIn(m, env)
 		m.WarnMissing(missing)
 		return &Loaded{Machine: m, Missing: missing}, nil
@@ -161,11 +164,14 @@ func dispatch(path string, head []byte, env *layouts.Env) (*translate.Machine, e
 	return nil, nil
 }
 
-// remoteCDROMs empties the CD-ROM drives of a remote source: the target
-// would name the image by a path of the remote tree, which is no file of
-// this host (only disks are served from the remote).
-func remoteCDROMs(m *translate.Machine, env *layouts.Env) {
+// cdromPolicy decides which CD-ROM images the target may name. A remote
+// source's drives are emptied: the target would name the image by a path
+// of the remote tree, which is no file of this host (only disks are
+// served from the remote). A local source's are held to the path policy
+// (localCDROMs).
+func cdromPolicy(m *translate.Machine, env *layouts.Env) {
 	if !env.IsRemote() {
+		localCDROMs(m, env)
 		return
 	}
 	for i := range m.CDROMs {
@@ -174,6 +180,46 @@ func remoteCDROMs(m *translate.Machine, env *layouts.Env) {
 			continue
 		}
 		m.Warn(WarnRemoteISO, "CD-ROM image %s is on the remote source, which serves disks only: the drive is left empty", env.Display(c.Path))
+		c.Path = ""
+	}
+}
+
+// localCDROMs holds the images of a local source's CD-ROMs to the path
+// policy its disks are held to: a descriptor that names its ISO by a path
+// must not make the generated VM read a host file (a hostile .vmx naming
+// /etc/shadow as an ISO, or a host disk). Descriptors whose disks the
+// policy confines to the VM's directory (vmx, vbox, ovf) confine their
+// ISOs the same way; every source is held to the device policy. A refused
+// image leaves its drive empty, with a warning. An image that is missing
+// is the parsers' business (they warn and leave the drive empty).
+func localCDROMs(m *translate.Machine, env *layouts.Env) {
+	for i := range m.CDROMs {
+		c := &m.CDROMs[i]
+		if c.Path == "" {
+			continue
+		}
+		p, err := filepath.Abs(c.Path)
+		if err != nil {
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			continue // missing: left as the parser decided
+		}
+		var reason error
+		switch m.SourceFormat {
+		case "vmx", "vbox", "ovf":
+			_, reason = env.Resolve(m.Source, p)
+		default:
+			if st.Mode()&os.ModeDevice != 0 || !st.Mode().IsRegular() {
+				_, reason = env.Resolve(p, p)
+			}
+		}
+		if reason == nil || !errors.Is(reason, layouts.ErrRefused) {
+			continue
+		}
+		msg := strings.TrimSuffix(reason.Error(), ": "+layouts.ErrRefused.Error())
+		m.Warn(WarnCDROMRefused, "CD-ROM %d: %s: the drive is left empty", i, msg)
 		c.Path = ""
 	}
 }

@@ -41,7 +41,12 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # test: unit tests, real-tool oracles, fuzz seeds, mounts and guest boots.
+# As root, libvirtd and virtlogd are started first when they do not answer
+# (as .ci/run does), so that the test processes share daemons none of them
+# owns: one that started them would stop them at its exit under another's
+# domain.
 test: deps build vet
+	@[ "$$(id -u)" != 0 ] || scripts/libvirt-up.sh
 	$(GO) test -timeout 30m -count=1 $(PKGS)
 
 # test-convert: vmfs convert of a real Debian 12 guest built with debootstrap

@@ -38,6 +38,16 @@ type Writable interface {
 	Sync() error
 }
 
+// Backed is Writable content that can give the kernel one file holding all
+// of its bytes at their own offsets (the overlay's whole data file), so
+// that FUSE passthrough serves its reads and writes. The file must never be
+// a source: the kernel opens the backing file again with each caller's
+// flags, writable ones included.
+type Backed interface {
+	Writable
+	Backing() (*os.File, error)
+}
+
 // Options of a mount.
 type Options struct {
 	// ReadOnly refuses all writes with EROFS, even to Writable content.
@@ -51,16 +61,19 @@ type Options struct {
 	Logger *slog.Logger
 	Debug  bool
 	// Passthrough lets the kernel serve, by FUSE passthrough, the files
-	// of a ReadOnly mount that are one whole source file: their reads
-	// never reach this process. Where the kernel or the privileges do
-	// not allow it the files are served as without it, and Notice says so.
+	// that are one whole source file: on a ReadOnly mount from the source
+	// (reads only), on a writable one from the whole data file of Backed
+	// content (reads and writes). Their I/O never reaches this process.
+	// Where the kernel, the privileges or the file system do not allow it
+	// the files are served as without it, and Notice says so.
 	Passthrough bool
 	// Notice receives what the mount has to tell its user (nil: dropped).
 	Notice func(msg string)
 	// Opens, if set, counts the files open now (opens not yet released).
 	Opens *atomic.Int64
 
-	reads *atomic.Int64 // counts Read calls, if set (tests)
+	reads  *atomic.Int64 // counts Read calls, if set (tests)
+	writes *atomic.Int64 // counts Write calls, if set (tests)
 }
 
 // maxRequest is the largest read or write: 254 pages.
@@ -75,6 +88,9 @@ func Mount(mountpoint string, entries []viewfile.File, opts Options) (*fuse.Serv
 		opts.DirMode = 0o700
 	}
 	r := &root{entries: entries, opts: opts, zeros: newZeroFile()}
+	if opts.Passthrough && !opts.ReadOnly {
+		r.backings = backings(entries, opts)
+	}
 	long := time.Hour
 	mountOpts := []string{"default_permissions"}
 	if opts.ReadOnly {
@@ -130,7 +146,68 @@ func Mount(mountpoint string, entries []viewfile.File, opts Options) (*fuse.Serv
 	if opts.ReadOnly && opts.Passthrough {
 		r.probePassthrough(srv)
 	}
+	if len(r.backings) > 0 {
+		r.probeBacking(srv)
+		for _, e := range entries {
+			if r.backings[e.Name] != nil && !r.nopass.Load() && opts.Notice != nil {
+				opts.Notice(fmt.Sprintf("%s: read and written by FUSE passthrough, in the overlay's clone of the source (it shares the source's blocks until written)", e.Name))
+			}
+		}
+	}
 	return srv, nil
+}
+
+// backings gives the writable files that are one whole source file their
+// whole data files, before the mount: the decision holds for every open
+// (the kernel refuses an inode open both with and without passthrough).
+// A file that cannot have one is served through vmfs, and Notice says why.
+func backings(entries []viewfile.File, opts Options) map[string]*os.File {
+	out := map[string]*os.File{}
+	for _, e := range entries {
+		b, ok := e.Content.(Backed)
+		if !ok {
+			continue
+		}
+		if _, whole := layouts.WholeFile(e.Content); !whole {
+			continue // not one file, or holds earlier writes
+		}
+		f, err := b.Backing()
+		if err == nil && !openedReadWrite(f) {
+			err = fmt.Errorf("backing file %s is not open read-write", f.Name())
+		}
+		if err != nil {
+			if opts.Notice != nil {
+				opts.Notice(fmt.Sprintf("FUSE passthrough not used for %s (%v): reads and writes go through vmfs; it needs the overlay on the source's file system, with reflinks (XFS reflink=1, btrfs)", e.Name, err))
+			}
+			continue
+		}
+		out[e.Name] = f
+	}
+	return out
+}
+
+// openedReadWrite says whether f was opened read-write: a source never is.
+func openedReadWrite(f *os.File) bool {
+	fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_ACCMODE == unix.O_RDWR
+}
+
+// probeBacking checks, by registering one whole data file, that the kernel
+// takes backing files from this process; where not, every file is served
+// through vmfs (the data files stay whole: they read and write the same).
+func (r *root) probeBacking(srv *fuse.Server) {
+	for _, f := range r.backings {
+		id, errno := srv.RegisterBackingFd(&fuse.BackingMap{Fd: int32(f.Fd())})
+		if errno != 0 {
+			r.nopass.Store(true)
+			if r.opts.Notice != nil {
+				r.opts.Notice(fmt.Sprintf("FUSE passthrough unavailable (%v): reads and writes go through vmfs", errno))
+			}
+			return
+		}
+		srv.UnregisterBackingFd(id)
+		return
+	}
 }
 
 // probePassthrough checks, by registering one whole source file with the
@@ -183,6 +260,9 @@ type root struct {
 	splice  spliceCache
 	zeros   *os.File    // the zero file holes are spliced from, or nil
 	nopass  atomic.Bool // the kernel refused a backing file
+	// backings are the whole data files of writable files served by
+	// passthrough, by file name.
+	backings map[string]*os.File
 
 	mu   sync.Mutex
 	mode uint32
@@ -216,6 +296,7 @@ func (r *root) OnAdd(ctx context.Context) {
 		}
 		if w, ok := e.Content.(Writable); ok && !r.opts.ReadOnly {
 			n.rw = w
+			n.backing = r.backings[e.Name]
 		}
 		ch := r.NewPersistentInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i) + 2})
 		r.AddChild(e.Name, ch, false)
@@ -279,6 +360,7 @@ type file struct {
 	splice  *spliceCache // the mount's; nil: nothing is spliced
 	zeros   *os.File     // the mount's zero file, or nil
 	nopass  *atomic.Bool // the mount's: passthrough refused
+	backing *os.File     // rw's whole data file, served by passthrough
 
 	mu    sync.Mutex
 	mode  uint32
@@ -323,8 +405,27 @@ func (f *file) fill(a *fuse.Attr) {
 	a.Size = uint64(size)
 	a.Nlink = 1
 	a.Blksize = 1 << 16
+	if f.passing() {
+		// Writes go to the data file without passing here: it knows
+		// what they changed.
+		var st unix.Stat_t
+		if unix.Fstat(int(f.backing.Fd()), &st) == nil {
+			if bt := time.Unix(st.Mtim.Unix()); bt.After(mt) {
+				mt = bt
+			}
+			a.SetTimes(nil, &mt, &mt)
+			a.Blocks = uint64(st.Blocks)
+			return
+		}
+	}
 	a.SetTimes(nil, &mt, &mt)
 	a.Blocks = uint64(f.allocated() / 512)
+}
+
+// passing says whether the file's opens are served by passthrough from its
+// whole data file.
+func (f *file) passing() bool {
+	return f.backing != nil && f.nopass != nil && !f.nopass.Load()
 }
 
 // allocatedWait is how long a stat waits for the allocated bytes. Counting
@@ -446,6 +547,11 @@ func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 			return passHandle{fd: int(src.Fd())}, fuse.FOPEN_KEEP_CACHE, 0
 		}
 	}
+	// A writable file with a whole data file is read and written by the
+	// kernel in that file, never in the source.
+	if f.passing() {
+		return passHandle{fd: int(f.backing.Fd())}, 0, 0
+	}
 	// Every change goes through this process, so the page cache stays
 	// valid across opens.
 	if f.opts.Opens != nil {
@@ -554,6 +660,9 @@ func (c *spliceCache) trusted(f *os.File) bool {
 func (f *file) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	if f.rw == nil {
 		return 0, syscall.EROFS
+	}
+	if f.opts.writes != nil {
+		f.opts.writes.Add(1)
 	}
 	n, err := f.rw.WriteAt(data, off)
 	f.touch()

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/vmfs/vmfs/internal/session"
+	"github.com/vmfs/vmfs/internal/testenv"
 	"github.com/vmfs/vmfs/internal/viewfile"
 )
 
@@ -125,6 +126,173 @@ func TestPassthrough(t *testing.T) {
 				t.Errorf("%d reads reached the daemon; passthrough wanted %v", got, c.pass)
 			}
 			qemuImgT(t, "compare", "-f", "raw", "-F", c.fmt, p, c.src)
+			for path, h := range hashes {
+				if fileSHA(t, path) != h {
+					t.Errorf("source %s changed", path)
+				}
+			}
+		})
+	}
+}
+
+// TestPassthroughWritable: on a writable mount whose overlay lies on the
+// source's file system with reflinks, a raw view that is one whole source
+// file is served by passthrough from the overlay's clone of it: reads and
+// writes never reach this process, what was written reads back (also after
+// a new mount, served through vmfs), the source's bytes never change. On a
+// file system without reflinks the mount says why it cannot, and serves
+// reads and writes through vmfs.
+func TestPassthroughWritable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting with allow_other needs root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	testenv.NeedCommands(t, "qemu-img")
+	for _, c := range []struct {
+		name string
+		fs   string // "" is the test's temporary directory (no reflinks)
+		flat bool
+		pass bool
+	}{
+		{"raw on xfs", "xfs", false, true},
+		{"flat vmdk on btrfs", "btrfs", true, true},
+		{"raw without reflinks", "", false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			if c.fs != "" {
+				tmp = testenv.ReflinkFS(t, c.fs)
+			}
+			data := make([]byte, 8<<20)
+			rand.Read(data[:3<<20])
+			rand.Read(data[6<<20:])
+			raw := filepath.Join(tmp, "src.raw")
+			if err := os.WriteFile(raw, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			src := raw
+			if c.flat {
+				src = filepath.Join(tmp, "flat.vmdk")
+				qemuImgT(t, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicFlat", raw, src)
+				os.Remove(raw)
+			}
+			hashes := map[string][32]byte{}
+			srcFiles, _ := filepath.Glob(filepath.Join(tmp, "*"))
+			for _, p := range srcFiles {
+				hashes[p] = fileSHA(t, p)
+			}
+			ovl := filepath.Join(tmp, "overlay")
+			want := append([]byte(nil), data...)
+			mountRW := func(pass bool) (string, *atomic.Int64, *atomic.Int64, []string, func()) {
+				dir := filepath.Join(t.TempDir(), "mnt")
+				os.Mkdir(dir, 0o755)
+				s, err := session.Open(src, session.Options{To: "qemu", Format: "raw", Dir: dir})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.UseOverlay(session.OverlayOptions{Dir: ovl}); err != nil {
+					s.Close()
+					t.Fatal(err)
+				}
+				var disk viewfile.File
+				for _, e := range s.Files() {
+					if e.Content.Size() == int64(len(data)) {
+						disk = e
+					}
+				}
+				var reads, writes atomic.Int64
+				var notices []string
+				srv, err := Mount(dir, []viewfile.File{disk}, Options{
+					Passthrough: pass, reads: &reads, writes: &writes,
+					Notice: func(m string) { notices = append(notices, m) },
+				})
+				if err != nil {
+					s.Close()
+					t.Fatal(err)
+				}
+				done := false
+				stop := func() {
+					if done {
+						return
+					}
+					done = true
+					if err := srv.Unmount(); err != nil {
+						syscall.Unmount(dir, syscall.MNT_DETACH)
+					}
+					srv.Wait()
+					if err := s.Close(); err != nil {
+						t.Errorf("closing the session: %v", err)
+					}
+				}
+				t.Cleanup(stop)
+				return filepath.Join(dir, disk.Name), &reads, &writes, notices, stop
+			}
+
+			p, reads, writes, notices, stop := mountRW(true)
+			if c.pass && (len(notices) != 1 || !strings.Contains(notices[0], "read and written by FUSE passthrough")) {
+				if len(notices) > 0 && strings.Contains(notices[0], "unavailable") {
+					t.Skipf("passthrough unavailable here: %v", notices)
+				}
+				t.Fatalf("notices %q on a file system with reflinks, want one saying passthrough serves the disk", notices)
+			}
+			if !c.pass && (len(notices) != 1 || !strings.Contains(notices[0], "reflinks")) {
+				t.Fatalf("notices %q, want one saying reflinks are needed", notices)
+			}
+			f, err := os.OpenFile(p, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blk := make([]byte, 1<<20)
+			rand.Read(blk)
+			for _, off := range []int64{0, 4<<20 + 512, 7 << 20} {
+				if _, err := f.WriteAt(blk, off); err != nil {
+					t.Fatal(err)
+				}
+				copy(want[off:], blk)
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			// A punched range reads as zeros (fallocate reaches vmfs).
+			if err := syscall.Fallocate(int(f.Fd()), 0x01|0x02, 2<<20, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+			clear(want[2<<20 : 3<<20])
+			got, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Fatal("the mount does not read back what was written")
+			}
+			if c.pass && (reads.Load() != 0 || writes.Load() != 0) {
+				t.Errorf("%d reads and %d writes reached vmfs; passthrough serves them", reads.Load(), writes.Load())
+			}
+			if !c.pass && writes.Load() == 0 {
+				t.Error("no write reached vmfs without passthrough")
+			}
+			stop()
+			for path, h := range hashes {
+				if fileSHA(t, path) != h {
+					t.Errorf("source %s changed", path)
+				}
+			}
+
+			// The writes are the overlay's: a mount without passthrough
+			// reads them through vmfs.
+			p, reads, _, _, stop = mountRW(false)
+			exp := filepath.Join(t.TempDir(), "want.raw")
+			if err := os.WriteFile(exp, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			qemuImgT(t, "compare", "-f", "raw", "-F", "raw", p, exp)
+			if reads.Load() == 0 {
+				t.Error("no read reached vmfs with passthrough off")
+			}
+			stop()
 			for path, h := range hashes {
 				if fileSHA(t, path) != h {
 					t.Errorf("source %s changed", path)

@@ -1,6 +1,8 @@
 package layouts
 
 import (
+	"errors"
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -93,6 +95,45 @@ func PastEOF(b *Builder, fd int, pos, end, shift int64, hole Kind) int64 {
 		b.Add(size+shift, end-size, Data)
 	}
 	return end
+}
+
+// FileExtents describes [off, end) of the plain file fd by its data and
+// holes as the file system reports them (SEEK_DATA, SEEK_HOLE); where it
+// cannot tell, the range is data. what names the file in errors.
+func FileExtents(fd int, what string, off, end int64) ([]Extent, error) {
+	var b Builder
+	pos := off
+	for pos < end {
+		data, err := unix.Seek(fd, pos, unix.SEEK_DATA)
+		if err != nil {
+			if errors.Is(err, unix.ENXIO) { // no data after pos
+				pos = PastEOF(&b, fd, pos, end, 0, Hole)
+				break
+			}
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+				b.Add(pos, end-pos, Data)
+				pos = end
+				break
+			}
+			return nil, fmt.Errorf("%s: seek data: %w", what, err)
+		}
+		if data >= end {
+			break
+		}
+		b.Add(pos, data-pos, Hole)
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, fmt.Errorf("%s: seek hole: %w", what, err)
+		}
+		hole = min(hole, end)
+		if hole <= data {
+			hole = end
+		}
+		b.Add(data, hole-data, Data)
+		pos = hole
+	}
+	b.Add(pos, end-pos, Hole)
+	return b.Extents(), nil
 }
 
 // WholeFile returns the plain file whose bytes are all of d's, from offset 0

@@ -50,7 +50,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "share", Usage: "let every local user read the mount (default: only you and the hypervisor's user)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
 			&cli.BoolFlag{Name: "nonempty", Usage: "allow a MOUNTPOINT that holds files (the mount hides them)"},
-			&cli.BoolFlag{Name: "no-passthrough", Usage: "with --read-only, serve every read through vmfs, none by FUSE passthrough"},
+			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read and write through vmfs, none by FUSE passthrough"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile (go tool pprof) to FILE until unmount"},
 		),
 		Action: func(c *cli.Context) error {
@@ -160,8 +160,9 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 		Logger:   log,
 		Debug:    o.debug,
 		// A disk that is one whole source file is read by the kernel
-		// from the source; writable mounts keep every read here.
-		Passthrough: o.readOnly && !o.noPass,
+		// from the source (read-only) or from the overlay's clone of
+		// it (writable, where the file system shares blocks).
+		Passthrough: !o.noPass,
 		Notice:      rep.Info,
 		Opens:       new(atomic.Int64),
 	}

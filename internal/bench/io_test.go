@@ -55,7 +55,21 @@ func seqRead(path string, size int64, buf []byte) (float64, error) {
 // randRead runs threads readers of 4 KiB at random 4 KiB aligned offsets
 // (pread, readahead off) for d and returns reads per second.
 func randRead(path string, size int64, threads int, d time.Duration, seed uint64) (float64, error) {
-	f, err := os.Open(path)
+	return randIO(path, size, threads, d, seed, false)
+}
+
+// randWrite is randRead with 4 KiB pwrites of random bytes (buffered, no
+// flush): the file's content changes.
+func randWrite(path string, size int64, threads int, d time.Duration, seed uint64) (float64, error) {
+	return randIO(path, size, threads, d, seed, true)
+}
+
+func randIO(path string, size int64, threads int, d time.Duration, seed uint64, write bool) (float64, error) {
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -75,11 +89,20 @@ func randRead(path string, size int64, threads int, d time.Duration, seed uint64
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(i)))
 			buf := make([]byte, randBlock)
+			for j := range buf {
+				buf[j] = byte(rng.Uint32())
+			}
 			var n int64
 			for !stop.Load() {
 				off := rng.Int64N(blocks) * randBlock
-				if _, err := f.ReadAt(buf, off); err != nil {
-					errs <- fmt.Errorf("%s: pread at %d: %v", path, off, err)
+				var err error
+				if write {
+					_, err = f.WriteAt(buf, off)
+				} else {
+					_, err = f.ReadAt(buf, off)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("%s: 4 KiB I/O at %d: %v", path, off, err)
 					stop.Store(true)
 					break
 				}

@@ -17,12 +17,15 @@ type report struct {
 	settings settings
 	reads    []*readStats
 	pass     []*passStats
-	cutover  []*cutStats
-	reflink  []*reflinkStats
-	mounts   []*mountStats
-	boot     *bootStats
-	vsphere  []*vsphereStats
-	remote   []*remoteStats
+	passRW   []*passStats // writable passthrough rows
+	// passRWNote says why the writable rows are missing, if they are.
+	passRWNote string
+	cutover    []*cutStats
+	reflink    []*reflinkStats
+	mounts     []*mountStats
+	boot       *bootStats
+	vsphere    []*vsphereStats
+	remote     []*remoteStats
 }
 
 const (

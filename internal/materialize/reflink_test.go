@@ -14,46 +14,6 @@ import (
 	"github.com/vmfs/vmfs/internal/testenv"
 )
 
-// loopFS makes a file system of the kind fstype on a loop device over a
-// sparse image file and returns where it is mounted; unmounted and
-// detached when t ends.
-func loopFS(t *testing.T, fstype string, mkfs ...string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		testenv.Need(t, "loop mounts need root")
-	}
-	testenv.NeedCommands(t, mkfs[0], "losetup", "mount", "umount")
-	dir := t.TempDir()
-	img := filepath.Join(dir, fstype+".img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(1 << 30)
-	f.Close()
-	if out, err := exec.Command(mkfs[0], append(mkfs[1:], img)...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(mkfs, " "), err, out)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		// CI's mount namespace has a few loop devices, perhaps all busy.
-		t.Skipf("no free loop device for a %s image: losetup: %v: %s", fstype, err, strings.TrimSpace(string(out)))
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	if out, err := exec.Command("mount", "-t", fstype, dev, mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount %s on %s: %v\n%s", dev, mnt, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", mnt, err, out)
-		}
-	})
-	return mnt
-}
-
 // reflinkSources writes, under dir, a raw disk of 128 MiB holding 48 MiB
 // of random data (with a hole between), and the same disk as a flat and
 // as a sparse VMDK.
@@ -163,7 +123,7 @@ func TestMaterializeReflink(t *testing.T) {
 		{"btrfs", []string{"mkfs.btrfs", "-q"}},
 	} {
 		t.Run(fs.name, func(t *testing.T) {
-			mnt := loopFS(t, fs.name, fs.mkfs...)
+			mnt := testenv.LoopFS(t, fs.name, fs.mkfs...)
 			srcDir := filepath.Join(mnt, "src")
 			os.Mkdir(srcDir, 0o755)
 			raw, srcs := reflinkSources(t, srcDir)
@@ -247,7 +207,7 @@ func TestMaterializeNoReflink(t *testing.T) {
 // succeeds where the blocks are shared.
 func TestMaterializeReflinkSpace(t *testing.T) {
 	testenv.NeedCommands(t, "qemu-img")
-	mnt := loopFS(t, "xfs", "mkfs.xfs", "-q", "-m", "reflink=1")
+	mnt := testenv.LoopFS(t, "xfs", "mkfs.xfs", "-q", "-m", "reflink=1")
 	var st unix.Statfs_t
 	if err := unix.Statfs(mnt, &st); err != nil {
 		t.Fatal(err)
@@ -280,7 +240,7 @@ func TestMaterializeReflinkSpace(t *testing.T) {
 // source: the output holds the writes, and equals the source elsewhere.
 func TestMaterializeReflinkOverlay(t *testing.T) {
 	testenv.NeedCommands(t, "qemu-img")
-	mnt := loopFS(t, "xfs", "mkfs.xfs", "-q", "-m", "reflink=1")
+	mnt := testenv.LoopFS(t, "xfs", "mkfs.xfs", "-q", "-m", "reflink=1")
 	srcDir := filepath.Join(mnt, "src")
 	os.Mkdir(srcDir, 0o755)
 	raw, _ := reflinkSources(t, srcDir)

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vmfs/vmfs/internal/overlay"
 	"github.com/vmfs/vmfs/internal/remote"
 )
 
@@ -416,24 +417,9 @@ type Status struct {
 	Record
 	Alive   bool `json:"alive"`
 	Mounted bool `json:"mounted"`
-	// OverlayBytes is the space the overlay's files take on disk.
+	// OverlayBytes is the space the overlay's files add on disk (what a
+	// clone still shares with its source is not counted).
 	OverlayBytes int64 `json:"overlay_bytes"`
-}
-
-// diskUsage sums the allocated bytes of the regular files in dir.
-func diskUsage(dir string) int64 {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return 0
-	}
-	var sum int64
-	for _, e := range ents {
-		var st syscall.Stat_t
-		if syscall.Lstat(filepath.Join(dir, e.Name()), &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFREG {
-			sum += st.Blocks * 512
-		}
-	}
-	return sum
 }
 
 // List returns the registered mounts.
@@ -461,7 +447,7 @@ func List() ([]Status, error) {
 		s.Alive = processAlive(s.PID)
 		s.Mounted, _ = IsMounted(s.Mountpoint)
 		if s.Overlay != "" {
-			s.OverlayBytes = diskUsage(s.Overlay)
+			s.OverlayBytes, _, _ = overlay.DirUsage(s.Overlay)
 		}
 		out = append(out, s)
 	}

@@ -34,6 +34,8 @@ type File struct {
 	baseLimit atomic.Int64 // base bytes at or past it read as zeros (≤ size, ≤ base size)
 	modified  atomic.Bool
 	closed    atomic.Bool
+	whole     atomic.Bool   // the data file holds every byte (whole.go)
+	cloned    bool          // made whole in this session (under syncMu)
 	gen       atomic.Uint64 // bumped by every change of the map or size
 
 	mu sync.RWMutex
@@ -88,13 +90,19 @@ func (o *Overlay) openFile(name string, base layouts.Disk) (*File, error) {
 	f.hasMap = true
 	f.size.Store(m.size)
 	f.baseLimit.Store(m.baseLimit)
+	if m.whole {
+		f.whole.Store(true)
+		f.size.Store(f.wholeSize())
+		f.modified.Store(true)
+		return f, nil
+	}
 	f.load(m.runs)
 	f.modified.Store(len(m.runs) > 0 || m.size != m.baseSize || m.baseLimit != m.baseSize)
 	if err := f.punchPastEnd(); err != nil {
 		f.data.Close()
 		return nil, err
 	}
-	if o.unclean {
+	if o.unclean && !f.whole.Load() {
 		if err := f.reclaim(); err != nil {
 			o.log.Warn("overlay: could not free unsynced blocks", "file", name, "err", err)
 		}
@@ -211,7 +219,12 @@ func fingerprint(base layouts.Disk) ([32]byte, error) {
 }
 
 // Size is the file's current size.
-func (f *File) Size() int64 { return f.size.Load() }
+func (f *File) Size() int64 {
+	if f.whole.Load() {
+		return f.wholeSize()
+	}
+	return f.size.Load()
+}
 
 // Format is the base's format: the overlay changes bytes, not the layout.
 func (f *File) Format() string { return f.base.Format() }
@@ -233,6 +246,12 @@ func (f *File) close() error {
 		// Never changed: leave nothing behind.
 		os.Remove(f.data.Name())
 	}
+	if err == nil && f.cloned && f.unchangedClone() {
+		// Made whole in this session and never written: the clone
+		// says nothing the source does not.
+		os.Remove(f.mapPath)
+		os.Remove(f.data.Name())
+	}
 	if cerr := f.data.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("overlay: %s: %w", f.name, cerr)
 	}
@@ -250,6 +269,9 @@ var zeroBlock [blockSize]byte
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if f.closed.Load() {
 		return 0, f.errClosed()
+	}
+	if f.whole.Load() {
+		return f.wholeRead(p, off)
 	}
 	n, eof := layouts.CheckRead(f.size.Load(), p, off)
 	if n == 0 {
@@ -367,6 +389,9 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	}
 	if off > maxSize || int64(len(p)) > maxSize-off {
 		return 0, fmt.Errorf("overlay: %s: write at %d+%d past the largest size %d: %w", f.name, off, len(p), int64(maxSize), unix.EFBIG)
+	}
+	if f.whole.Load() {
+		return f.wholeWrite(p, off)
 	}
 	end := off + int64(len(p))
 	pos := off
@@ -534,6 +559,9 @@ func (f *File) Punch(off, n int64) error {
 	if f.closed.Load() {
 		return f.errClosed()
 	}
+	if f.whole.Load() {
+		return f.wholePunch(off, n)
+	}
 	size := f.size.Load()
 	off, n, ok := layouts.Clip(size, off, n)
 	if !ok {
@@ -647,6 +675,9 @@ func (f *File) Truncate(size int64) error {
 	defer f.syncMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.whole.Load() {
+		return f.wholeTruncate(size)
+	}
 	f.modified.Store(true)
 	f.gen.Add(1)
 	old := f.size.Load()
@@ -721,6 +752,13 @@ func (f *File) Extents(off, n int64) ([]layouts.Extent, error) {
 	if f.closed.Load() {
 		return nil, f.errClosed()
 	}
+	if f.whole.Load() {
+		off, n, ok := layouts.Clip(f.wholeSize(), off, n)
+		if !ok {
+			return nil, nil
+		}
+		return layouts.FileExtents(int(f.data.Fd()), "overlay: "+f.name, off, off+n)
+	}
 	size := f.size.Load()
 	off, n, ok := layouts.Clip(size, off, n)
 	if !ok {
@@ -778,6 +816,13 @@ func (f *File) Sync() error {
 
 // syncLocked does Sync; the caller holds syncMu, and mu if muHeld.
 func (f *File) syncLocked(muHeld bool) error {
+	if f.whole.Load() {
+		// Writes the kernel made past the end grew the data file.
+		if n := f.wholeSize(); n != f.size.Load() {
+			f.size.Store(n)
+			f.gen.Add(1)
+		}
+	}
 	gen := f.gen.Load()
 	var m *mapState
 	if gen != f.savedGen {
@@ -826,6 +871,12 @@ func (f *File) snapshot() *mapState {
 		baseLimit: f.baseLimit.Load(),
 		fp:        f.fp,
 		name:      f.name,
+	}
+	if f.whole.Load() {
+		m.whole = true
+		m.baseLimit = min(m.baseLimit, m.size)
+		m.runs = wholeRuns(m.size)
+		return m
 	}
 	t.runs(0, blocksOf(m.size), func(b0, b1 int64, st state) {
 		if st != stBase {

@@ -6,6 +6,9 @@ import "github.com/vmfs/vmfs/layouts"
 // for written blocks, the base's own mapping for blocks never written. The
 // run stops where the state changes.
 func (f *File) MapFile(off, n int64) (layouts.FileRange, bool) {
+	if f.whole.Load() && !f.closed.Load() {
+		return f.wholeMapFile(off, n)
+	}
 	size := f.size.Load()
 	if f.closed.Load() || off < 0 || off >= size {
 		return layouts.FileRange{}, false

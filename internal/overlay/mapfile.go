@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 )
 
 // The map file of one overlay file records which 4 KiB blocks of the data
@@ -21,7 +22,8 @@ import (
 //	32  baseLimit  int64  base bytes at or past this offset read as zeros
 //	40  fingerprint [32]byte of the base
 //	72  nameLen    uint32
-//	76  reserved   uint32 (0)
+//	76  flags      uint32: bit 0 whole (the data file holds every byte,
+//	               and the runs are one written run over the whole size)
 //	80  runCount   uint64
 //	88  name       [nameLen]byte
 //	    runs       runCount × {first uint64, count uint64, state uint8}
@@ -56,7 +58,10 @@ type mapState struct {
 	fp                        [32]byte
 	name                      string
 	runs                      []mrun
+	whole                     bool
 }
+
+const flagWhole = 1
 
 func blocksOf(size int64) int64 { return (size + blockSize - 1) >> blockShift }
 
@@ -72,6 +77,9 @@ func encodeMap(m *mapState) []byte {
 	le.PutUint64(b[32:], uint64(m.baseLimit))
 	copy(b[40:72], m.fp[:])
 	le.PutUint32(b[72:], uint32(len(m.name)))
+	if m.whole {
+		le.PutUint32(b[76:], flagWhole)
+	}
 	le.PutUint64(b[80:], uint64(len(m.runs)))
 	b = append(b, m.name...)
 	var r [mapRunLen]byte
@@ -118,9 +126,14 @@ func decodeMap(b []byte) (*mapState, error) {
 		return nil, fmt.Errorf("base limit %d past size %d or base size %d: %w", m.baseLimit, m.size, m.baseSize, errMap)
 	}
 	nameLen := int64(le.Uint32(b[72:]))
-	if nameLen > maxNameLen || le.Uint32(b[76:]) != 0 {
+	if nameLen > maxNameLen {
 		return nil, fmt.Errorf("bad name length %d: %w", nameLen, errMap)
 	}
+	flags := le.Uint32(b[76:])
+	if flags&^flagWhole != 0 {
+		return nil, fmt.Errorf("unknown flags %#x: %w", flags, errMap)
+	}
+	m.whole = flags&flagWhole != 0
 	count := le.Uint64(b[80:])
 	rest := int64(len(body)) - mapHeaderLen - nameLen
 	if rest < 0 || count > uint64(rest)/mapRunLen || int64(count)*mapRunLen != rest {
@@ -141,6 +154,9 @@ func decodeMap(b []byte) (*mapState, error) {
 		}
 		m.runs = append(m.runs, mrun{first: int64(first), count: int64(n), st: st})
 		prevEnd = int64(first + n)
+	}
+	if m.whole && !slices.Equal(m.runs, wholeRuns(m.size)) {
+		return nil, fmt.Errorf("whole file whose runs are not one written run over its %d blocks: %w", blocks, errMap)
 	}
 	return m, nil
 }

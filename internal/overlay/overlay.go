@@ -209,8 +209,14 @@ func (o *Overlay) Dir() string { return o.dir }
 
 // Usage reports the allocated bytes of the overlay's data and map files and
 // the number of files it holds.
-func (o *Overlay) Usage() (bytes int64, files int, err error) {
-	ents, err := os.ReadDir(o.dir)
+func (o *Overlay) Usage() (bytes int64, files int, err error) { return DirUsage(o.dir) }
+
+// DirUsage is Usage of the overlay directory dir, open or not: the bytes
+// its data and map files add to the file system (blocks a whole data file
+// still shares with its source are not counted) and how many files of the
+// view it holds writes for.
+func DirUsage(dir string) (bytes int64, files int, err error) {
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, 0, fmt.Errorf("overlay: %w", err)
 	}
@@ -225,13 +231,24 @@ func (o *Overlay) Usage() (bytes int64, files int, err error) {
 			}
 		}
 		var st unix.Stat_t
-		if err := unix.Stat(filepath.Join(o.dir, n), &st); err != nil {
+		if err := unix.Stat(filepath.Join(dir, n), &st); err != nil {
 			if errors.Is(err, syscall.ENOENT) {
 				continue
 			}
 			return 0, 0, fmt.Errorf("overlay: %s: %w", n, err)
 		}
-		bytes += st.Blocks * 512
+		used := st.Blocks * 512
+		if isData && used > 0 {
+			// A whole data file shares the blocks of its source
+			// until they are written: count only what it adds.
+			if df, err := os.Open(filepath.Join(dir, n)); err == nil {
+				if u, err := unsharedBytes(df); err == nil {
+					used = min(used, u)
+				}
+				df.Close()
+			}
+		}
+		bytes += used
 		if !isData || st.Blocks > 0 {
 			seen[key] = true
 		}

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 
 	"github.com/vmfs/vmfs/layouts"
-	"golang.org/x/sys/unix"
 )
 
 // Type is the format name.
@@ -76,40 +74,7 @@ func (d *Disk) Extents(off, n int64) ([]layouts.Extent, error) {
 	if d.os == nil {
 		return []layouts.Extent{{Off: off, Len: n, Kind: layouts.Data}}, nil
 	}
-	var b layouts.Builder
-	fd := int(d.os.Fd())
-	pos := off
-	for pos < end {
-		data, err := unix.Seek(fd, pos, unix.SEEK_DATA)
-		if err != nil {
-			if errors.Is(err, syscall.ENXIO) { // no data after pos
-				pos = layouts.PastEOF(&b, fd, pos, end, 0, layouts.Hole)
-				break
-			}
-			if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP) {
-				b.Add(pos, end-pos, layouts.Data)
-				pos = end
-				break
-			}
-			return nil, fmt.Errorf("raw: %s: seek data: %w", d.f.Name(), err)
-		}
-		if data >= end {
-			break
-		}
-		b.Add(pos, data-pos, layouts.Hole)
-		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
-		if err != nil {
-			return nil, fmt.Errorf("raw: %s: seek hole: %w", d.f.Name(), err)
-		}
-		hole = min(hole, end)
-		if hole <= data {
-			hole = end
-		}
-		b.Add(data, hole-data, layouts.Data)
-		pos = hole
-	}
-	b.Add(pos, end-pos, layouts.Hole)
-	return b.Extents(), nil
+	return layouts.FileExtents(int(d.os.Fd()), "raw: "+d.f.Name(), off, end)
 }
 
 // MapFile: the disk is the file.

@@ -68,10 +68,7 @@ func benchPassthrough(t *testing.T, s settings, fx *fixtures, r *report) {
 	mountWith := func(args ...string) func() (*mounted, error) {
 		return func() (*mounted, error) { return mountRawView(t, desc, args...) }
 	}
-	configs := []struct {
-		st    *passStats
-		mount func() (*mounted, error)
-	}{
+	configs := []passConfig{
 		{&passStats{tool: "vmfs (passthrough)"}, mountWith()},
 		{&passStats{tool: "vmfs --no-passthrough"}, mountWith("--no-passthrough")},
 		{&passStats{tool: "raw file (ceiling)"}, func() (*mounted, error) {
@@ -81,40 +78,7 @@ func benchPassthrough(t *testing.T, s settings, fx *fixtures, r *report) {
 	for _, c := range configs {
 		r.pass = append(r.pass, c.st)
 	}
-	buf := make([]byte, seqBlock)
-	for rep := 0; rep < s.reps; rep++ {
-		for _, c := range configs {
-			if c.st.err != "" {
-				continue
-			}
-			m, err := c.mount()
-			if err != nil {
-				c.st.err = oneLine(err)
-				t.Errorf("%s: %v", c.st.tool, err)
-				continue
-			}
-			// One read first: warm means the source in the page cache
-			// (and, without passthrough, the mount's own cache too).
-			_, err = seqRead(m.File, passSize, buf)
-			var w, r4 float64
-			if err == nil {
-				w, err = seqRead(m.File, passSize, buf)
-			}
-			if err == nil {
-				r4, err = randRead(m.File, passSize, 4, s.randDur, uint64(rep))
-			}
-			if serr := m.stop(); serr != nil {
-				t.Errorf("%s: %v", c.st.tool, serr)
-			}
-			if err != nil {
-				c.st.err = oneLine(err)
-				t.Errorf("%s: %v", c.st.tool, err)
-				continue
-			}
-			c.st.warm, c.st.r4 = append(c.st.warm, w), append(c.st.r4, r4)
-			t.Logf("rep %d %-22s warm %7.0f MB/s  rand4 %7.0f /s", rep+1, c.st.tool, w, r4)
-		}
-	}
+	runPass(t, s, configs, false)
 	benchPassthroughWritable(t, s, desc, r)
 }
 
@@ -146,10 +110,7 @@ func benchPassthroughWritable(t *testing.T, s settings, desc string, r *report) 
 			return mountView(t, src, false, append([]string{"--fresh", "--overlay", ovl}, args...)...)
 		}
 	}
-	configs := []struct {
-		st    *passStats
-		mount func() (*mounted, error)
-	}{
+	configs := []passConfig{
 		{&passStats{tool: "vmfs writable (passthrough, overlay clone on xfs)"}, mountRW()},
 		{&passStats{tool: "vmfs writable --no-passthrough (xfs)"}, mountRW("--no-passthrough")},
 		{&passStats{tool: "raw file on xfs (ceiling)"}, func() (*mounted, error) {
@@ -159,6 +120,20 @@ func benchPassthroughWritable(t *testing.T, s settings, desc string, r *report) 
 	for _, c := range configs {
 		r.passRW = append(r.passRW, c.st)
 	}
+	runPass(t, s, configs, true)
+}
+
+// passConfig is one way of reaching the flat extent.
+type passConfig struct {
+	st    *passStats
+	mount func() (*mounted, error)
+}
+
+// runPass measures each config s.reps times, alternating: one whole read
+// first (warm means the source in the page cache and, without
+// passthrough, the mount's own cache too), then a sequential read, random
+// 4 KiB reads with 4 threads and, with writes, random 4 KiB writes.
+func runPass(t *testing.T, s settings, configs []passConfig, writes bool) {
 	buf := make([]byte, seqBlock)
 	for rep := 0; rep < s.reps; rep++ {
 		for _, c := range configs {
@@ -179,7 +154,7 @@ func benchPassthroughWritable(t *testing.T, s settings, desc string, r *report) 
 			if err == nil {
 				r4, err = randRead(m.File, passSize, 4, s.randDur, uint64(rep))
 			}
-			if err == nil {
+			if err == nil && writes {
 				w4, err = randWrite(m.File, passSize, 4, s.randDur, uint64(rep))
 			}
 			if serr := m.stop(); serr != nil {
@@ -190,7 +165,10 @@ func benchPassthroughWritable(t *testing.T, s settings, desc string, r *report) 
 				t.Errorf("%s: %v", c.st.tool, err)
 				continue
 			}
-			c.st.warm, c.st.r4, c.st.w4 = append(c.st.warm, w), append(c.st.r4, r4), append(c.st.w4, w4)
+			c.st.warm, c.st.r4 = append(c.st.warm, w), append(c.st.r4, r4)
+			if writes {
+				c.st.w4 = append(c.st.w4, w4)
+			}
 			t.Logf("rep %d %-50s warm %7.0f MB/s  rand4 %7.0f /s  write4 %7.0f /s", rep+1, c.st.tool, w, r4, w4)
 		}
 	}

@@ -71,6 +71,9 @@ type Options struct {
 	Notice func(msg string)
 	// Opens, if set, counts the files open now (opens not yet released).
 	Opens *atomic.Int64
+	// OnPassthrough, if set, gets once mounted the names of the files
+	// served by FUSE passthrough (none: not called).
+	OnPassthrough func(names []string)
 
 	reads  *atomic.Int64 // counts Read calls, if set (tests)
 	writes *atomic.Int64 // counts Write calls, if set (tests)
@@ -154,7 +157,30 @@ func Mount(mountpoint string, entries []viewfile.File, opts Options) (*fuse.Serv
 			}
 		}
 	}
+	if opts.OnPassthrough != nil {
+		if names := r.passing(); len(names) > 0 {
+			opts.OnPassthrough(names)
+		}
+	}
 	return srv, nil
+}
+
+// passing names the files whose opens passthrough serves.
+func (r *root) passing() []string {
+	if !r.opts.Passthrough || r.nopass.Load() {
+		return nil
+	}
+	var names []string
+	for _, e := range r.entries {
+		if r.opts.ReadOnly {
+			if src, ok := layouts.WholeFile(e.Content); ok && r.splice.trusted(src) {
+				names = append(names, e.Name)
+			}
+		} else if r.backings[e.Name] != nil {
+			names = append(names, e.Name)
+		}
+	}
+	return names
 }
 
 // backings gives the writable files that are one whole source file their

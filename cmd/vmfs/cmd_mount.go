@@ -166,6 +166,8 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 		Notice:      rep.Info,
 		Opens:       new(atomic.Int64),
 	}
+	var passing []string
+	fo.OnPassthrough = func(names []string) { passing = names }
 	if gid, ok := hypervisorGroup(v.Target); ok {
 		fo.GID, fo.DirMode = gid, 0o710
 		if o.readOnly {
@@ -204,6 +206,7 @@ func serve(ctx context.Context, o mountOptions, rep *mount.Reporter) error {
 	rec := mount.Record{
 		Mountpoint: mnt, Source: source, Target: o.session.To, Format: v.Format,
 		ReadOnly: o.readOnly, Overlay: s.OverlayDir(), PID: os.Getpid(), Started: time.Now(),
+		Passthrough: passing,
 	}
 	mount.Remember(rec)
 	defer mount.Forget(mnt)

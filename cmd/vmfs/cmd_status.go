@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -90,6 +91,11 @@ func runStatus(o statusOptions) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, s := range all {
+		if len(s.Passthrough) > 0 && s.Alive {
+			fmt.Printf("%s: served by FUSE passthrough: %s\n", s.Mountpoint, strings.Join(s.Passthrough, ", "))
+		}
 	}
 	for _, s := range all {
 		if s.Remote != nil {

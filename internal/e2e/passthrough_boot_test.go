@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,6 +67,19 @@ func TestPassthroughBoot(t *testing.T) {
 		t.Fatalf("the mount does not say passthrough serves the disk:\n%s", said)
 	}
 	m := describeMount(t, mnt)
+	st, err := testenv.VMFS(t, "status", "--json", mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Mounts []struct {
+			Passthrough []string `json:"passthrough"`
+		} `json:"mounts"`
+	}
+	if err := json.Unmarshal(st, &doc); err != nil || len(doc.Mounts) != 1 || len(doc.Mounts[0].Passthrough) != 1 ||
+		doc.Mounts[0].Passthrough[0] != filepath.Base(m.Disks[0].Path) {
+		t.Fatalf("vmfs status --json does not name the disk as served by passthrough (%v):\n%s", err, st)
+	}
 	for boot := 0; boot < 2; boot++ {
 		bootQEMU(t, m.XML, testenv.BIOS, boot)
 	}

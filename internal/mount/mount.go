@@ -369,6 +369,8 @@ type Record struct {
 	ReadOnly   bool      `json:"read_only"`
 	PID        int       `json:"pid"`
 	Started    time.Time `json:"started"`
+	// Passthrough names the files the kernel serves by FUSE passthrough.
+	Passthrough []string `json:"passthrough,omitempty"`
 	// Remote, for a remote source, counts what its reads fetched (the
 	// mount rewrites the record every few seconds).
 	Remote *remote.StatsSnapshot `json:"remote,omitempty"`

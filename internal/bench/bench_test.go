@@ -330,6 +330,7 @@ type mountStats struct {
 	ms          []float64
 	hwmKiB      []float64 // VmHWM right after the mount
 	readHWMKiB  []float64 // VmHWM after a full sequential read
+	readAnonKiB []float64 // RssAnon after it: the memory no other process shares
 	err         string
 }
 
@@ -384,8 +385,9 @@ func benchMount(t *testing.T, s settings, fx *fixtures, r *report) {
 						if _, err := seqRead(m.File, im.Size, buf); err != nil {
 							t.Errorf("%s: %s: %v", im.Name, tl.Name, err)
 						}
-						hwm, _ := memKiB(m.PID)
-						st.readHWMKiB = append(st.readHWMKiB, float64(hwm))
+						ps := procStatus(m.PID)
+						st.readHWMKiB = append(st.readHWMKiB, float64(ps["VmHWM"]))
+						st.readAnonKiB = append(st.readAnonKiB, float64(ps["RssAnon"]))
 					}
 				}
 				if err := m.stop(); err != nil {

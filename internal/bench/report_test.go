@@ -145,15 +145,18 @@ func (r *report) markdown() string {
 		b.WriteString("#### Mount: ready time and memory\n\n")
 		b.WriteString("Ready = from starting the mount command until the disk file is listed with its size. " +
 			"Peak RSS (VmHWM) of the serving process right after the mount and after one full sequential read " +
-			"(nbdfuse: the nbdfuse process only, not qemu-nbd).\n\n")
-		b.WriteString("| image | tool | ready ms | peak RSS after mount MiB | peak RSS after full read MiB |\n|---|---|--:|--:|--:|\n")
+			"(nbdfuse: the nbdfuse process only, not qemu-nbd), and the anonymous part of its RSS after the read " +
+			"(RssAnon: heap and stacks, which no other process shares; the rest is pages of the program's files, " +
+			"shared with the page cache).\n\n")
+		b.WriteString("| image | tool | ready ms | peak RSS after mount MiB | peak RSS after full read MiB | anonymous RSS after full read MiB |\n|---|---|--:|--:|--:|--:|\n")
 		for _, s := range r.mounts {
 			if s.err != "" && len(s.ms) == 0 {
-				fmt.Fprintf(&b, "| %s | %s | %s | | |\n", s.image, s.tool, s.err)
+				fmt.Fprintf(&b, "| %s | %s | %s | | | |\n", s.image, s.tool, s.err)
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", s.image, s.tool, num(s.ms, "%.1f"),
-				num(scale(s.hwmKiB, 1.0/1024), "%.1f"), num(scale(s.readHWMKiB, 1.0/1024), "%.1f"))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", s.image, s.tool, num(s.ms, "%.1f"),
+				num(scale(s.hwmKiB, 1.0/1024), "%.1f"), num(scale(s.readHWMKiB, 1.0/1024), "%.1f"),
+				num(scale(s.readAnonKiB, 1.0/1024), "%.1f"))
 		}
 		b.WriteString("\n")
 	}

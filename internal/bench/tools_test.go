@@ -294,24 +294,29 @@ func pidServing(dir string) int {
 
 // memKiB reads VmHWM and VmRSS of pid in KiB.
 func memKiB(pid int) (hwm, rss int64) {
+	m := procStatus(pid)
+	return m["VmHWM"], m["VmRSS"]
+}
+
+// procStatus reads the kB figures of /proc/pid/status (-1 each when the
+// process is gone).
+func procStatus(pid int) map[string]int64 {
+	out := map[string]int64{"VmHWM": -1, "VmRSS": -1, "RssAnon": -1}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return -1, -1
+		return out
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(l, ":")
-		if !ok {
+		if !ok || !strings.HasSuffix(v, " kB") {
 			continue
 		}
-		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch k {
-		case "VmHWM":
-			hwm = n
-		case "VmRSS":
-			rss = n
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err == nil {
+			out[k] = n
 		}
 	}
-	return hwm, rss
+	return out
 }
 
 func sizeOf(st os.FileInfo) int64 {

@@ -53,31 +53,44 @@ func HostKVM(noKVM bool) error {
 	return KVM("/dev/kvm")
 }
 
+// The sockets of libvirt's QEMU driver: libvirtd's, or the modular
+// virtqemud's.
+const (
+	monolithicSock = "/run/libvirt/libvirt-sock"
+	modularSock    = "/run/libvirt/virtqemud-sock"
+)
+
 // Networks lists the active and the inactive networks of libvirt at uri
 // with virsh, within timeout. It fails fast when virsh is missing or no
 // libvirt socket exists (for qemu:///system).
 func Networks(ctx context.Context, uri string, timeout time.Duration) (active, inactive []string, err error) {
+	return networks(ctx, uri, timeout, monolithicSock, modularSock)
+}
+
+// networks is Networks with the sockets of libvirtd and virtqemud named.
+func networks(ctx context.Context, uri string, timeout time.Duration, monolithicSock, modularSock string) (active, inactive []string, err error) {
 	if _, err := exec.LookPath("virsh"); err != nil {
 		return nil, nil, errors.New("virsh is not installed")
 	}
 	if uri == "qemu:///system" {
 		// libvirt's QEMU driver answers on libvirtd's socket, or on the
 		// modular virtqemud's.
-		found := false
-		for _, s := range []string{"/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock"} {
-			if _, err := os.Stat(s); err == nil {
-				found = true
-			}
-		}
-		if !found {
+		_, errMono := os.Stat(monolithicSock)
+		_, errModular := os.Stat(modularSock)
+		if errMono != nil && errModular != nil {
 			return nil, nil, errors.New("libvirt is not running (no socket in /run/libvirt)")
 		}
 		// libvirtd itself answers in a millisecond what a virsh run
 		// takes 10 ms or more to; virsh stays the fallback (modular
 		// daemons, authentication, any error).
-		act, inact, err := networksRPC(ctx, "/run/libvirt/libvirt-sock", uri, timeout)
+		act, inact, err := networksRPC(ctx, monolithicSock, uri, timeout)
 		if err == nil {
 			return act, inact, nil
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) && errModular != nil {
+			// A socket file left by a libvirtd that has stopped: virsh
+			// would be refused on it too, 10 ms or more later.
+			return nil, nil, fmt.Errorf("libvirtd is not running (%s refuses connections)", monolithicSock)
 		}
 		if isTimeout(err) {
 			// virsh would wait as long again for the same daemon.

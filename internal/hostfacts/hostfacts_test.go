@@ -71,7 +71,7 @@ func TestNetworksFailsFast(t *testing.T) {
 // net-list says, with a network defined (not started) for the test among
 // the inactive ones.
 func TestNetworksLists(t *testing.T) {
-	if _, err := os.Stat("/run/libvirt/libvirt-sock"); err != nil {
+	if !libvirtdAnswers() {
 		t.Skip("libvirtd is not running (scripts/libvirt-up.sh starts it)")
 	}
 	const name = "vmfs-hostfacts-test"
@@ -93,7 +93,7 @@ func TestNetworksLists(t *testing.T) {
 
 // TestNetworksRPC: asked directly, libvirtd gives the lists virsh gives.
 func TestNetworksRPC(t *testing.T) {
-	if _, err := os.Stat("/run/libvirt/libvirt-sock"); err != nil {
+	if !libvirtdAnswers() {
 		t.Skip("libvirtd is not running (scripts/libvirt-up.sh starts it)")
 	}
 	if os.Geteuid() != 0 {
@@ -155,4 +155,43 @@ func TestNetworksRPCSilentDaemon(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("took %v", d)
 	}
+}
+
+// A socket file that a stopped libvirtd left behind is answered at once,
+// without a virsh run that would be refused on it too.
+func TestNetworksStaleSocket(t *testing.T) {
+	if _, err := exec.LookPath("virsh"); err != nil {
+		t.Skip("virsh is not installed")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "libvirt-sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	if _, err := os.Stat(sock); err != nil {
+		t.Fatalf("socket file gone: %v", err)
+	}
+	_, _, err = networks(context.Background(), "qemu:///system", 3*time.Second, sock, filepath.Join(dir, "virtqemud-sock"))
+	if err == nil || !strings.Contains(err.Error(), "libvirtd is not running") || !strings.Contains(err.Error(), sock) {
+		t.Fatalf("err = %v, want libvirtd is not running naming %s", err, sock)
+	}
+	// Neither socket: not running, and no connection tried.
+	_, _, err = networks(context.Background(), "qemu:///system", 3*time.Second, filepath.Join(dir, "a"), filepath.Join(dir, "b"))
+	if err == nil || !strings.Contains(err.Error(), "no socket") {
+		t.Fatalf("err = %v, want no socket", err)
+	}
+}
+
+// libvirtdAnswers says whether libvirtd accepts connections on its socket
+// (the file can outlive the daemon).
+func libvirtdAnswers() bool {
+	c, err := net.DialTimeout("unix", "/run/libvirt/libvirt-sock", time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }

@@ -67,30 +67,31 @@ func Networks(ctx context.Context, uri string, timeout time.Duration) (active, i
 	return networks(ctx, uri, timeout, monolithicSock, modularSock)
 }
 
-// networks is Networks with the sockets of libvirtd and virtqemud named.
-func networks(ctx context.Context, uri string, timeout time.Duration, monolithicSock, modularSock string) (active, inactive []string, err error) {
+// networks is Networks with the sockets of libvirtd (mono) and virtqemud
+// (modular) named.
+func networks(ctx context.Context, uri string, timeout time.Duration, mono, modular string) (active, inactive []string, err error) {
 	if _, err := exec.LookPath("virsh"); err != nil {
 		return nil, nil, errors.New("virsh is not installed")
 	}
 	if uri == "qemu:///system" {
 		// libvirt's QEMU driver answers on libvirtd's socket, or on the
 		// modular virtqemud's.
-		_, errMono := os.Stat(monolithicSock)
-		_, errModular := os.Stat(modularSock)
+		_, errMono := os.Stat(mono)
+		_, errModular := os.Stat(modular)
 		if errMono != nil && errModular != nil {
 			return nil, nil, errors.New("libvirt is not running (no socket in /run/libvirt)")
 		}
 		// libvirtd itself answers in a millisecond what a virsh run
 		// takes 10 ms or more to; virsh stays the fallback (modular
 		// daemons, authentication, any error).
-		act, inact, err := networksRPC(ctx, monolithicSock, uri, timeout)
+		act, inact, err := networksRPC(ctx, mono, uri, timeout)
 		if err == nil {
 			return act, inact, nil
 		}
 		if errors.Is(err, syscall.ECONNREFUSED) && errModular != nil {
 			// A socket file left by a libvirtd that has stopped: virsh
 			// would be refused on it too, 10 ms or more later.
-			return nil, nil, fmt.Errorf("libvirtd is not running (%s refuses connections)", monolithicSock)
+			return nil, nil, fmt.Errorf("libvirtd is not running (%s refuses connections)", mono)
 		}
 		if isTimeout(err) {
 			// virsh would wait as long again for the same daemon.

@@ -7,7 +7,7 @@
 //	VMFS_BENCH=1             run at all
 //	VMFS_BENCH_REPS          repetitions of each measurement (default 3)
 //	VMFS_BENCH_RAND          how long each random-read run lasts (default 1s)
-//	VMFS_BENCH_ONLY          comma-separated sections: reads,passthrough,remote,cutover,reflink,mount,boot
+//	VMFS_BENCH_ONLY          comma-separated sections: reads,passthrough,remote,vsphere,cutover,reflink,mount,boot,nbd
 //	VMFS_BENCH_SOURCES       comma-separated read sources (default all:
 //	                         vmdk,stream,qcow2,vhdx,raw)
 //	VMFS_BENCH_NO_DOC=1      print the table but leave docs/benchmarks.md alone
